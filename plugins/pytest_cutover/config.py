@@ -1,0 +1,282 @@
+"""Load ``cutover.toml`` once into frozen, validated models.
+
+Discovery: ``--cutover-config PATH`` > ``./cutover.toml`` > ``[tool.cutover]`` in
+``./pyproject.toml``.  ``${VAR}`` is interpolated from the environment; an unset
+variable is an error naming the variable and the key.  Unknown keys fail and list
+the known ones.  Every secret-bearing field is a :class:`~pytest_cutover.redact.Secret`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_cutover.errors import ConfigError
+from pytest_cutover.redact import Secret
+
+__all__ = [
+    "AppConfig",
+    "Attestation",
+    "BackupConfig",
+    "CutoverConfig",
+    "RunConfig",
+    "SchemaConfig",
+    "SourceConfig",
+    "TargetConfig",
+    "Thresholds",
+    "config_hash",
+    "discover_config",
+    "load_config",
+    "lookup",
+    "parse_config",
+]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(_Section):
+    id: str | None = None
+    lead: str | None = None
+    timezone: str | None = None
+    notes: str | None = None
+
+
+class SourceConfig(_Section):
+    database_url: Secret | None = None
+    qdrant_url: str | None = None
+    qdrant_path: str | None = None
+    qdrant_api_key: Secret | None = None
+    collection: str = "dac_memory"
+
+
+class TargetConfig(_Section):
+    database_url: Secret | None = Field(None, description="direct or session connection: admin checks, migration")
+    app_database_url: Secret | None = Field(None, description="what the app's DATABASE_URL becomes: the 6543 pooler")
+    session_pooler_url: Secret | None = None
+    storage_url: str | None = None
+    storage_key: Secret | None = None
+    bucket: str = "attachments"
+    ca_file: str | None = None
+
+
+class AppConfig(_Section):
+    source_dir: str | None = None
+    env_file: str | None = None
+    health_url: str | None = None
+    api_base: str | None = None
+    restart_command: str | None = None
+    stop_command: str | None = None
+    start_command: str | None = None
+    log_file: str | None = None
+    log_command: str | None = None
+    maintenance: Literal["env", "endpoint", "file"] | None = None
+    maintenance_file: str | None = None
+    admin_token: Secret | None = None
+    test_token: Secret | None = None
+    python: str | None = None
+    ca_file: str | None = None
+
+
+class SchemaConfig(_Section):
+    """Names from the runbook; every one can be changed."""
+
+    tenant_column: str = "org_id"
+    tenant_tables: tuple[str, ...] = ()
+    fragments_table: str = "memory_fragments"
+    fragment_key: str = "id"
+    vector_id_column: str = "vector_id"
+    embedding_column: str = "embedding"
+    attachments_table: str = "attachments"
+    attachment_key: str = "id"
+    blob_column: str = "file_data"
+    storage_path_column: str = "storage_path"
+    storage_bucket_column: str = "storage_bucket"
+    threads_table: str = "threads"
+    rls_org_setting: str = "app.current_org_id"
+    rls_user_setting: str = "app.current_user_id"
+    parity_tables: tuple[str, ...] = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")
+
+
+class Thresholds(_Section):
+    """The runbook's numbers, as defaults."""
+
+    migration_success: float = Field(1.0, ge=0.95, le=1.0, description="runbook floor 95%; default 100%")
+    search_p95_ms: float = 100.0
+    error_rate: float = 0.01
+    rollback_error_rate: float = 0.05
+    recall_at_10: float = 0.95
+    monitor_window_s: float = 1800.0
+    monitor_interval_s: float = 10.0
+    backup_max_age_hours: float = 24.0
+    tls_min_days: int = 14
+    health_timeout_s: float = 120.0
+    drain_timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+
+
+class BackupConfig(_Section):
+    path: str | None = None
+    command: str | None = None
+
+
+class Attestation(_Section):
+    """A team item that only a person can confirm: who said so, and when."""
+
+    who: str
+    when: str
+    note: str | None = None
+
+
+class CutoverConfig(_Section):
+    run: RunConfig = RunConfig()
+    source: SourceConfig = SourceConfig()
+    target: TargetConfig = TargetConfig()
+    app: AppConfig = AppConfig()
+    schema_: SchemaConfig = Field(SchemaConfig(), alias="schema")
+    thresholds: Thresholds = Thresholds()
+    backup: BackupConfig = BackupConfig()
+    team: dict[str, Attestation] = {}
+    waivers: dict[str, str] = {}
+    path: str | None = Field(None, description="where this config was read from (set by the loader)")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def lookup(config: CutoverConfig | None, dotted: str) -> Any:
+    """The value at ``section.key``, or ``None`` when the config or the key is absent."""
+    node: Any = config
+    for part in dotted.split("."):
+        if node is None:
+            return None
+        attr = "schema_" if part == "schema" else part
+        node = node.get(attr) if isinstance(node, Mapping) else getattr(node, attr, None)
+    return node
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(
+                    f"environment variable {name} is not set (needed by {where})",
+                    hint=f"export {name}=... or remove the reference from the config",
+                )
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names at ``loc`` inside ``model``, for the 'unknown key' message."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields:
+            return []
+        name = "schema_" if part == "schema" else part
+        field = fields.get(name)
+        if field is None:
+            return []
+        current = field.annotation
+    fields = getattr(current, "model_fields", {}) or {}
+    return sorted((f.alias or n) for n, f in fields.items() if n != "path")
+
+
+def _explain(exc: ValidationError, source: str) -> ConfigError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(CutoverConfig, loc)
+        return ConfigError(f"{source}: unknown key {key}", hint="known keys here: " + ", ".join(known))
+    return ConfigError(f"{source}: {key}: {err['msg'].lower()} (got {type(err.get('input')).__name__})")
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "config", env: Mapping[str, str] | None = None,
+                 path: str | None = None) -> CutoverConfig:
+    """Validate an already-parsed mapping (after ``${VAR}`` interpolation)."""
+    resolved = _interpolate(dict(data), os.environ if env is None else env, "")
+    if path is not None:
+        resolved["path"] = path
+    try:
+        return CutoverConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise _explain(exc, source) from None
+
+
+def discover_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path | None:
+    """Where the config lives: the explicit path, ``./cutover.toml`` or ``./pyproject.toml`` with
+    a ``[tool.cutover]`` table; ``None`` when there is none."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist", hint="pass --cutover-config PATH to a cutover.toml")
+        return path
+    base = cwd or Path.cwd()
+    candidate = base / "cutover.toml"
+    if candidate.is_file():
+        return candidate
+    pyproject = base / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError:
+            return None
+        if "cutover" in data.get("tool", {}):
+            return pyproject
+    return None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> CutoverConfig | None:
+    """Load and validate the config, or return ``None`` when no config exists at all."""
+    found = discover_config(path, cwd)
+    if found is None:
+        return None
+    try:
+        data = tomllib.loads(found.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{found}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{found}: cannot read: {exc.strerror}") from None
+    if found.name == "pyproject.toml":
+        data = data.get("tool", {}).get("cutover", {})
+    return parse_config(data, source=str(found), env=env, path=str(found.resolve()))
+
+
+def config_hash(config: CutoverConfig | None) -> str | None:
+    """A stable hash of the effective config; it identifies it without revealing any value."""
+    if config is None:
+        return None
+    payload = config.model_dump(mode="python", by_alias=True, exclude={"path"})
+
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, Secret):
+            return hashlib.sha256(obj.get().encode()).hexdigest()
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [plain(v) for v in obj]
+        return obj
+
+    canonical = json.dumps(plain(payload), sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,102 @@
+"""Who, where and what a run is: run id, reports folder, host, user, suite revision.
+
+Precedence is one function: flag > environment > config file > default.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_cutover.config import CutoverConfig, config_hash
+from pytest_cutover.ledger import Ledger, check_run_id, run_dir
+from pytest_cutover.redact import redact
+
+__all__ = ["DEFAULT_RUN", "RunContext", "context_from_options", "git_revision", "resolve_run_id"]
+
+DEFAULT_RUN = "default"
+
+
+def resolve_run_id(flag: str | None, config: CutoverConfig | None, env: dict[str, str] | None = None) -> str:
+    """``--cutover-run`` > ``$CUTOVER_RUN`` > ``[run] id`` > ``default``."""
+    environ = os.environ if env is None else env
+    chosen = flag or environ.get("CUTOVER_RUN") or (config.run.id if config else None) or DEFAULT_RUN
+    return check_run_id(chosen)
+
+
+def git_revision(path: str | os.PathLike[str]) -> str | None:
+    """The suite's git revision (``+dirty`` when it has uncommitted changes), or ``None``."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return rev.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # pragma: no cover - no passwd entry in a container
+        return str(os.getuid())
+
+
+@dataclass
+class RunContext:
+    """The facts stamped on every ledger record of one invocation."""
+
+    run: str
+    reports_dir: Path
+    config: CutoverConfig | None
+    suite_dir: Path
+    args: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    user: str = field(default_factory=_user)
+    git_rev: str | None = None
+    config_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        self.run = check_run_id(self.run)
+        if self.git_rev is None:
+            self.git_rev = git_revision(self.suite_dir)
+        if self.config_hash is None:
+            self.config_hash = config_hash(self.config)
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir(self.reports_dir, self.run)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger.for_run(self.reports_dir, self.run)
+
+    def stamp(self) -> dict[str, Any]:
+        """The fields every record of this invocation carries."""
+        return {
+            "run": self.run,
+            "host": self.host,
+            "user": self.user,
+            "git_rev": self.git_rev,
+            "config_hash": self.config_hash,
+            "args": [redact(a) for a in self.args],
+        }
+
+
+def context_from_options(config_path: str | os.PathLike[str] | None = None, run: str | None = None,
+                         reports_dir: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> RunContext:
+    """The :class:`RunContext` for a CLI command, with the same precedence as the plugin."""
+    from pytest_cutover.config import load_config
+
+    base = cwd or Path.cwd()
+    config = load_config(config_path, cwd=base)
+    reports = reports_dir or os.environ.get("CUTOVER_REPORTS_DIR") or "reports"
+    return RunContext(run=resolve_run_id(run, config), reports_dir=(base / reports).resolve(), config=config,
+                      suite_dir=base)

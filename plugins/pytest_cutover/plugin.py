@@ -1,0 +1,257 @@
+"""The pytest hooks: stage markers, ordering, gating and the ledger.
+
+Each hook turns pytest objects into plain values and makes one call into the
+pure core (``stages``, ``ledger``).  Per-run state lives in one registered
+:class:`CutoverSession`, reachable through ``config.stash``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_cutover.config import CutoverConfig, load_config
+from pytest_cutover.context import RunContext, resolve_run_id
+from pytest_cutover.errors import CutoverError
+from pytest_cutover.ledger import iso_utc
+from pytest_cutover.redact import redact
+from pytest_cutover.stages import (
+    STAGE_HELP,
+    STAGES,
+    PriorVerdict,
+    StageMarkerError,
+    StageResult,
+    StageTracker,
+    gate,
+    stage_index,
+    stage_of,
+)
+
+SESSION_KEY = pytest.StashKey["CutoverSession"]()
+STAGE_KEY = pytest.StashKey[str]()
+_PROP_STAGE, _PROP_BLOCKED, _PROP_FIGURE, _PROP_RUNBOOK = (
+    "cutover_stage", "cutover_blocked", "cutover_figure", "cutover_runbook")
+
+
+def _force_reason(value: str) -> str:
+    if not value.strip():
+        raise pytest.UsageError("--cutover-force needs a reason, for example --cutover-force \"DBA approved, INC-42\"")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cutover", "database cutover stages and gating")
+    group.addoption("--cutover-config", dest="cutover_config", metavar="PATH", default=None,
+                    help="cutover.toml to use (default: ./cutover.toml, else [tool.cutover] in pyproject.toml)")
+    group.addoption("--cutover-run", dest="cutover_run", metavar="ID", default=None,
+                    help="run id of this cutover: verdicts of one run gate each other across invocations "
+                         "(default: $CUTOVER_RUN, else [run] id, else 'default')")
+    group.addoption("--cutover-force", dest="cutover_force", metavar="REASON", default=None, type=_force_reason,
+                    help="run stages even when an earlier stage has not passed; the reason is recorded "
+                         "in the ledger and shown in the report")
+    group.addoption("--cutover-reports-dir", dest="cutover_reports_dir", metavar="DIR", default=None,
+                    help="where reports/<run>/ lives (default: $CUTOVER_REPORTS_DIR, else ./reports)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for stage in STAGES:
+        config.addinivalue_line("markers", f"{stage}: cutover stage {stage_index(stage) + 1}/6 - {STAGE_HELP[stage]}")
+    try:
+        cutover_config = load_config(config.getoption("cutover_config"), cwd=config.invocation_params.dir)
+        session = CutoverSession(config, cutover_config)
+    except CutoverError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "cutover-session")
+
+
+def get_session(config: pytest.Config) -> CutoverSession:
+    """The per-run state of this pytest invocation."""
+    return config.stash[SESSION_KEY]
+
+
+def _message(report: pytest.TestReport) -> str | None:
+    longrepr = report.longrepr
+    if longrepr is None:
+        return None
+    if isinstance(longrepr, tuple):  # a skip: (path, lineno, reason)
+        return redact(str(longrepr[2]))
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        return redact(crash.message)
+    return redact(str(longrepr))[-2000:]
+
+
+def _props(report: pytest.TestReport) -> dict[str, Any]:
+    props: dict[str, Any] = {"figures": {}}
+    for name, value in report.user_properties:
+        if name == _PROP_FIGURE and isinstance(value, dict):
+            props["figures"].update(value)
+        else:
+            props[name] = value
+    return props
+
+
+class CutoverSession:
+    """State of one pytest invocation: context, tracker, and which stage verdicts are written."""
+
+    def __init__(self, config: pytest.Config, cutover_config: CutoverConfig | None) -> None:
+        self.config = config
+        self.cutover_config = cutover_config
+        self.is_worker = hasattr(config, "workerinput")
+        reports = (config.getoption("cutover_reports_dir") or os.environ.get("CUTOVER_REPORTS_DIR")
+                   or "reports")
+        self.context = RunContext(
+            run=resolve_run_id(config.getoption("cutover_run"), cutover_config),
+            reports_dir=(config.invocation_params.dir / reports).resolve(),
+            config=cutover_config,
+            suite_dir=Path(str(config.rootpath)),
+            args=list(config.invocation_params.args),
+        )
+        self.forced: str | None = config.getoption("cutover_force")
+        self.invocation = uuid.uuid4().hex[:12]
+        self.tracker = StageTracker()
+        self.remaining: Counter[str] = Counter()
+        self.written: dict[str, StageResult] = {}
+        self.gates: dict[str, str | None] = {}
+        self.forced_over: dict[str, str] = {}
+        self.staged = False
+
+    # -- collection -----------------------------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        try:
+            stages = [stage_of(item.nodeid, (m.name for m in item.iter_markers())) for item in items]
+        except StageMarkerError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        for item, stage in zip(items, stages, strict=True):
+            if stage is None:
+                continue
+            item.stash[STAGE_KEY] = stage
+            item.user_properties.append((_PROP_STAGE, stage))
+            doc = (getattr(item, "obj", None).__doc__ or "").strip() if hasattr(item, "obj") else ""
+            if doc:
+                item.user_properties.append((_PROP_RUNBOOK, doc.splitlines()[0]))
+        order = {id(item): (-1 if s is None else stage_index(s)) for item, s in zip(items, stages, strict=True)}
+        items.sort(key=lambda item: order[id(item)])
+        selected = sorted({s for s in stages if s}, key=stage_index)
+        if self.is_worker and len(selected) > 1:
+            raise pytest.UsageError(
+                f"pytest-xdist cannot keep the stage barrier: this selection spans stages {', '.join(selected)}; "
+                f"run one stage per invocation with -n (pytest -n 2 -m {selected[0]}, then -m {selected[1]}), "
+                "or run them in order without -n"
+            )
+        if selected:
+            self.staged = True
+            try:
+                self.context.ledger.records()  # a corrupt ledger stops the run before anything changes
+            except CutoverError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.remaining = Counter(item.stash[STAGE_KEY] for item in session.items if STAGE_KEY in item.stash)
+
+    # -- gating ---------------------------------------------------------------------------------
+    def _gate(self, stage: str) -> str | None:
+        if stage not in self.gates:
+            try:
+                verdicts: dict[str, PriorVerdict | None] = dict(self.context.ledger.stage_verdicts())
+            except CutoverError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            verdicts.update({s: r.prior() for s, r in self.written.items()})
+            self.gates[stage] = gate(stage, verdicts, self.context.run)
+        return self.gates[stage]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        stage = item.stash.get(STAGE_KEY, None)
+        if stage is None:
+            return
+        reason = self._gate(stage)
+        if reason is None:
+            return
+        if self.forced:
+            self.forced_over.setdefault(stage, reason)
+            return
+        item.user_properties.append((_PROP_BLOCKED, reason))
+        pytest.skip(reason)
+
+    # -- verdicts -------------------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        props = _props(report)
+        stage = props.get(_PROP_STAGE)
+        if stage not in STAGES:
+            return
+        self.tracker.record(
+            stage, report.nodeid, report.when, report.outcome,
+            message=_message(report), duration=report.duration, blocked=props.get(_PROP_BLOCKED),
+            figures=props["figures"], runbook=props.get(_PROP_RUNBOOK),
+            start=getattr(report, "start", None), stop=getattr(report, "stop", None),
+            wasxfail=hasattr(report, "wasxfail"),
+        )
+        if report.when == "teardown" and self.remaining.get(stage):
+            self.remaining[stage] -= 1
+            if self.remaining[stage] == 0:
+                self._write(stage, interrupted=False)
+
+    def _write(self, stage: str, *, interrupted: bool) -> None:
+        result = self.tracker.result(stage, interrupted=interrupted)
+        forced = self.forced if stage in self.forced_over else None
+        self.context.ledger.append({
+            "kind": "stage",
+            **self.context.stamp(),
+            "invocation": self.invocation,
+            "stage": stage,
+            "verdict": result.verdict,
+            "start": iso_utc(result.start) if result.start else None,
+            "end": iso_utc(result.end) if result.end else None,
+            "duration": round(result.end - result.start, 3) if result.start and result.end else None,
+            "first_failure": result.first_failure,
+            "reason": result.reason,
+            "forced": forced,
+            "forced_over": self.forced_over.get(stage),
+            "counts": result.counts,
+            "tests": result.tests,
+            "skipped": result.skipped,
+            "figures": result.figures,
+        })
+        self.written[stage] = result
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker or self.config.option.collectonly:
+            return
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
+        for stage in self.tracker.stages_seen():
+            if stage not in self.written:
+                self._write(stage, interrupted=interrupted)
+
+    # -- terminal -------------------------------------------------------------------------------
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        where = self.cutover_config.path if self.cutover_config else "none found"
+        return [f"cutover: run {self.context.run}, ledger {self.context.ledger.path}, config {where}"]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.written:
+            return
+        terminalreporter.section(f"cutover stages (run {self.context.run})")
+        for stage in STAGES:
+            result = self.written.get(stage)
+            if result is None:
+                continue
+            counts = ", ".join(f"{n} {k}" for k, n in result.counts.items() if n)
+            line = f"{stage:<11} {result.verdict.upper():<8} {counts}"
+            if result.reason:
+                line += f"  - {result.reason}"
+            if stage in self.forced_over:
+                line += f"  [forced: {self.forced}]"
+            terminalreporter.write_line(redact(line))
+
