@@ -1,0 +1,1 @@
+"""The rehearsal stacks: a real Supabase-like cutover environment on one machine (embedded) or on containers."""
