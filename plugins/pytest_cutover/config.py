@@ -27,6 +27,7 @@ __all__ = [
     "Attestation",
     "BackupConfig",
     "CutoverConfig",
+    "MonitorConfig",
     "RunConfig",
     "SchemaConfig",
     "SourceConfig",
@@ -126,6 +127,35 @@ class Thresholds(_Section):
     connect_timeout_s: float = 10.0
 
 
+class MonitorConfig(_Section):
+    """The monitor stage: what to probe, where to read figures, and its own limits (runbook steps 6-7)."""
+
+    orgs: tuple[str, ...] = Field((), description="sampled orgs; empty: discover sample_orgs from the target")
+    sample_orgs: int = Field(3, ge=1)
+    probes: tuple[Literal["health", "threads", "search", "attachment"], ...] = (
+        "health", "threads", "search", "attachment")
+    critical_probes: tuple[str, ...] = Field(("health", "threads"), description="probe kinds or names")
+    critical_failures: int = Field(3, ge=1, description="a critical probe failing this many times in a row")
+    search_fragments: dict[str, int] = Field({}, description="org -> fragment id to search by")
+    attachments: dict[str, int] = Field({}, description="org -> attachment id to download")
+    search_dim: int = 1536
+    search_k: int = 10
+    probe_timeout_s: float = Field(5.0, gt=0)
+    allow_maintenance: bool = Field(True, description="health 503 {'status': 'maintenance'} counts as up")
+    app_pid: int | None = None
+    app_pid_file: str | None = None
+    rss_command: str | None = Field(None, description="prints the app's RSS (bytes, or with a kB/MB/GB unit)")
+    pooler_admin_url: Secret | None = Field(None, description="PgBouncer admin console (database pgbouncer)")
+    command_timeout_s: float = Field(10.0, gt=0)
+    conn_failure_count: int = Field(3, ge=1, description="db connection failures within the window that trigger")
+    conn_failure_window_s: float = Field(300.0, gt=0)
+    error_rate_span_s: float | None = Field(300.0, description="sliding span of the error-rate trigger; none: all")
+    min_requests: int = Field(20, ge=1, description="fewer requests in a span never fire the error-rate trigger")
+    memory_slope_mb_per_min: float = Field(10.0, description="success: RSS grows slower than this")
+    connection_growth_max: int = Field(10, ge=0, description="success: connections grow by at most this many")
+    stop_on_trigger: bool = True
+
+
 class BackupConfig(_Section):
     path: str | None = None
     command: str | None = None
@@ -147,6 +177,7 @@ class CutoverConfig(_Section):
     schema_: SchemaConfig = Field(SchemaConfig(), alias="schema")
     thresholds: Thresholds = Thresholds()
     backup: BackupConfig = BackupConfig()
+    monitor: MonitorConfig = MonitorConfig()
     team: dict[str, Attestation] = {}
     waivers: dict[str, str] = {}
     path: str | None = Field(None, description="where this config was read from (set by the loader)")
