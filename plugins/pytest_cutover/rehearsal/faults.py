@@ -1,0 +1,518 @@
+"""The fault catalog: every fault a gate guards against, and how the rehearsal plants it for real.
+
+Each fault names the stage whose gate must catch it (design.md "Contracts") and *when* it is
+planted: ``before`` (after the stack is up, before the suite runs), ``after-sync`` (between the
+migration's copy and its verification, by the suite's rehearsal hook) or ``during-monitor`` (partway
+through the monitor window).  Planting changes the real system: SQL on the target, commits in the
+app's git checkout, points in the Qdrant folder, the app's FAULTS_FILE, the configured URLs, file
+times.  Nothing is simulated: a gate catches a planted fault only by looking at the world.
+
+``plant(stack, name)`` takes any object with the attributes of :class:`FaultTarget` (the
+:class:`~pytest_cutover.rehearsal.stack.EmbeddedStack` has them) and returns one line of evidence
+saying what it changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.stages import STAGES
+
+__all__ = [
+    "AFTER_SYNC",
+    "BEFORE",
+    "DURING_MONITOR",
+    "FAULTS",
+    "Fault",
+    "FaultTarget",
+    "clear_runtime_faults",
+    "faults_due",
+    "get_fault",
+    "list_faults",
+    "plant",
+    "plant_due",
+    "validate_faults",
+]
+
+PRECUTOVER, SYNC, SWITCH, _SMOKE, RLS, MONITOR = STAGES
+
+When = Literal["before", "after-sync", "during-monitor"]
+BEFORE: When = "before"
+AFTER_SYNC: When = "after-sync"
+DURING_MONITOR: When = "during-monitor"
+
+#: The table the table-level RLS faults hit (the one the app's threads API reads).
+RLS_FAULT_TABLE = "threads"
+#: Days of validity of the certificates issued under ``tls-expiring`` (inside the 14-day warning window).
+TLS_EXPIRING_DAYS = 5
+#: How far back ``stale-backup`` sets the backup's mtime.
+STALE_BACKUP_AGE_H = 72.0
+
+
+class FaultTarget(Protocol):
+    """What a fault needs from the stack it is planted on."""
+
+    faults_file: Path
+    app_dir: Path
+    backup_path: Path
+    qdrant_path: Path
+    collection: str
+    storage_data_dir: Path
+
+    def target_sql(self, sql: str) -> str: ...          # as the superuser on the target database
+    def old_sql(self, sql: str) -> str: ...             # as the superuser on the old database
+    def set_app_database(self, *, user: str | None = None, pooler: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One catalog entry: the gate that must catch it, when it is planted, how."""
+
+    name: str
+    stage: str
+    when: When
+    description: str
+    planter: Callable[[Any], str] | None = None
+    at_build: bool = False  # True: the stack must know it before it starts (e.g. certificate lifetime)
+
+    def line(self) -> str:
+        return f"{self.name}\t{self.stage}\t{self.when}\t{self.description}"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _git(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "rehearsal", "GIT_AUTHOR_EMAIL":
+           "rehearsal@localhost", "GIT_COMMITTER_NAME": "rehearsal", "GIT_COMMITTER_EMAIL": "rehearsal@localhost"}
+    done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    if check and done.returncode != 0:
+        raise RehearsalError(f"git {' '.join(args)} failed in {checkout}: {done.stderr.strip() or done.stdout.strip()}",
+                             hint="the app checkout is not a healthy git repository; rebuild the stack")
+    return done
+
+
+def _commit_and_push(checkout: Path, paths: Sequence[str], message: str) -> str:
+    _git(checkout, "add", "--", *paths)
+    _git(checkout, "commit", "-q", "-m", message, "--", *paths)
+    if _git(checkout, "remote", check=False).stdout.strip():
+        # Pushed like a real change, so only the planted defect (not "unpushed commits") is visible.
+        _git(checkout, "push", "-q", "origin", "HEAD", check=False)
+    return _git(checkout, "rev-parse", "--short", "HEAD").stdout.strip()
+
+
+def _edit_source(checkout: Path, pattern: re.Pattern[str], replace: str | Callable[[re.Match[str]], str],
+                 what: str) -> list[str]:
+    changed: list[str] = []
+    for path in sorted((checkout / "app").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        new, count = pattern.subn(replace, text)
+        if count:
+            path.write_text(new, encoding="utf-8")
+            changed.append(str(path.relative_to(checkout)))
+    if not changed:
+        raise RehearsalError(f"cannot plant the fault: no {what} found under {checkout / 'app'}",
+                             hint="the reference app changed; update pytest_cutover/rehearsal/faults.py")
+    return changed
+
+
+def _write_runtime_fault(stack: FaultTarget, key: str, value: Any) -> str:
+    path = stack.faults_file
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        current = {}
+    current[key] = value
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+    return f"{path.name}: {key} = {json.dumps(value)}"
+
+
+def clear_runtime_faults(stack: FaultTarget, names: Iterable[str] | None = None) -> None:
+    """Remove runtime faults from the app's FAULTS_FILE (all of them when ``names`` is None)."""
+    path = stack.faults_file
+    if names is None:
+        path.unlink(missing_ok=True)
+        return
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return
+    for name in names:
+        current.pop(name, None)
+    path.write_text(json.dumps(current, sort_keys=True), encoding="utf-8")
+
+
+def _runtime(key: str, value: Any) -> Callable[[FaultTarget], str]:
+    def planter(stack: FaultTarget) -> str:
+        return _write_runtime_fault(stack, key, value)
+
+    return planter
+
+
+# ------------------------------------------------------------------------------------------------ database faults
+def _rls_disabled(stack: FaultTarget) -> str:
+    stack.target_sql(f"alter table public.{RLS_FAULT_TABLE} disable row level security;")
+    return f"row level security disabled on {RLS_FAULT_TABLE}"
+
+
+def _rls_not_forced(stack: FaultTarget) -> str:
+    # Without FORCE the owner is not filtered: make the app's role the owner, as a hand-run migration would.
+    stack.target_sql(f"alter table public.{RLS_FAULT_TABLE} no force row level security;\n"
+                     f"alter table public.{RLS_FAULT_TABLE} owner to app_user;")
+    return f"{RLS_FAULT_TABLE}: row level security not forced, owned by app_user"
+
+
+def _policy_using_true(stack: FaultTarget) -> str:
+    stack.target_sql(f"create policy {RLS_FAULT_TABLE}_read_all on public.{RLS_FAULT_TABLE} "
+                     "as permissive for select using (true);")
+    return f"permissive policy {RLS_FAULT_TABLE}_read_all for select using (true)"
+
+
+def _private_tier_leak(stack: FaultTarget) -> str:
+    # OR'd with the tenant policy: same org, but the private/shared tier check is gone.
+    stack.target_sql("create policy memory_fragments_org_read on public.memory_fragments as permissive for select "
+                     "using (org_id = nullif(current_setting('app.current_org_id', true), ''));")
+    return "permissive policy memory_fragments_org_read exposes private fragments within the org"
+
+
+def _app_role_bypassrls(stack: FaultTarget) -> str:
+    stack.set_app_database(user="postgres")
+    return "target.app_database_url logs in as postgres (BYPASSRLS)"
+
+
+def _session_pooler_url(stack: FaultTarget) -> str:
+    stack.set_app_database(pooler="session")
+    return "target.app_database_url points at the session pooler"
+
+
+def _bucket_public(stack: FaultTarget) -> str:
+    stack.target_sql("update storage.buckets set public = true where id = 'attachments';")
+    return "storage bucket attachments is public"
+
+
+def _vector_altered(stack: FaultTarget) -> str:
+    out = stack.target_sql(
+        "with victim as (select id from public.memory_fragments where embedding is not null order by id limit 1)\n"
+        "update public.memory_fragments m set embedding = array_cat(array[(m.embedding::real[])[1] + 0.0001::real],"
+        " (m.embedding::real[])[2:])::vector from victim where m.id = victim.id returning m.id;")
+    ids = [line.strip() for line in out.splitlines() if line.strip()]
+    if not ids:
+        raise RehearsalError("cannot plant vector-altered: no migrated embedding on the target yet",
+                             hint="plant it after the vector sync (when='after-sync')")
+    return f"memory_fragments id {ids[0]}: first embedding component changed by 1e-4"
+
+
+def _blob_corrupt(stack: FaultTarget) -> str:
+    out = stack.target_sql("select name from storage.objects where bucket_id = 'attachments' order by name limit 1;")
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    if not names:
+        raise RehearsalError("cannot plant blob-corrupt: no object in the attachments bucket yet",
+                             hint="plant it after the blob sync (when='after-sync')")
+    files = sorted(p for p in stack.storage_data_dir.rglob("*") if p.is_file() and str(p).endswith(names[0]))
+    if not files:
+        raise RehearsalError(f"cannot plant blob-corrupt: object {names[0]} has no file under {stack.storage_data_dir}",
+                             hint="the storage service's on-disk layout changed; update faults.py")
+    data = bytearray(files[0].read_bytes())
+    if data:
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = bytearray(b"\x00")
+    files[0].write_bytes(bytes(data))
+    return f"storage object {names[0]}: one byte flipped on disk"
+
+
+# ------------------------------------------------------------------------------------------------ source faults
+_SET_LOCAL = re.compile(r"(set_config\('app\.current_(?:org|user)_id',\s*:\w+,\s*)true\)")
+_CACHE_LINE = re.compile(r"^[ \t]*[\"'](?:prepared_)?statement_cache_size[\"']:\s*0,?[ \t]*\n", re.M)
+
+
+def _session_set(stack: FaultTarget) -> str:
+    changed = _edit_source(stack.app_dir, _SET_LOCAL, r"\1false)", "set_config(..., true) for the tenant")
+    rev = _commit_and_push(stack.app_dir, changed, "Keep the tenant for the whole connection")
+    return f"{', '.join(changed)}: set_config(..., false) (session scope), commit {rev}"
+
+
+def _statement_cache_on(stack: FaultTarget) -> str:
+    changed = _edit_source(stack.app_dir, _CACHE_LINE, "", "statement_cache_size=0 in the engine")
+    rev = _commit_and_push(stack.app_dir, changed, "Use the driver's default statement cache")
+    return f"{', '.join(changed)}: statement_cache_size=0 removed, commit {rev}"
+
+
+def _syntax_error(stack: FaultTarget) -> str:
+    target = stack.app_dir / "app" / "search.py"
+    if not target.exists():
+        target = sorted((stack.app_dir / "app").glob("*.py"))[-1]
+    rel = str(target.relative_to(stack.app_dir))
+    with target.open("a", encoding="utf-8") as fh:
+        fh.write("\n\ndef rank_results(results)\n    return sorted(results, key=lambda r: -r.score)\n")
+    rev = _commit_and_push(stack.app_dir, [rel], "Rank search results")
+    return f"{rel}: a def without its colon, commit {rev}"
+
+
+def _merge_conflict(stack: FaultTarget) -> str:
+    """A real conflicting merge whose conflict markers were committed (git commit -a after the failed merge)."""
+    checkout = stack.app_dir
+    target = checkout / "app" / "config.py"
+    rel = str(target.relative_to(checkout))
+    base = _git(checkout, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    original = target.read_text(encoding="utf-8")
+    _git(checkout, "checkout", "-q", "-b", "feature/search-timeout")
+    target.write_text(original.replace('"SEARCH_TIMEOUT_MS", "2000"', '"SEARCH_TIMEOUT_MS", "5000"', 1)
+                      if '"SEARCH_TIMEOUT_MS", "2000"' in original else original + "\nSEARCH_TIMEOUT_MS = 5000\n",
+                      encoding="utf-8")
+    _git(checkout, "commit", "-q", "-am", "Raise the search timeout")
+    _git(checkout, "checkout", "-q", base)
+    target.write_text(original.replace('"SEARCH_TIMEOUT_MS", "2000"', '"SEARCH_TIMEOUT_MS", "1000"', 1)
+                      if '"SEARCH_TIMEOUT_MS", "2000"' in original else original + "\nSEARCH_TIMEOUT_MS = 1000\n",
+                      encoding="utf-8")
+    _git(checkout, "commit", "-q", "-am", "Lower the search timeout")
+    merged = _git(checkout, "merge", "--no-edit", "feature/search-timeout", check=False)
+    if "CONFLICT" not in merged.stdout + merged.stderr:
+        raise RehearsalError(f"cannot plant merge-conflict: the merge did not conflict ({merged.stdout.strip()})",
+                             hint="the reference app changed; update faults.py")
+    rev = _commit_and_push(checkout, [rel], "Merge branch 'feature/search-timeout'")
+    return f"{rel}: conflict markers committed in merge {rev}"
+
+
+def _dirty_git(stack: FaultTarget) -> str:
+    target = stack.app_dir / "app" / "config.py"
+    with target.open("a", encoding="utf-8") as fh:
+        fh.write("\n# TODO(hotfix): bump pool size before the cutover\n")
+    return f"{target.relative_to(stack.app_dir)}: modified, not committed"
+
+
+def _stale_backup(stack: FaultTarget) -> str:
+    path = stack.backup_path
+    if not path.exists():
+        raise RehearsalError(f"cannot plant stale-backup: backup {path} does not exist",
+                             hint="the stack takes the backup at start; check its log")
+    old = time.time() - STALE_BACKUP_AGE_H * 3600
+    os.utime(path, (old, old))
+    return f"{path.name}: modified time set {STALE_BACKUP_AGE_H:.0f} h ago"
+
+
+def _tls_expiring(stack: FaultTarget) -> str:
+    days = getattr(stack, "cert_days", None)
+    if days is None or days > TLS_EXPIRING_DAYS:
+        raise RehearsalError("tls-expiring must be given when the stack is built (it sets the certificate lifetime)",
+                             hint="EmbeddedStack(faults=['tls-expiring']) or cutover rehearse --fault tls-expiring")
+    return f"pooler and API certificates expire in {days} days"
+
+
+# ------------------------------------------------------------------------------------------------ qdrant faults
+def _first_user(stack: FaultTarget, *, exclude_org: str | None = None) -> tuple[str, str]:
+    where = f"where org_id <> {_sql_literal(exclude_org)} " if exclude_org else ""
+    out = stack.target_sql(f"select org_id || '|' || id from public.users {where}order by id limit 1;")
+    line = next((x.strip() for x in out.splitlines() if x.strip()), "")
+    if "|" not in line:
+        raise RehearsalError("cannot plant the fault: the target has no users (was the seed loaded?)")
+    org, user = line.split("|", 1)
+    return org, user
+
+
+def _add_fragment_row(stack: FaultTarget, org: str, user: str, vector_id: str, content: str) -> int:
+    """The same fragment row in the old and the target database (so relational parity still holds)."""
+    cols = "(org_id, user_id, tier, content, vector_id)"
+    vals = f"({_sql_literal(org)}, {_sql_literal(user)}, 'shared', {_sql_literal(content)}, {_sql_literal(vector_id)})"
+    out = stack.old_sql(f"insert into public.memory_fragments {cols} values {vals} returning id;")
+    frag_id = int(next(x.strip() for x in out.splitlines() if x.strip()))
+    stack.target_sql(
+        f"insert into public.memory_fragments (id, org_id, user_id, tier, content, vector_id) overriding system value "
+        f"values ({frag_id}, {_sql_literal(org)}, {_sql_literal(user)}, 'shared', {_sql_literal(content)}, "
+        f"{_sql_literal(vector_id)});\n"
+        "select setval(pg_get_serial_sequence('public.memory_fragments', 'id'), "
+        "(select max(id) from public.memory_fragments));")
+    return frag_id
+
+
+class _QdrantFolder:
+    """The local-mode folder, locked by opening a client (one process at a time), with raw writes.
+
+    qdrant-client's local mode refuses NaN and wrong-size vectors on upsert and cannot even load a
+    wrong-size dense vector, so those points are written straight into the collection's storage
+    while we hold the folder's lock: the state a damaged or hand-edited source can be in.
+    """
+
+    def __init__(self, stack: FaultTarget) -> None:
+        import warnings
+
+        from qdrant_client import QdrantClient
+
+        self.stack = stack
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.client = QdrantClient(path=str(stack.qdrant_path))
+        except RuntimeError as exc:
+            raise RehearsalError(f"cannot plant a qdrant fault: folder {stack.qdrant_path} is in use ({exc})",
+                                 hint="plant qdrant faults before the app opens the folder") from None
+        self.dim = int(self.client.get_collection(stack.collection).config.params.vectors.size)  # type: ignore[union-attr]
+
+    def sample_vector(self) -> list[float]:
+        records, _ = self.client.scroll(self.stack.collection, limit=1, with_vectors=True)
+        if not records:
+            raise RehearsalError(f"cannot plant a qdrant fault: collection {self.stack.collection} is empty")
+        return [float(x) for x in records[0].vector]  # type: ignore[union-attr]
+
+    def upsert(self, point_id: str, vector: list[float], payload: dict[str, Any]) -> None:
+        from qdrant_client import models
+
+        self.client.upsert(self.stack.collection, points=[models.PointStruct(id=point_id, vector=vector,
+                                                                                 payload=payload)], wait=True)
+
+    def raw_write(self, point_id: str, vector: Any, payload: dict[str, Any]) -> None:
+        from qdrant_client import models
+        from qdrant_client.local.persistence import CollectionPersistence
+
+        folder = Path(self.stack.qdrant_path) / "collection" / self.stack.collection
+        store = CollectionPersistence(str(folder))
+        try:
+            store.persist(models.PointStruct.model_construct(id=point_id, vector=vector, payload=payload))
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _bad_point(kind: str) -> Callable[[FaultTarget], str]:
+    def planter(stack: FaultTarget) -> str:
+        folder = _QdrantFolder(stack)
+        try:
+            org, user = _first_user(stack)
+            point_id = str(uuid.uuid4())
+            vector = folder.sample_vector()
+            payload: dict[str, Any] = {"org_id": org, "user_id": user}
+            if kind == "payload-org-mismatch":
+                other_org, _ = _first_user(stack, exclude_org=org)
+                payload["org_id"] = other_org
+            frag_id = _add_fragment_row(stack, org, user, point_id, f"rehearsal fault {kind}")
+            payload["fragment_id"] = frag_id
+            if kind == "nan-vector":
+                vector[len(vector) // 2] = float("nan")
+                folder.raw_write(point_id, vector, payload)
+                detail = "one component is NaN"
+            elif kind == "wrong-dim-vector":
+                # Stored under a legacy vector name with 768 values: scroll yields no 1536-d vector for it.
+                folder.raw_write(point_id, {"legacy-768": vector[:768]}, payload)
+                detail = f"a 768-d vector instead of {folder.dim}-d"
+            else:
+                folder.upsert(point_id, vector, payload)
+                detail = f"payload org_id {payload['org_id']} but the row's org is {org}"
+        finally:
+            folder.close()
+        return f"point {point_id} (fragment {frag_id}): {detail}"
+
+    return planter
+
+
+def _missing_point(stack: FaultTarget) -> str:
+    org, user = _first_user(stack)
+    point_id = str(uuid.uuid4())
+    frag_id = _add_fragment_row(stack, org, user, point_id, "rehearsal fault missing-point")
+    return f"fragment {frag_id} has vector_id {point_id} with no point in qdrant"
+
+
+# ------------------------------------------------------------------------------------------------ the catalog
+_CATALOG: tuple[Fault, ...] = (
+    Fault("rls-disabled", PRECUTOVER, BEFORE, f"row level security disabled on {RLS_FAULT_TABLE}", _rls_disabled),
+    Fault("rls-not-forced", PRECUTOVER, BEFORE,
+          f"{RLS_FAULT_TABLE}: RLS not forced and owned by the app role, so the owner is not filtered",
+          _rls_not_forced),
+    Fault("policy-using-true", PRECUTOVER, BEFORE,
+          f"a permissive cross-org policy for select using (true) on {RLS_FAULT_TABLE}", _policy_using_true),
+    Fault("app-role-bypassrls", PRECUTOVER, BEFORE,
+          "the app's database URL logs in as postgres, which has BYPASSRLS", _app_role_bypassrls),
+    Fault("session-set", PRECUTOVER, BEFORE,
+          "the app sets the tenant with set_config(..., false): session scope, leaks through the pooler", _session_set),
+    Fault("session-pooler-url", PRECUTOVER, BEFORE,
+          "the configured app database URL points at the session pooler, not the transaction pooler",
+          _session_pooler_url),
+    Fault("statement-cache-on", PRECUTOVER, BEFORE,
+          "the app's engine keeps asyncpg's statement cache (no statement_cache_size=0)", _statement_cache_on),
+    Fault("missing-point", SYNC, BEFORE, "a fragment row whose vector_id has no point in qdrant", _missing_point),
+    Fault("nan-vector", SYNC, BEFORE, "an extra qdrant point with a NaN component", _bad_point("nan-vector")),
+    Fault("wrong-dim-vector", SYNC, BEFORE, "an extra qdrant point without a 1536-d vector (a 768-d one)",
+          _bad_point("wrong-dim-vector")),
+    Fault("payload-org-mismatch", SYNC, BEFORE, "an extra qdrant point whose payload org_id differs from its row",
+          _bad_point("payload-org-mismatch")),
+    Fault("vector-altered", SYNC, AFTER_SYNC, "one migrated embedding changed after the copy (bit-exact check)",
+          _vector_altered),
+    Fault("blob-corrupt", SYNC, AFTER_SYNC, "one migrated storage object corrupted on disk after the upload",
+          _blob_corrupt),
+    Fault("bucket-public", PRECUTOVER, BEFORE, "the attachments storage bucket is public", _bucket_public),
+    Fault("maintenance-ignored", SYNC, BEFORE, "the app keeps reporting healthy while maintenance is on",
+          _runtime("maintenance-ignored", True)),
+    Fault("app-fails-start", SWITCH, BEFORE, "the app raises at start-up, so the restart after the switch fails",
+          _runtime("app-fails-start", True)),
+    Fault("syntax-error", PRECUTOVER, BEFORE, "a committed python syntax error in the app", _syntax_error),
+    Fault("merge-conflict", PRECUTOVER, BEFORE, "committed merge-conflict markers in the app", _merge_conflict),
+    Fault("stale-backup", PRECUTOVER, BEFORE, f"the backup is {STALE_BACKUP_AGE_H:.0f} h old", _stale_backup),
+    Fault("dirty-git", PRECUTOVER, BEFORE, "an uncommitted change in the app checkout", _dirty_git),
+    Fault("error-spike", MONITOR, DURING_MONITOR, "30% of /api requests answer 500", _runtime("error-spike", 0.3)),
+    Fault("slow-search", MONITOR, DURING_MONITOR, "250 ms added to every search", _runtime("slow-search", 250)),
+    Fault("db-conn-failures", MONITOR, DURING_MONITOR, "the app's database calls fail with connection errors",
+          _runtime("db-conn-failures", True)),
+    Fault("cross-org-leak", MONITOR, DURING_MONITOR, "the threads API starts serving other orgs' rows",
+          _runtime("cross-org-leak", True)),
+    Fault("tls-expiring", PRECUTOVER, BEFORE,
+          f"the pooler and API certificates expire in {TLS_EXPIRING_DAYS} days", _tls_expiring, at_build=True),
+    Fault("private-tier-leak", RLS, BEFORE,
+          "a permissive policy OR'd in exposes other users' private fragments within the org", _private_tier_leak),
+)
+FAULTS: dict[str, Fault] = {f.name: f for f in _CATALOG}
+
+
+def list_faults() -> list[Fault]:
+    """Every fault, in catalog order."""
+    return list(_CATALOG)
+
+
+def get_fault(name: str) -> Fault:
+    """The fault called ``name``; an unknown name is an error listing the catalog."""
+    try:
+        return FAULTS[name]
+    except KeyError:
+        raise RehearsalError(f"unknown fault {name!r}",
+                             hint="known faults: " + ", ".join(f.name for f in _CATALOG)) from None
+
+
+def validate_faults(names: Iterable[str]) -> list[Fault]:
+    """The faults for ``names`` (unique, in the given order); the first unknown name raises."""
+    seen: dict[str, Fault] = {}
+    for name in names:
+        seen.setdefault(name, get_fault(name))
+    return list(seen.values())
+
+
+def faults_due(names: Iterable[str], when: When) -> list[Fault]:
+    """The faults among ``names`` that are planted at moment ``when``."""
+    return [f for f in validate_faults(names) if f.when == when]
+
+
+def plant(stack: FaultTarget, name: str) -> str:
+    """Plant fault ``name`` on ``stack`` now; returns one line of evidence (what changed)."""
+    fault = get_fault(name)
+    if fault.planter is None:  # pragma: no cover - every catalog entry has one
+        raise RehearsalError(f"fault {name} has no planter")
+    return fault.planter(stack)
+
+
+def plant_due(stack: FaultTarget, names: Iterable[str], when: When) -> dict[str, str]:
+    """Plant every fault among ``names`` whose moment is ``when``; returns name -> evidence."""
+    return {f.name: plant(stack, f.name) for f in faults_due(names, when)}
