@@ -27,6 +27,7 @@ __all__ = [
     "Attestation",
     "BackupConfig",
     "CutoverConfig",
+    "MigrateConfig",
     "MonitorConfig",
     "RunConfig",
     "SchemaConfig",
@@ -88,6 +89,9 @@ class AppConfig(_Section):
     test_token: Secret | None = None
     python: str | None = None
     ca_file: str | None = None
+    db_role: str | None = Field(None, description="the app's database role, to watch its connections drain "
+                                                  "(default: the user in its DATABASE_URL)")
+    db_application_name: str | None = Field(None, description="the app's application_name in pg_stat_activity")
 
 
 class SchemaConfig(_Section):
@@ -156,6 +160,27 @@ class MonitorConfig(_Section):
     stop_on_trigger: bool = True
 
 
+class MigrateConfig(_Section):
+    """The migration engine's knobs (``cutover migrate``); defaults measured on 2 cores."""
+
+    batch_size: int = Field(2000, ge=1, description="points per scroll page = per COPY batch = per commit")
+    queue_depth: int = Field(3, ge=1, description="pages read ahead of the writer (bounds memory)")
+    reader: Literal["process", "thread"] = "process"
+    state_schema: str = Field("cutover", description="schema for the checkpoint tables (public if not creatable)")
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    hnsw_workers: int = Field(1, ge=0, description="max_parallel_maintenance_workers for the index build")
+    maintenance_work_mem: str = "512MB"
+    ef_search: int = 100
+    search_samples_per_org: int = 5
+    search_k: int = 10
+    verify_source: bool = False
+    blob_path_template: str = "{org_id}/{thread_id}/{attachment_id}/{filename}"
+    parity_exclude: tuple[str, ...] = Field(("attachments.storage_path", "attachments.storage_bucket",
+                                             "memory_fragments.embedding"),
+                                            description="table.column pairs left out of parity checksums")
+
+
 class BackupConfig(_Section):
     path: str | None = None
     command: str | None = None
@@ -177,6 +202,7 @@ class CutoverConfig(_Section):
     schema_: SchemaConfig = Field(SchemaConfig(), alias="schema")
     thresholds: Thresholds = Thresholds()
     backup: BackupConfig = BackupConfig()
+    migrate: MigrateConfig = MigrateConfig()
     monitor: MonitorConfig = MonitorConfig()
     team: dict[str, Attestation] = {}
     waivers: dict[str, str] = {}
