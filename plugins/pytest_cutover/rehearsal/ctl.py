@@ -1,0 +1,190 @@
+"""Control the rehearsal app from outside the process that built the stack: restart, stop, start, status.
+
+Why: the cutover's switch step is "edit .env, then run the configured restart command", and the
+rehearsal must offer a *real* command for that (``[app] restart_command``), run by the suite in its
+own subprocess.  The stack records how it started the app (argv, cwd, environment, log, health URL,
+CA) and the app's current pid in ``<stack dir>/stack-state.json`` (0600); this module reads it,
+stops the recorded pid (checking its start time, so a recycled pid is never hit), starts the app
+again in its own session and waits until ``/health`` answers (200, or 503 while in maintenance).
+The stack reads the same file when it stops, so an app restarted here is stopped too.
+
+    python -m pytest_cutover.rehearsal.ctl restart /path/to/stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_cutover.redact import redact
+from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.procs import ManagedProcess
+
+__all__ = ["STATE_FILE", "app_answers", "main", "read_state", "restart_app", "start_app", "stop_app", "write_state"]
+
+STATE_FILE = "stack-state.json"
+#: Health answers that mean "the app is up" (503 is the maintenance answer).
+UP_STATUSES = (200, 503)
+
+
+def read_state(stack_dir: Path) -> dict[str, Any]:
+    path = Path(stack_dir) / STATE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RehearsalError(f"no rehearsal stack at {stack_dir} ({STATE_FILE} is missing)",
+                             hint="pass the stack folder that holds cutover.toml; is the stack running?") from None
+    except (OSError, ValueError) as exc:
+        raise RehearsalError(f"{path} is unreadable: {exc}", hint="rebuild the stack") from None
+
+
+def write_state(stack_dir: Path, state: Mapping[str, Any]) -> None:
+    """Atomic rewrite, mode 0600 (the recorded environment holds secrets)."""
+    path = Path(stack_dir) / STATE_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _process_if_same(pid: int | None, create_time: float | None) -> Any:
+    """The psutil process for ``pid`` if it is still the one we started (same start time), else None."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.NoSuchProcess:
+        return None
+
+
+def app_answers(health_url: str, ca_file: str | None, timeout: float = 2.0) -> bool:
+    """True when ``GET health_url`` answers 200 or 503 (maintenance) over verified TLS."""
+    import httpx
+
+    verify: Any = True
+    if ca_file:
+        import ssl
+
+        verify = ssl.create_default_context(cafile=ca_file)
+    try:
+        response = httpx.get(health_url, verify=verify, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code in UP_STATUSES
+
+
+def stop_app(stack_dir: Path, *, timeout: float = 10.0) -> str:
+    """Stop the app pid recorded in the state file (SIGTERM to its group, then SIGKILL)."""
+    state = read_state(stack_dir)
+    app = state.get("app") or {}
+    proc = _process_if_same(app.get("pid"), app.get("create_time"))
+    if proc is None:
+        return "app was not running"
+    import psutil
+
+    pid = proc.pid
+    victims = [proc, *proc.children(recursive=True)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            for victim in victims:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    victim.send_signal(sig)
+        _, alive = psutil.wait_procs(victims, timeout=timeout if sig == signal.SIGTERM else 5)
+        if not alive:
+            break
+    app["pid"] = None
+    app["create_time"] = None
+    state["app"] = app
+    write_state(stack_dir, state)
+    return f"app stopped (pid {pid})"
+
+
+def start_app(stack_dir: Path, *, timeout: float = 60.0) -> ManagedProcess:
+    """Start the app as recorded in the state file and wait until /health answers; records the new pid."""
+    state = read_state(stack_dir)
+    app = state.get("app")
+    if not app:
+        raise RehearsalError(f"the stack at {stack_dir} has no app recorded", hint="it was built without services")
+    if _process_if_same(app.get("pid"), app.get("create_time")) is not None:
+        raise RehearsalError(f"the app is already running (pid {app['pid']})", hint="use restart")
+    proc = ManagedProcess("app", app["argv"], cwd=Path(app["cwd"]) if app.get("cwd") else None,
+                          env=app.get("env"), log_path=Path(app["log_path"]))
+    health_url, ca_file = app["health_url"], app.get("ca_file")
+    try:
+        proc.start(lambda: app_answers(health_url, ca_file), timeout=timeout)
+    finally:
+        # Record whatever is running now (nothing, if start failed and stopped it).
+        import psutil
+
+        app["pid"] = proc.pid if proc.running else None
+        app["create_time"] = psutil.Process(proc.pid).create_time() if proc.running and proc.pid else None
+        state["app"] = app
+        write_state(stack_dir, state)
+    return proc
+
+
+def restart_app(stack_dir: Path, *, timeout: float = 60.0) -> str:
+    """Stop then start the app; the evidence line says how long it took."""
+    started = time.monotonic()
+    stopped = stop_app(stack_dir)
+    proc = start_app(stack_dir, timeout=timeout)
+    return f"{stopped}; app started (pid {proc.pid}), /health answered after {time.monotonic() - started:.1f}s"
+
+
+def _status(stack_dir: Path) -> str:
+    state = read_state(stack_dir)
+    lines = []
+    app = state.get("app") or {}
+    proc = _process_if_same(app.get("pid"), app.get("create_time"))
+    up = app_answers(app["health_url"], app.get("ca_file")) if proc is not None and app.get("health_url") else False
+    lines.append(f"app: {'running pid ' + str(proc.pid) if proc else 'stopped'}"
+                 f"{', health answers' if up else ''}")
+    for name, (pid, ctime) in sorted((state.get("pids") or {}).items()):
+        alive = _process_if_same(pid, ctime) is not None
+        lines.append(f"{name}: {'running pid ' + str(pid) if alive else 'stopped'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_cutover.rehearsal.ctl",
+                                     description="Control the rehearsal app of a running stack.")
+    parser.add_argument("command", choices=("restart", "stop", "start", "status"))
+    parser.add_argument("stack_dir", type=Path, help="the stack folder (holds cutover.toml and stack-state.json)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for /health (default 60)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "restart":
+            print(restart_app(args.stack_dir, timeout=args.timeout))
+        elif args.command == "stop":
+            print(stop_app(args.stack_dir))
+        elif args.command == "start":
+            proc = start_app(args.stack_dir, timeout=args.timeout)
+            print(f"app started (pid {proc.pid})")
+        else:
+            print(_status(args.stack_dir))
+    except RehearsalError as exc:
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,701 @@
+"""The embedded rehearsal stack: a real Supabase-like cutover environment on one machine, no Docker.
+
+``EmbeddedStack`` starts, in order, and waits until each part answers (errors name the part):
+
+1. a throwaway CA and server certificates for ``127.0.0.1``/``localhost`` (tls.py);
+2. the embedded PostgreSQL 18 + pgvector with the ``old_app`` and the Supabase-like target database
+   (postgres.py), the deterministic seed in both and in the Qdrant local-mode folder (seed.py), and a
+   ``pg_dump`` backup of the old database (backup.py);
+3. three PgBouncers terminating client TLS with the CA's certificate: the **transaction** pooler (the
+   6543 analogue, ``target.app_database_url``), the **session** pooler (the 5432 analogue), and a
+   session-mode TLS front for the old database, so the app's ``DATABASE_SSL_CA`` holds before and
+   after the switch and the switch is only the URL change the runbook describes;
+4. the storage service and the reference app (services.py), the app served over HTTPS from its own
+   git checkout, with ``.env`` pointing at the old database (before the switch);
+5. ``cutover.toml`` (the contract keys of design.md, secrets as ``${VAR}`` references) and
+   ``stack.env`` (0600) with the values, beside it; ``stack-state.json`` (0600) for ctl.py;
+6. the faults planted ``before`` the suite (faults.py).
+
+``stop()`` stops every process by pid (also on failure, at interpreter exit and on SIGTERM), checks
+that none is left and that the ports are free, and removes the folder unless ``keep=True``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_cutover.redact import Secret, redact, register_secret
+from pytest_cutover.rehearsal import faults as fault_catalog
+from pytest_cutover.rehearsal import tls
+from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.pgbouncer import PgBouncer
+from pytest_cutover.rehearsal.procs import ManagedProcess, free_port
+
+__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "read_env_file", "services_available"]
+
+CONFIG_NAME = "cutover.toml"
+ENV_NAME = "stack.env"
+COLLECTION = "dac_memory"
+BUCKET = "attachments"
+#: Variables the cutover.toml refers to as ``${VAR}`` (their values are in stack.env).
+TOML_VARS = ("OLD_DATABASE_URL", "SUPABASE_DB_URL", "SUPABASE_POOLER_URL", "SUPABASE_SESSION_POOLER_URL",
+             "SUPABASE_SERVICE_KEY", "ADMIN_TOKEN", "TEST_TOKEN")
+_SERVICES_MODULE = "pytest_cutover.rehearsal.services"
+
+
+def services_available() -> str | None:
+    """``None`` when the app/storage services module is importable, else the reason it is not."""
+    import importlib
+
+    try:
+        importlib.import_module(_SERVICES_MODULE)
+    except ImportError as exc:
+        return f"{_SERVICES_MODULE} is not available ({exc})"
+    return None
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    """Where every part of a running stack answers; secrets are :class:`Secret`."""
+
+    old_dsn: Secret                 # old_app on the old database, direct
+    target_dsn: Secret              # postgres (NOSUPERUSER BYPASSRLS, owner) on the target, direct
+    admin_dsn: Secret               # supabase_admin (superuser) on the target, direct
+    app_role_dsn: Secret            # app_user on the target, direct
+    pooler_url: Secret              # app_user through the transaction pooler (TLS)
+    session_pooler_url: Secret      # app_user through the session pooler (TLS)
+    api_url: str | None             # https://127.0.0.1:PORT (the app)
+    storage_url: str | None         # https://127.0.0.1:PORT/storage/v1
+    ca_file: str
+    admin_token: Secret
+    test_token: Secret
+    service_key: Secret | None
+    jwt_secret: Secret
+    qdrant_path: str
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a stack.env (no quoting: the values are URL-safe)."""
+    values: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+            if key.strip() in ("ADMIN_TOKEN", "TEST_TOKEN", "SUPABASE_SERVICE_KEY"):
+                register_secret(value.strip())
+            elif "://" in value:
+                Secret(value.strip())  # registers the DSN's password
+    return values
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _with_driver(dsn: str, driver: str = "asyncpg") -> str:
+    """``postgresql://`` -> ``postgresql+asyncpg://`` (the form the app's SQLAlchemy engine takes)."""
+    return dsn.replace("postgresql://", f"postgresql+{driver}://", 1) if dsn.startswith("postgresql://") else dsn
+
+
+def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class _Part:
+    name: str
+    stop: Any
+
+
+@dataclass
+class _Timings:
+    parts: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.parts[name] = round(time.monotonic() - started, 3)
+
+
+class EmbeddedStack:
+    """The whole rehearsal environment as one context manager; ``start()``/``stop()`` are idempotent.
+
+    ``workdir`` is the stack folder (created; it must be empty or absent).  ``None`` makes a temp
+    folder.  Unless ``keep`` is true the folder is deleted on stop.  ``services=False`` builds the
+    database, seed, backup, Qdrant and poolers only (no storage service, no app).
+    """
+
+    def __init__(self, workdir: Path | None = None, *, size: str = "small", seed: int = 42,
+                 faults: Sequence[str] = (), keep: bool = False, services: bool = True, run_id: str | None = None,
+                 lead: str = "rehearsal", monitor_window_s: float = 20.0, monitor_interval_s: float = 2.0,
+                 part_timeout: float = 60.0) -> None:
+        self._workdir_arg = Path(workdir) if workdir is not None else None
+        self.size = size
+        self.seed = seed
+        self.faults = [f.name for f in fault_catalog.validate_faults(faults)]  # unknown names fail here
+        self.keep = keep
+        self.services = services
+        self.run_id = run_id or "rehearsal-" + dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        self.lead = lead
+        self.monitor_window_s = monitor_window_s
+        self.monitor_interval_s = monitor_interval_s
+        self.part_timeout = part_timeout
+        self.cert_days: float = (fault_catalog.TLS_EXPIRING_DAYS if "tls-expiring" in self.faults else 30)
+        self.workdir: Path | None = None
+        self.urls: StackUrls | None = None
+        self.config_path: Path | None = None
+        self.env_file: Path | None = None          # the app's .env
+        self.stack_env_path: Path | None = None    # stack.env beside cutover.toml
+        self.app_dir: Path | None = None
+        self.planted: dict[str, str] = {}
+        self.timings = _Timings()
+        self.startup_s: float | None = None
+        self.seed_summary: Any = None
+        self.backup_result: Any = None
+        self.pg: Any = None
+        self.poolers: dict[str, PgBouncer] = {}
+        self.storage: ManagedProcess | None = None
+        self.app: ManagedProcess | None = None
+        self._parts: list[_Part] = []
+        self._ports: list[int] = []
+        self._started = False
+        self._stopping = threading.Lock()
+        self._own_workdir = False
+        self._prev_handlers: dict[int, Any] = {}
+        self._atexit_registered = False
+        self._app_db_user = "app_user"
+        self._app_db_pooler = "transaction"
+        self._secrets: dict[str, Secret] = {}
+        self._api_port: int | None = None
+        self._storage_port: int | None = None
+
+    # ------------------------------------------------------------------------------------------ public
+    def __enter__(self) -> EmbeddedStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStack({str(self.workdir)!r}, started={self._started}, faults={self.faults})"
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        """Build and start every part, write the config, plant the ``before`` faults."""
+        if self._started:
+            return
+        started = time.monotonic()
+        self._install_handlers()
+        try:
+            self._prepare_workdir()
+            self._make_secrets()
+            with self.timings.measure("tls"):
+                self._make_certs()
+            with self.timings.measure("postgres"):
+                self._start_postgres()
+            with self.timings.measure("seed"):
+                self._seed()
+            with self.timings.measure("backup"):
+                self._backup()
+            with self.timings.measure("poolers"):
+                self._start_poolers()
+            if self.services:
+                reason = services_available()
+                if reason is not None:
+                    raise RehearsalError(f"stack: cannot start the app and storage: {reason}",
+                                         hint="build with services=False for the database part only")
+                with self.timings.measure("storage"):
+                    self._start_storage()
+                with self.timings.measure("app"):
+                    self._start_app()
+            self._started = True
+            self._write_urls()
+            self.write_config()
+            with self.timings.measure("faults"):
+                self.planted.update(fault_catalog.plant_due(self, self.faults, fault_catalog.BEFORE))
+            self.startup_s = round(time.monotonic() - started, 3)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every process by pid (reverse order), verify none is left, remove the folder unless ``keep``."""
+        if not self._stopping.acquire(blocking=False):
+            return
+        try:
+            self._stop_all()
+        finally:
+            self._started = False
+            self._restore_handlers()
+            self._stopping.release()
+
+    def plant(self, name: str) -> str:
+        """Plant one fault now (e.g. ``after-sync`` or ``during-monitor`` ones from the suite's hook)."""
+        evidence = fault_catalog.plant(self, name)
+        self.planted[name] = evidence
+        return evidence
+
+    def plant_due(self, when: fault_catalog.When) -> dict[str, str]:
+        """Plant this stack's faults whose moment is ``when``; returns name -> evidence."""
+        done = fault_catalog.plant_due(self, [f for f in self.faults if f not in self.planted], when)
+        self.planted.update(done)
+        return done
+
+    def environ(self) -> dict[str, str]:
+        """The variables cutover.toml refers to (``${VAR}``): put them in the environment of the suite."""
+        return {k: v.get() for k, v in self._secrets.items() if k in TOML_VARS}
+
+    def write_stack_env(self, path: Path) -> Path:
+        """Write ``reports/<run>/stack.env`` (0600) for a person or a tool to use the rehearsed stack."""
+        urls = self._require_urls()
+        ca = urls.ca_file
+        tls_q = f"?sslmode=verify-full&sslrootcert={ca}"
+        values = {
+            "API_URL": urls.api_url or "",
+            "DATABASE_URL": urls.target_dsn.get(),
+            "POOLER_URL": urls.pooler_url.get() + tls_q,
+            "SESSION_POOLER_URL": urls.session_pooler_url.get() + tls_q,
+            "OLD_DATABASE_URL": urls.old_dsn.get(),
+            "ADMIN_TOKEN": urls.admin_token.get(),
+            "TEST_TOKEN": urls.test_token.get(),
+            "CA_FILE": ca,
+        }
+        path = Path(path)
+        _write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
+        return path
+
+    def describe(self) -> str:
+        """Where the stack is (no secrets): for the terminal."""
+        urls = self._require_urls()
+        lines = [f"stack folder  {self.workdir}", f"config        {self.config_path}",
+                 f"api           {urls.api_url or '(no app)'}", f"storage       {urls.storage_url or '(none)'}",
+                 f"tx pooler     {urls.pooler_url}", f"session pool  {urls.session_pooler_url}",
+                 f"target        {urls.target_dsn}", f"old           {urls.old_dsn}", f"ca            {urls.ca_file}"]
+        return redact("\n".join(lines))
+
+    def pids(self) -> dict[str, int]:
+        """Pids of the running parts (the app's from the state file, since ctl may have restarted it)."""
+        out: dict[str, int] = {}
+        if self.pg is not None and getattr(self.pg, "pid", None):
+            out["postgres"] = self.pg.pid
+        for name, pooler in self.poolers.items():
+            if pooler.process is not None and pooler.process.running and pooler.process.pid:
+                out[f"pgbouncer-{name}"] = pooler.process.pid
+        if self.storage is not None and self.storage.running and self.storage.pid:
+            out["storage"] = self.storage.pid
+        app_pid = self._current_app_pid()
+        if app_pid:
+            out["app"] = app_pid
+        return out
+
+    @property
+    def ports(self) -> list[int]:
+        """TCP ports the stack listens on (free again after ``stop``)."""
+        return list(self._ports)
+
+    # -- FaultTarget ---------------------------------------------------------------------------
+    @property
+    def faults_file(self) -> Path:
+        return self._dir("run") / "faults.json"
+
+    @property
+    def backup_path(self) -> Path:
+        return self._dir("backups") / "old_app.dump"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self._dir("qdrant")
+
+    @property
+    def collection(self) -> str:
+        return COLLECTION
+
+    @property
+    def storage_data_dir(self) -> Path:
+        return self._dir("storage")
+
+    def target_sql(self, sql: str) -> str:
+        from pytest_cutover.rehearsal.postgres import TARGET_DATABASE
+
+        return self._require_pg().psql(sql, database=TARGET_DATABASE)
+
+    def old_sql(self, sql: str) -> str:
+        from pytest_cutover.rehearsal.postgres import OLD_DATABASE
+
+        return self._require_pg().psql(sql, database=OLD_DATABASE)
+
+    def set_app_database(self, *, user: str | None = None, pooler: str | None = None) -> None:
+        """Change which role and pooler ``target.app_database_url`` names (faults), and rewrite the config."""
+        if user is not None:
+            self._app_db_user = user
+        if pooler is not None:
+            if pooler not in self.poolers:
+                raise RehearsalError(f"stack: no pooler called {pooler}", hint="known: " + ", ".join(self.poolers))
+            self._app_db_pooler = pooler
+        if self.config_path is not None:
+            self.write_config()
+
+    # ------------------------------------------------------------------------------------------ build steps
+    def _dir(self, name: str) -> Path:
+        if self.workdir is None:
+            raise RehearsalError("stack: not started, it has no folder yet", hint="call start() first")
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _require_pg(self) -> Any:
+        if self.pg is None:
+            raise RehearsalError("stack: the database is not running", hint="call start() first")
+        return self.pg
+
+    def _require_urls(self) -> StackUrls:
+        if self.urls is None:
+            raise RehearsalError("stack: not started, no addresses yet", hint="call start() first")
+        return self.urls
+
+    def _prepare_workdir(self) -> None:
+        if self._workdir_arg is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="cutover-stack-"))
+            self._own_workdir = True
+        else:
+            path = self._workdir_arg.resolve()
+            if path.exists() and any(path.iterdir()):
+                raise RehearsalError(f"stack: folder {path} is not empty",
+                                     hint="pass an empty or new folder (a kept stack is not reused)")
+            path.mkdir(parents=True, exist_ok=True)
+            self.workdir = path
+            self._own_workdir = True
+        # The server's and PgBouncer's system user must traverse the folder (search only, no listing).
+        os.chmod(self.workdir, 0o711)
+
+    def _make_secrets(self) -> None:
+        for name in ("ADMIN_TOKEN", "TEST_TOKEN", "JWT_SECRET"):
+            self._secrets[name] = Secret(secrets.token_urlsafe(32))
+
+    def _make_certs(self) -> None:
+        tls_dir = self._dir("tls")
+        self.ca = tls.make_ca(tls_dir)
+        self.pooler_cert = tls.issue_server_cert(self.ca, tls_dir, name="pooler", days=self.cert_days)
+        self.api_cert = tls.issue_server_cert(self.ca, tls_dir, name="api", days=self.cert_days)
+        self.storage_cert = tls.issue_server_cert(self.ca, tls_dir, name="storage", days=30)
+
+    def _start_postgres(self) -> None:
+        from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
+
+        self.pg = EmbeddedPostgres(self._dir("pg"), start_timeout=self.part_timeout)
+        self._parts.append(_Part("postgres", self.pg.stop))
+        self.pg.start()
+        self._ports.append(self.pg.port)
+
+    def _seed(self) -> None:
+        from pytest_cutover.rehearsal.seed import seed_all
+
+        qdrant = self.qdrant_path
+        self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn, qdrant_path=qdrant,
+                                     seed=self.seed, size=self.size, collection=COLLECTION)
+
+    def _backup(self) -> None:
+        from pytest_cutover.rehearsal.backup import dump_database
+
+        self.backup_result = dump_database(self.pg.old_dsn, self.backup_path)
+
+    def _start_poolers(self) -> None:
+        from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TARGET_DATABASE
+
+        pg = self.pg
+        target_users = {role: pg.password(role).get() for role in ("app_user", "postgres", "supabase_admin")}
+        specs = {
+            # name: (mode, database alias -> server db, users, pool size)
+            "transaction": ("transaction", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
+            "session": ("session", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
+            "old": ("session", {OLD_DATABASE: OLD_DATABASE}, {"old_app": pg.password("old_app").get()}, 10),
+        }
+        for name, (mode, dbs, users, size) in specs.items():
+            pooler = PgBouncer(name, workdir=self._dir("pgbouncer") / name, socket_dir=pg.socket_dir,
+                               pg_port=pg.port, users=users, certfile=self.pooler_cert.cert_path,
+                               keyfile=self.pooler_cert.key_path, ca_file=self.ca.cert_path, pool_mode=mode,
+                               databases=dbs, run_as=pg.run_as_user if os.geteuid() == 0 else None, pool_size=size)
+            self.poolers[name] = pooler
+            self._parts.append(_Part(f"pgbouncer {name}", pooler.stop))
+            pooler.start(timeout=self.part_timeout)
+            self._ports.append(int(pooler.port or 0))
+
+    def _services(self) -> Any:
+        import importlib
+
+        return importlib.import_module(_SERVICES_MODULE)
+
+    def _start_storage(self) -> None:
+        services = self._services()
+        self._storage_port = free_port()
+        jwt_secret = self._secrets["JWT_SECRET"].get()
+        self._secrets["SUPABASE_SERVICE_KEY"] = Secret(services.mint_jwt(jwt_secret, role="service_role",
+                                                                         ttl_s=7 * 24 * 3600))
+        self.storage = services.storage_process(
+            self._storage_port, dsn=self.pg.dsn("supabase_storage_admin").get(), jwt_secret=jwt_secret,
+            data_dir=self.storage_data_dir, certfile=self.storage_cert.cert_path,
+            keyfile=self.storage_cert.key_path, log_path=self._dir("logs") / "storage.log")
+        self._parts.append(_Part("storage", self.storage.stop))
+        ready = getattr(services, "storage_ready", None)
+        url = f"https://127.0.0.1:{self._storage_port}"
+        probe = (lambda: ready(url, ca_file=str(self.ca.cert_path))) if ready else (
+            lambda: _https_answers(url + "/storage/v1/bucket", str(self.ca.cert_path)))
+        self.storage.start(probe, timeout=self.part_timeout)
+        self._ports.append(self._storage_port)
+
+    def _app_env(self) -> dict[str, str]:
+        assert self.workdir is not None
+        old = self.poolers["old"]
+        from pytest_cutover.rehearsal.postgres import OLD_DATABASE
+
+        return {
+            "DATABASE_URL": old.dsn("old_app", database=OLD_DATABASE, scheme="postgresql+asyncpg").get(),
+            "DATABASE_SSL_CA": str(self.ca.cert_path),
+            "MAINTENANCE_MODE": "false",
+            "MAINTENANCE_FILE": str(self._dir("run") / "maintenance.flag"),
+            "ADMIN_TOKEN": self._secrets["ADMIN_TOKEN"].get(),
+            "API_TOKEN": self._secrets["TEST_TOKEN"].get(),
+            "QDRANT_PATH": str(self.qdrant_path),
+            "QDRANT_COLLECTION": COLLECTION,
+            "VECTOR_BACKEND": "qdrant",
+            "STORAGE_URL": f"https://127.0.0.1:{self._storage_port}/storage/v1",
+            "STORAGE_KEY": self._secrets["SUPABASE_SERVICE_KEY"].get(),
+            "STORAGE_BUCKET": BUCKET,
+            "STORAGE_SSL_CA": str(self.ca.cert_path),
+            "LOG_FILE": str(self._dir("logs") / "app.log"),
+            "FAULTS_FILE": str(self.faults_file),
+        }
+
+    def _start_app(self) -> None:
+        from pytest_cutover.rehearsal import ctl
+
+        services = self._services()
+        assert self.workdir is not None
+        self.app_dir = services.prepare_app_checkout(self.workdir / "backend", self._app_env())
+        self.env_file = self.app_dir / ".env"
+        self._api_port = free_port()
+        template = services.app_process(self.app_dir, self._api_port, certfile=self.api_cert.cert_path,
+                                        keyfile=self.api_cert.key_path, log_path=self._dir("logs") / "app.out")
+        health_url = f"https://127.0.0.1:{self._api_port}/health"
+        state = {"app": {"argv": template.argv, "cwd": str(template.cwd or self.app_dir),
+                         "env": template.env, "log_path": str(template.log_path), "health_url": health_url,
+                         "ca_file": str(self.ca.cert_path), "pid": None, "create_time": None},
+                 "pids": {}, "stack_pid": os.getpid()}
+        ctl.write_state(self.workdir, state)
+        self._parts.append(_Part("app", self._stop_app))
+        self.app = ctl.start_app(self.workdir, timeout=self.part_timeout)
+        self._ports.append(self._api_port)
+
+    def _current_app_pid(self) -> int | None:
+        if self.workdir is None or not (self.workdir / "stack-state.json").exists():
+            return None
+        from pytest_cutover.rehearsal import ctl
+
+        app = (ctl.read_state(self.workdir).get("app") or {})
+        return app.get("pid") if ctl._process_if_same(app.get("pid"), app.get("create_time")) else None
+
+    def _stop_app(self) -> None:
+        from pytest_cutover.rehearsal import ctl
+
+        if self.workdir is not None and (self.workdir / ctl.STATE_FILE).exists():
+            ctl.stop_app(self.workdir)
+        if self.app is not None:
+            self.app.stop()  # reaps our original child if ctl restarted it
+
+    def _write_urls(self) -> None:
+        pg = self.pg
+        tx, se = self.poolers["transaction"], self.poolers["session"]
+        self._secrets["OLD_DATABASE_URL"] = pg.old_dsn
+        self._secrets["SUPABASE_DB_URL"] = pg.target_dsn
+        self._secrets["SUPABASE_SESSION_POOLER_URL"] = se.dsn("app_user")
+        self.urls = StackUrls(
+            old_dsn=pg.old_dsn, target_dsn=pg.target_dsn, admin_dsn=pg.admin_dsn, app_role_dsn=pg.app_role_dsn,
+            pooler_url=tx.dsn("app_user"), session_pooler_url=se.dsn("app_user"),
+            api_url=f"https://127.0.0.1:{self._api_port}" if self._api_port else None,
+            storage_url=f"https://127.0.0.1:{self._storage_port}/storage/v1" if self._storage_port else None,
+            ca_file=str(self.ca.cert_path), admin_token=self._secrets["ADMIN_TOKEN"],
+            test_token=self._secrets["TEST_TOKEN"], service_key=self._secrets.get("SUPABASE_SERVICE_KEY"),
+            jwt_secret=self._secrets["JWT_SECRET"], qdrant_path=str(self.qdrant_path))
+
+    def app_database_url(self) -> Secret:
+        """What ``target.app_database_url`` is now (the app's SQLAlchemy form; faults may change it)."""
+        return self.poolers[self._app_db_pooler].dsn(self._app_db_user, scheme="postgresql+asyncpg")
+
+    def write_config(self) -> Path:
+        """(Re)write cutover.toml and stack.env beside it."""
+        assert self.workdir is not None
+        urls = self._require_urls()
+        self._secrets["SUPABASE_POOLER_URL"] = self.app_database_url()
+        env_lines = [f"{k}={self._secrets[k].get()}\n" for k in TOML_VARS if k in self._secrets]
+        self.stack_env_path = self.workdir / ENV_NAME
+        _write_private(self.stack_env_path, "# values of the ${VAR} references in cutover.toml\n" + "".join(env_lines))
+        ctl_cmd = f"{sys.executable} -m pytest_cutover.rehearsal.ctl"
+        q = _toml_str
+        lines = [
+            "# Written by the pytest-cutover rehearsal (EmbeddedStack); secrets are in stack.env beside this file.",
+            "[run]", f"id = {q(self.run_id)}", f"lead = {q(self.lead)}", "",
+            "[source]", 'database_url = "${OLD_DATABASE_URL}"', f"qdrant_path = {q(str(self.qdrant_path))}",
+            f"collection = {q(COLLECTION)}", "",
+            "[target]", 'database_url = "${SUPABASE_DB_URL}"', 'app_database_url = "${SUPABASE_POOLER_URL}"',
+            'session_pooler_url = "${SUPABASE_SESSION_POOLER_URL}"',
+        ]
+        if urls.storage_url:
+            lines += [f"storage_url = {q(urls.storage_url)}", 'storage_key = "${SUPABASE_SERVICE_KEY}"']
+        lines += [f"bucket = {q(BUCKET)}", f"ca_file = {q(urls.ca_file)}", ""]
+        if self.app_dir is not None and urls.api_url:
+            lines += [
+                "[app]", f"source_dir = {q(str(self.app_dir))}", f"env_file = {q(str(self.env_file))}",
+                f"health_url = {q(urls.api_url + '/health')}", f"api_base = {q(urls.api_url)}",
+                f"restart_command = {q(f'{ctl_cmd} restart {self.workdir}')}",
+                f"stop_command = {q(f'{ctl_cmd} stop {self.workdir}')}",
+                f"start_command = {q(f'{ctl_cmd} start {self.workdir}')}",
+                f"log_file = {q(str(self._dir('logs') / 'app.log'))}", 'maintenance = "endpoint"',
+                f"maintenance_file = {q(str(self._dir('run') / 'maintenance.flag'))}",
+                'admin_token = "${ADMIN_TOKEN}"', 'test_token = "${TEST_TOKEN}"', f"python = {q(sys.executable)}",
+                f"ca_file = {q(urls.ca_file)}", "",
+            ]
+        lines += ["[backup]", f"path = {q(str(self.backup_path))}", "",
+                  "[thresholds]", f"monitor_window_s = {self.monitor_window_s}",
+                  f"monitor_interval_s = {self.monitor_interval_s}", ""]
+        self.config_path = self.workdir / CONFIG_NAME
+        self.config_path.write_text("\n".join(lines), encoding="utf-8")
+        return self.config_path
+
+    # ------------------------------------------------------------------------------------------ teardown
+    def _stop_all(self) -> None:
+        errors: list[str] = []
+        for part in reversed(self._parts):
+            try:
+                part.stop()
+            except Exception as exc:  # keep stopping the others; report at the end
+                errors.append(f"{part.name}: {type(exc).__name__}: {exc}")
+        self._parts.clear()
+        leftovers = self._leftover_children()
+        for proc in leftovers:
+            with contextlib.suppress(Exception):
+                proc.kill()
+        busy = [p for p in self._ports if p and not _wait_port_free(p)]
+        self._ports.clear()
+        self.poolers.clear()
+        self.pg = None
+        self.storage = None
+        self.app = None
+        if self.workdir is not None and self._own_workdir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if errors or busy:
+            detail = "; ".join(errors + ([f"ports still in use: {busy}"] if busy else []))
+            raise RehearsalError(f"stack: stopping left problems behind: {detail}",
+                                 hint="check with `ps` and `ss -ltnp`; kill leftovers by pid")
+
+    def _leftover_children(self) -> list[Any]:
+        try:
+            import psutil
+        except ImportError:
+            return []
+        try:
+            kids = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+        # Only processes running one of the stack's programs (never the test runner's other children).
+        ours = []
+        marker = str(self.workdir) if self.workdir else None
+        for kid in kids:
+            try:
+                cmd = " ".join(kid.cmdline())
+            except psutil.Error:
+                continue
+            if marker and marker in cmd:
+                ours.append(kid)
+        return ours
+
+    # ------------------------------------------------------------------------------------------ signals
+    def _install_handlers(self) -> None:
+        if not self._atexit_registered:
+            atexit.register(self._at_exit)
+            self._atexit_registered = True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError, OSError):
+                self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, handler in self._prev_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+        self._prev_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Unwind like Ctrl-C does, so `with` blocks and finally clauses (and so stop()) run.
+        raise SystemExit(128 + signum)
+
+    def _at_exit(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+
+
+def _https_answers(url: str, ca_file: str) -> bool:
+    import ssl
+
+    import httpx
+
+    try:
+        httpx.get(url, verify=ssl.create_default_context(cafile=ca_file), timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def _wait_port_free(port: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _port_is_free(port):
+            return True
+        time.sleep(0.1)
+    return _port_is_free(port)
+
+
+def load_stack_environ(stack_dir: Path) -> Mapping[str, str]:
+    """The ``${VAR}`` values for the cutover.toml of a stack folder (from its stack.env)."""
+    return read_env_file(Path(stack_dir) / ENV_NAME)
