@@ -1,0 +1,219 @@
+"""Monitor charts as inline SVG: error rate, p95 latency and memory over the window.
+
+``reports/<run>/monitor.jsonl`` holds one JSON sample a line; the monitor may nest values
+(``{"probes": {"search": {"p95_ms": 12}}}``), so samples are flattened to dotted keys and
+each chart takes the first key that names its series.  No JavaScript, no network: the
+SVG is part of the one self-contained HTML file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Series", "line_chart", "load_samples", "monitor_series"]
+
+_TIME_KEYS = ("elapsed_s", "elapsed", "t", "offset_s")
+_STAMP_KEYS = ("ts", "time", "at", "timestamp")
+# chart -> (preferred exact keys, fallback substrings, unit)
+_SERIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "error_rate": (("error_rate", "errors.rate", "probe_error_rate", "http.error_rate"), ("error_rate",)),
+    "p95_ms": (("search_p95_ms", "vector_search.p95_ms", "search.p95_ms", "latency.search.p95_ms", "p95_ms",
+                "latency_p95_ms"), ("search_p95", "search.p95", "p95")),
+    "memory_mb": (("rss_mb", "memory_mb", "app.rss_mb", "memory.rss_mb", "rss_bytes", "memory_bytes", "rss"),
+                  ("rss", "memory")),
+}
+
+
+@dataclass
+class Series:
+    """One chart's points: seconds since the first sample, and the value."""
+
+    name: str
+    key: str
+    points: list[tuple[float, float]]
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile (the monitor's definition)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def _derive(sample: dict[str, Any]) -> dict[str, Any]:
+    """Per-sample error rate and search p95 from the monitor's probe results, when it recorded probes."""
+    probes = [p for p in sample.get("probes") or [] if isinstance(p, Mapping)]
+    if probes:
+        sample.setdefault("error_rate", sum(not p.get("ok") for p in probes) / len(probes))
+        search = [float(p["latency_ms"]) for p in probes
+                  if p.get("kind") == "search" and p.get("ok") and isinstance(p.get("latency_ms"), int | float)]
+        p95 = _percentile(search, 95)
+        if p95 is not None:
+            sample.setdefault("search_p95_ms", p95)
+    return sample
+
+
+def load_samples(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The samples of ``monitor.jsonl`` (flattened) and how many lines could not be read.
+
+    The monitor writes ``window``/``sample``/``trigger``/``end`` records; only samples of the
+    latest window are charted (a resumed window keeps its number, a new window restarts the clock).
+    """
+    samples, bad = [], 0
+    if not path.exists():
+        return samples, bad
+    for line in path.read_text("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if not isinstance(sample, dict):
+            bad += 1
+        elif sample.get("kind", "sample") == "sample":
+            samples.append(sample)
+    windows = [s["window"] for s in samples if isinstance(s.get("window"), int)]
+    if windows:
+        samples = [s for s in samples if s.get("window") == windows[-1]]
+    return [_flatten(_derive(s)) for s in samples], bad
+
+
+def _seconds(samples: Sequence[Mapping[str, Any]]) -> list[float | None]:
+    for key in _TIME_KEYS:
+        if all(isinstance(s.get(key), int | float) for s in samples):
+            return [float(s[key]) for s in samples]
+    for key in _STAMP_KEYS:
+        stamps = []
+        for s in samples:
+            try:
+                stamps.append(datetime.fromisoformat(str(s.get(key)).replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                break
+        if len(stamps) == len(samples) and stamps:
+            return [t - stamps[0] for t in stamps]
+    return [float(i) for i in range(len(samples))]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _pick_key(samples: Sequence[Mapping[str, Any]], exact: Iterable[str], fuzzy: Iterable[str]) -> str | None:
+    keys = [k for s in samples for k in s if _number(s[k]) is not None]
+    for key in exact:
+        if key in keys:
+            return key
+    for part in fuzzy:
+        for key in keys:
+            if part in key:
+                return key
+    return None
+
+
+def monitor_series(samples: Sequence[Mapping[str, Any]]) -> dict[str, Series]:
+    """The three charted series found in ``samples`` (absent ones are left out)."""
+    if not samples:
+        return {}
+    xs = _seconds(samples)
+    found: dict[str, Series] = {}
+    for name, (exact, fuzzy) in _SERIES.items():
+        key = _pick_key(samples, exact, fuzzy)
+        if key is None:
+            continue
+        points = [(x, v) for x, s in zip(xs, samples, strict=True)
+                  if x is not None and (v := _number(s.get(key))) is not None]
+        in_bytes = key.endswith("bytes") or (key == "rss" and points and max(p[1] for p in points) > 1e6)
+        if name == "memory_mb" and in_bytes:
+            points = [(x, v / 1048576) for x, v in points]
+        found[name] = Series(name, key, points)
+    return found
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        top = step * 10**exponent
+        if top >= value:
+            return top
+    return 10 ** (exponent + 1)  # pragma: no cover
+
+
+def _fmt(value: float, percent: bool) -> str:
+    if percent:
+        return f"{value * 100:.3g}%"
+    return f"{value:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def line_chart(series: Series, *, title: str, unit: str = "", percent: bool = False,
+               limits: Sequence[tuple[float, str, str]] = (), width: int = 380, height: int = 210) -> str:
+    """An SVG line chart of ``series`` with horizontal limit lines ``(value, label, css colour)``."""
+    left, right, top, bottom = 52, 12, 44, 30
+    plot_w, plot_h = width - left - right, height - top - bottom
+    pts = series.points
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" '
+            f'aria-label="{escape(title)}"><text x="{left}" y="17" class="chart-title">{escape(title)}</text>')
+    if not pts:
+        return head + f'<text x="{width / 2}" y="{height / 2}" class="chart-empty">no samples</text></svg>'
+    x_max = max(p[0] for p in pts) or 1.0
+    y_top = _nice_max(max([p[1] for p in pts] + [lim[0] for lim in limits]) * 1.1)
+
+    def sx(x: float) -> float:
+        return left + plot_w * (x / x_max)
+
+    def sy(y: float) -> float:
+        return top + plot_h * (1 - y / y_top)
+
+    parts = [head]
+    for i in range(5):
+        y = y_top * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" class="tick" text-anchor="end">'
+                     f'{escape(_fmt(y, percent))}{"" if percent else escape(unit)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 8}" class="tick">0</text>'
+                 f'<text x="{left + plot_w}" y="{height - 8}" class="tick" text-anchor="end">'
+                 f'{escape(_duration(x_max))}</text>')
+    for value, label, colour in limits:
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
+                     f'stroke="{colour}" class="limit"/><text x="{left + plot_w - 2}" y="{sy(value) - 4:.1f}" '
+                     f'fill="{colour}" class="limit-label" text-anchor="end">{escape(label)}</text>')
+    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
+    area = f"{path} L{sx(pts[-1][0]):.1f},{sy(0):.1f} L{sx(pts[0][0]):.1f},{sy(0):.1f} Z"
+    breach = any(v > lim[0] for _, v in pts for lim in limits)
+    cls = "series breach" if breach else "series"
+    parts.append(f'<path d="{area}" class="{cls}-area"/><path d="{path}" class="{cls}"/>')
+    last_x, last_y = pts[-1]
+    parts.append(f'<circle cx="{sx(last_x):.1f}" cy="{sy(last_y):.1f}" r="3" class="{cls}-dot"/>')
+    peak = max(v for _, v in pts)
+    parts.append(f'<text x="{left}" y="32" class="chart-peak">peak '
+                 f'{escape(_fmt(peak, percent))}{"" if percent else escape(unit)} · last '
+                 f'{escape(_fmt(last_y, percent))}{"" if percent else escape(unit)}</text></svg>')
+    return "".join(parts)

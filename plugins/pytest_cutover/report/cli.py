@@ -1,0 +1,123 @@
+"""``cutover report`` (rebuild, ``sign``, ``verify``) and ``cutover keygen``.
+
+Exit codes: ``cutover report`` 0 when the run's status is SUCCESS, 1 otherwise (the report is
+written either way); ``sign`` 0 when signed; ``verify`` 0 only when the signature and every
+listed artefact match; 2 for usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from pytest_cutover.cli_options import run_options
+
+__all__ = ["DEFAULT_KEY", "keygen", "report"]
+
+DEFAULT_KEY = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pytest-cutover" / "signing.key"
+
+
+def _report_path(config_path: Path | None, run: str | None, reports_dir: Path | None, path: Path | None) -> Path:
+    if path is not None:
+        return path
+    from pytest_cutover.context import context_from_options
+    from pytest_cutover.report.writer import REPORT_JSON
+
+    return context_from_options(config_path, run, reports_dir).run_dir / REPORT_JSON
+
+
+@click.group(invoke_without_command=True)
+@run_options
+@click.option("--notes", default=None, help="Post-cutover notes: appended to the run's ledger, shown in the report.")
+@click.option("--no-allure", is_flag=True, help="Do not run `npx allure generate`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def report(ctx: click.Context, config_path: Path | None, run: str | None, reports_dir: Path | None,
+           notes: str | None, no_allure: bool, as_json: bool) -> int | None:
+    """Rebuild reports/<run>/report.json and report.html from the run's ledger (exit 0 only on SUCCESS)."""
+    if ctx.invoked_subcommand is not None:
+        return None
+    from pytest_cutover.cli import echo_json
+    from pytest_cutover.context import context_from_options
+    from pytest_cutover.report.writer import write_report_files
+    from pytest_cutover.stages import SUCCESS
+
+    run_ctx = context_from_options(config_path, run, reports_dir)
+    if not run_ctx.ledger.path.exists():
+        click.echo(f"no ledger for run {run_ctx.run} at {run_ctx.ledger.path}: the report lists every stage as not-run",
+                   err=True)
+    if notes:
+        run_ctx.ledger.append({"kind": "note", **run_ctx.stamp(), "text": notes})
+    result = write_report_files(run_ctx, generate_allure=not no_allure)
+    data = result.report
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(f"{data['status']}: {data['status_reason']}")
+        click.echo(f"report: {result.path}{'' if result.changed else ' (unchanged)'}")
+        for message in result.messages:
+            click.echo(message)
+        for issue in data["issues"]:
+            click.echo(f"  issue: {issue}")
+    return 0 if data["status"] == SUCCESS else 1
+
+
+@report.command("sign")
+@run_options
+@click.option("--key", "key_path", type=click.Path(path_type=Path), default=None,
+              help=f"Ed25519 private key (default: {DEFAULT_KEY}).")
+@click.option("--signer", default=None, help="Who signs (default: [run] lead).")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def sign(config_path: Path | None, run: str | None, reports_dir: Path | None, key_path: Path | None,
+         signer: str | None, path: Path | None) -> int:
+    """Sign report.json (PATH, default reports/<run>/report.json) and write report.json.sig."""
+    from pytest_cutover.report.sign import sign_report
+
+    target = _report_path(config_path, run, reports_dir, path)
+    if not target.is_file():
+        raise click.UsageError(f"no report at {target}: build it with `cutover report --run RUN` first")
+    sig = sign_report(target, key_path or DEFAULT_KEY, signer=signer)
+    click.echo(f"signed {target} with key {sig['public_key_fingerprint']}")
+    click.echo(f"signature: {target.with_name(target.name + '.sig')}")
+    return 0
+
+
+@report.command("verify")
+@click.option("--pubkey", type=click.Path(path_type=Path, exists=True), default=None,
+              help="The lead's public key: also check that it made the signature.")
+@click.argument("path", type=click.Path(path_type=Path))
+def verify(pubkey: Path | None, path: Path) -> int:
+    """Check report.json's signature and the sha256 of every artefact it lists (exit 0 only if all match)."""
+    from pytest_cutover.report.sign import verify_report
+
+    if path.is_dir():
+        path = path / "report.json"
+    result = verify_report(path, pubkey=pubkey)
+    if result.ok:
+        click.echo(f"OK: {path} signed by {result.fingerprint}; {len(result.checked)} file(s) match: "
+                   + ", ".join(result.checked))
+        if pubkey is None:
+            click.echo("note: compare that fingerprint with the lead's published one, or pass --pubkey")
+        return 0
+    click.echo(f"FAILED: {path}", err=True)
+    for problem in result.problems:
+        click.echo(f"  {problem}", err=True)
+    return 1
+
+
+@click.command()
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help=f"Where the private key goes (default: {DEFAULT_KEY}); the public key is written next to it "
+                   "with .pub.")
+@click.option("--force", is_flag=True, help="Replace an existing key.")
+def keygen(out: Path | None, force: bool) -> int:
+    """Make an Ed25519 key pair for signing reports (private key mode 0600)."""
+    from pytest_cutover.report.sign import keygen as make_key
+
+    private, public, fp = make_key(out or DEFAULT_KEY, force=force)
+    click.echo(f"private key: {private} (mode 0600; keep it off shared disks)")
+    click.echo(f"public key:  {public}")
+    click.echo(f"fingerprint: {fp}")
+    return 0

@@ -1,0 +1,200 @@
+"""Render ``report.html``: one self-contained file (inline CSS and SVG, no script, no network).
+
+The page is built from ``report.json`` and ``monitor.jsonl`` only, so re-rendering the same
+report gives the same bytes (its sha256 in the report stays meaningful).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from pytest_cutover.redact import redact
+from pytest_cutover.report.charts import Series, line_chart, load_samples, monitor_series
+from pytest_cutover.stages import STAGE_HELP, STAGES
+
+__all__ = ["render_html", "stage_gantt"]
+
+_TILE_ORDER = ("points", "rows", "total", "migrated", "verified", "rejected", "missing", "bit_exact", "recall_at_10")
+_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "blocked": "#bf8700", "not-run": "#8c959f"}
+
+
+def _ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _clock(value: str | None) -> str:
+    """``HH:MM:SS`` of an ISO timestamp (UTC), or an en dash."""
+    if not value:
+        return "–"
+    return value[11:19] if len(value) >= 19 else value
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def stage_gantt(history: Sequence[Mapping[str, Any]], width: int = 1100) -> str:
+    """Every stage attempt of the run as a bar on one time axis (superseded attempts faded)."""
+    spans = [(h, _ts(h.get("start")), _ts(h.get("end"))) for h in history]
+    spans = [(h, s, e) for h, s, e in spans if s is not None and e is not None]
+    if not spans:
+        return ""
+    t0 = min(s for _, s, _ in spans)
+    t1 = max(e for _, _, e in spans)
+    total = max(t1 - t0, 1e-6)
+    row_h, left, right = 24, 96, 16
+    height = row_h * len(STAGES) + 34
+    plot = width - left - right
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="gantt" role="img" '
+           f'aria-label="stage timeline">']
+    for i, stage in enumerate(STAGES):
+        y = 6 + i * row_h
+        out.append(f'<text x="{left - 8}" y="{y + 15}" class="gantt-label" text-anchor="end">{stage}</text>'
+                   f'<line x1="{left}" x2="{left + plot}" y1="{y + row_h - 2}" y2="{y + row_h - 2}" class="grid"/>')
+    for h, start, end in spans:
+        i = STAGES.index(h["stage"])
+        x = left + plot * (start - t0) / total
+        w = max(plot * (end - start) / total, 3)
+        colour = _COLOURS.get(h.get("verdict") or "", "#8c959f")
+        opacity = "1" if h.get("effective") else "0.35"
+        title = escape(f"{h['stage']} {h.get('verdict')} {_clock(h.get('start'))}–{_clock(h.get('end'))}"
+                       + (" (superseded)" if not h.get("effective") else "")
+                       + (f" forced: {h.get('forced')}" if h.get("forced") else ""))
+        out.append(f'<rect x="{x:.1f}" y="{6 + i * row_h + 3}" width="{w:.1f}" height="{row_h - 8}" rx="3" '
+                   f'fill="{colour}" fill-opacity="{opacity}"><title>{title}</title></rect>')
+    y_axis = 6 + len(STAGES) * row_h + 16
+    out.append(f'<text x="{left}" y="{y_axis}" class="tick">{_clock(_iso(t0))} UTC</text>'
+               f'<text x="{left + plot}" y="{y_axis}" class="tick" text-anchor="end">{_clock(_iso(t1))} UTC · '
+               f'{escape(_duration(t1 - t0))}</text></svg>')
+    return "".join(out)
+
+
+def _window(start: str | None, end: str | None) -> str:
+    """``17:41:32 → 18:41:32 UTC (1 h 00 min)``; the date is shown once when both are the same day."""
+    a, b = _ts(start), _ts(end)
+    if a is None or b is None:
+        return "–"
+    first = start[:10] + " " + _clock(start) if start[:10] != (end or "")[:10] else _clock(start)
+    last = (end[:10] + " " if start[:10] != end[:10] else "") + _clock(end)
+    return f"{first} → {last} UTC ({_duration(b - a)})"
+
+
+def _iso(ts: float) -> str:
+    from pytest_cutover.ledger import iso_utc
+
+    return iso_utc(ts)
+
+
+def _monitor_charts(report: Mapping[str, Any], monitor_path: Path | None) -> tuple[list[str], int, int]:
+    if monitor_path is None:
+        return [], 0, 0
+    samples, bad = load_samples(monitor_path)
+    series = monitor_series(samples)
+    th = report.get("thresholds") or {}
+    specs: list[tuple[str, str, str, bool, list[tuple[float, str, str]]]] = [
+        ("error_rate", "Error rate", "", True,
+         [(float(th["rollback_error_rate"]), f"rollback {th['rollback_error_rate'] * 100:g}%", "#cf222e")]
+         if "rollback_error_rate" in th else []),
+        ("p95_ms", "Search latency p95", " ms", False,
+         [(float(th["search_p95_ms"]), f"limit {th['search_p95_ms']:g} ms", "#bf8700")]
+         if "search_p95_ms" in th else []),
+        ("memory_mb", "App memory (RSS)", " MB", False, []),
+    ]
+    if "error_rate" in th and specs[0][4] is not None:
+        specs[0][4].append((float(th["error_rate"]), f"target {th['error_rate'] * 100:g}%", "#bf8700"))
+    charts = []
+    for name, title, unit, percent, limits in specs:
+        s: Series | None = series.get(name)
+        if s is None:
+            continue
+        charts.append(line_chart(s, title=f"{title} ({s.key})", unit=unit, percent=percent, limits=limits))
+    return charts, len(samples), bad
+
+
+def _accounting(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Stacked-bar data for the migration sections (vectors, blobs)."""
+    out = []
+    for section in ("vectors", "blobs"):
+        fig = figures.get(section)
+        if not isinstance(fig, Mapping):
+            continue
+        total = fig.get("points", fig.get("total", fig.get("rows")))
+        bar = []
+        if isinstance(total, int) and total > 0:
+            for key, colour in (("migrated", "#1a7f37"), ("rejected", "#cf222e")):
+                value = fig.get(key)
+                if isinstance(value, int) and value > 0:
+                    bar.append({"key": key, "value": value, "pct": 100 * value / total, "colour": colour})
+        order = {k: i for i, k in enumerate(_TILE_ORDER)}
+        tiles = [{"key": k, "value": v} for k, v in sorted(fig.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))
+                 if isinstance(v, int | float) and not isinstance(v, bool)]
+        details = {k: v for k, v in fig.items() if isinstance(v, Mapping | list)}
+        out.append({"section": section, "total": total, "bar": bar, "tiles": tiles,
+                    "details": details})
+    return out
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, Mapping | list):
+        import json
+
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) -> str:
+    """The report page as one HTML string (redacted)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pytest_cutover.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True, default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(clock=_clock, duration=_duration, value=_value)
+    charts, n_samples, bad_samples = _monitor_charts(report, monitor_path)
+    checklist = report.get("checklist") or []
+    sections: dict[str, list[Mapping[str, Any]]] = {}
+    for item in checklist:
+        sections.setdefault(item["section"], []).append(item)
+    covered = [i for i in checklist if i["state"] != "uncovered"]
+    html = env.get_template("report.html.j2").render(
+        r=report,
+        stage_help=STAGE_HELP,
+        colours=_COLOURS,
+        gantt=stage_gantt(report.get("history") or []),
+        charts=charts,
+        n_samples=n_samples,
+        bad_samples=bad_samples,
+        accounting=_accounting(report.get("figures") or {}),
+        checklist_sections=sections,
+        checklist_done=sum(1 for i in checklist if i["state"] == "passed"),
+        checklist_covered=len(covered),
+        checklist_total=len(checklist),
+        other_figures={k: v for k, v in (report.get("figures") or {}).items()
+                       if k not in ("vectors", "blobs", "monitor")},
+        window=_window(report.get("started"), report.get("finished")),
+        passed_stages=sum(1 for s in report.get("stages") or [] if s.get("verdict") == "passed"),
+    )
+    return redact(html)
