@@ -7,7 +7,9 @@ pure core (``stages``, ``ledger``).  Per-run state lives in one registered
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -34,8 +36,8 @@ from pytest_cutover.stages import (
 
 SESSION_KEY = pytest.StashKey["CutoverSession"]()
 STAGE_KEY = pytest.StashKey[str]()
-_PROP_STAGE, _PROP_BLOCKED, _PROP_FIGURE, _PROP_RUNBOOK = (
-    "cutover_stage", "cutover_blocked", "cutover_figure", "cutover_runbook")
+_PROP_STAGE, _PROP_BLOCKED, _PROP_FIGURE, _PROP_RUNBOOK, _PROP_STARTED = (
+    "cutover_stage", "cutover_blocked", "cutover_figure", "cutover_runbook", "cutover_started")
 
 
 def _force_reason(value: str) -> str:
@@ -54,6 +56,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cutover-force", dest="cutover_force", metavar="REASON", default=None, type=_force_reason,
                     help="run stages even when an earlier stage has not passed; the reason is recorded "
                          "in the ledger and shown in the report")
+    group.addoption("--cutover-barrier-timeout", dest="cutover_barrier_timeout", metavar="SECONDS", type=float,
+                    default=4 * 3600.0,
+                    help="with pytest-xdist, how long a worker waits for the earlier stages of this invocation "
+                         "to finish before it gives up (default: 4 hours)")
     group.addoption("--cutover-reports-dir", dest="cutover_reports_dir", metavar="DIR", default=None,
                     help="where reports/<run>/ lives (default: $CUTOVER_REPORTS_DIR, else ./reports)")
 
@@ -97,6 +103,19 @@ def _props(report: pytest.TestReport) -> dict[str, Any]:
     return props
 
 
+def _redact_report(report: pytest.TestReport) -> None:
+    """Mask secrets in a staged test's failure text and captured output before anything prints them."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        report.longrepr = (longrepr[0], longrepr[1], redact(longrepr[2]))
+    elif longrepr is not None:
+        text = str(longrepr)
+        clean = redact(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, redact(content)) for title, content in report.sections]
+
+
 class CutoverSession:
     """State of one pytest invocation: context, tracker, and which stage verdicts are written."""
 
@@ -114,9 +133,12 @@ class CutoverSession:
             args=list(config.invocation_params.args),
         )
         self.forced: str | None = config.getoption("cutover_force")
-        self.invocation = uuid.uuid4().hex[:12]
+        self.invocation = (config.workerinput.get("cutover_invocation") if self.is_worker else None) \
+            or uuid.uuid4().hex[:12]
+        self.session_stages: list[str] = []
         self.tracker = StageTracker()
         self.remaining: Counter[str] = Counter()
+        self._done: Counter[str] = Counter()
         self.written: dict[str, StageResult] = {}
         self.gates: dict[str, str | None] = {}
         self.forced_over: dict[str, str] = {}
@@ -141,12 +163,9 @@ class CutoverSession:
         order = {id(item): (-1 if s is None else stage_index(s)) for item, s in zip(items, stages, strict=True)}
         items.sort(key=lambda item: order[id(item)])
         selected = sorted({s for s in stages if s}, key=stage_index)
-        if self.is_worker and len(selected) > 1:
-            raise pytest.UsageError(
-                f"pytest-xdist cannot keep the stage barrier: this selection spans stages {', '.join(selected)}; "
-                f"run one stage per invocation with -n (pytest -n 2 -m {selected[0]}, then -m {selected[1]}), "
-                "or run them in order without -n"
-            )
+        self.session_stages = selected
+        if self.is_worker and selected:
+            self._publish_stage_map({item.nodeid: s for item, s in zip(items, stages, strict=True) if s})
         if selected:
             self.staged = True
             try:
@@ -157,9 +176,54 @@ class CutoverSession:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.remaining = Counter(item.stash[STAGE_KEY] for item in session.items if STAGE_KEY in item.stash)
 
+    # -- xdist: a stage barrier -----------------------------------------------------------------
+    # Workers run tests of one stage in parallel, never across a boundary: the controller writes a
+    # stage's verdict to the ledger when its last item finishes; a worker about to start a later
+    # stage waits for those records (its own queue is in stage order, so this cannot deadlock).
+    @property
+    def _stage_map_path(self) -> Path:
+        return self.context.run_dir / f".xdist-stages-{self.invocation}.json"
+
+    def _publish_stage_map(self, mapping: dict[str, str]) -> None:
+        path = self._stage_map_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(mapping, sort_keys=True))
+        os.replace(tmp, path)
+
+    def _load_stage_map(self) -> None:
+        if self.remaining or not self.config.pluginmanager.hasplugin("dsession") or not self._stage_map_path.exists():
+            return
+        mapping = json.loads(self._stage_map_path.read_text())
+        self.remaining = Counter(mapping.values())
+        self.remaining.subtract(Counter(self._done))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["cutover_invocation"] = self.invocation
+
+    def _wait_for_earlier_stages(self, stage: str) -> None:
+        earlier = [s for s in self.session_stages if stage_index(s) < stage_index(stage)]
+        deadline = time.monotonic() + self.config.getoption("cutover_barrier_timeout")
+        while earlier:
+            try:
+                done = {r.get("stage") for r in self.context.ledger.records()
+                        if r.get("kind") == "stage" and r.get("invocation") == self.invocation}
+            except CutoverError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            if all(s in done for s in earlier):
+                return
+            if time.monotonic() > deadline:
+                missing = ", ".join(s for s in earlier if s not in done)
+                raise pytest.UsageError(f"stage barrier: gave up waiting for stage(s) {missing} to finish "
+                                        f"(--cutover-barrier-timeout)")
+            time.sleep(0.1)
+
     # -- gating ---------------------------------------------------------------------------------
     def _gate(self, stage: str) -> str | None:
         if stage not in self.gates:
+            if self.is_worker:
+                self._wait_for_earlier_stages(stage)
             try:
                 verdicts: dict[str, PriorVerdict | None] = dict(self.context.ledger.stage_verdicts())
             except CutoverError as exc:
@@ -174,6 +238,8 @@ class CutoverSession:
         if stage is None:
             return
         reason = self._gate(stage)
+        # The stage starts after the barrier wait, not when pytest began the setup phase.
+        item.user_properties.append((_PROP_STARTED, time.time()))
         if reason is None:
             return
         if self.forced:
@@ -181,6 +247,14 @@ class CutoverSession:
             return
         item.user_properties.append((_PROP_BLOCKED, reason))
         pytest.skip(reason)
+
+    # -- redaction of what pytest itself prints -------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if STAGE_KEY in item.stash:
+            _redact_report(report)
+        return report
 
     # -- verdicts -------------------------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -194,10 +268,14 @@ class CutoverSession:
             stage, report.nodeid, report.when, report.outcome,
             message=_message(report), duration=report.duration, blocked=props.get(_PROP_BLOCKED),
             figures=props["figures"], runbook=props.get(_PROP_RUNBOOK),
-            start=getattr(report, "start", None), stop=getattr(report, "stop", None),
+            start=props.get(_PROP_STARTED, getattr(report, "start", None)), stop=getattr(report, "stop", None),
             wasxfail=hasattr(report, "wasxfail"),
         )
-        if report.when == "teardown" and self.remaining.get(stage):
+        if report.when != "teardown":
+            return
+        self._load_stage_map()
+        self._done[stage] += 1
+        if self.remaining.get(stage):
             self.remaining[stage] -= 1
             if self.remaining[stage] == 0:
                 self._write(stage, interrupted=False)
@@ -233,6 +311,7 @@ class CutoverSession:
         for stage in self.tracker.stages_seen():
             if stage not in self.written:
                 self._write(stage, interrupted=interrupted)
+        self._stage_map_path.unlink(missing_ok=True)
 
     # -- terminal -------------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:

@@ -24,8 +24,8 @@ _BEARER = re.compile(r"(?i)\b(?P<head>bearer\s+)(?P<tok>[A-Za-z0-9\-._~+/=]{4,})
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 _KEY_VALUE = re.compile(
     r"(?i)(?P<head>\b[\w.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|service[_\-]?key"
-    r"|access[_\-]?key|private[_\-]?key|authorization)[\w.\-]*[\"']?\s*[=:]\s*[\"']?)"
-    r"(?P<val>(?!\*\*\*)[^\s\"'&,;})\]]+)"
+    r"|access[_\-]?key|private[_\-]?key|storage[_\-]?key|anon[_\-]?key|authorization)[\w.\-]*[\"']?\s*[=:]\s*[\"']?)"
+    r"(?P<val>(?!\*\*\*|(?:bearer|basic)\b)[^\s\"'&,;})\]]+)"
 )
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 _MIN_LITERAL = 4
@@ -124,7 +124,7 @@ class Secret:
         return core_schema.no_info_after_validator_function(
             lambda v: v if isinstance(v, Secret) else cls(v),
             core_schema.union_schema([core_schema.is_instance_schema(cls), core_schema.str_schema()]),
-            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="always"),
+            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="json"),
         )
 
 

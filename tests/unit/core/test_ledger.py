@@ -1,0 +1,99 @@
+"""The run ledger: atomic appends, strict reading, invalidation of later stages."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from pytest_cutover.errors import ConfigError, LedgerError
+from pytest_cutover.ledger import Ledger, run_dir
+from pytest_cutover.stages import FAILED, PASSED
+
+
+def stage(ledger: Ledger, name: str, verdict: str = PASSED, **extra: object) -> None:
+    ledger.append({"kind": "stage", "stage": name, "verdict": verdict, **extra})
+
+
+def test_records_round_trip_and_are_stamped(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "r" / "ledger.jsonl")
+    stage(ledger, "precutover", figures={"points": 10})
+    (record,) = ledger.records()
+    assert record["v"] == 1 and record["ts"].endswith("Z")
+    assert record["figures"] == {"points": 10}
+
+
+def test_a_record_needs_a_kind(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="needs a 'kind'"):
+        Ledger(tmp_path / "l.jsonl").append({"stage": "sync"})
+
+
+def test_secrets_are_redacted_before_they_reach_the_file(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.jsonl")
+    ledger.append({"kind": "action", "detail": "DATABASE_URL=postgresql://app:hunter2x@db:6543/postgres"})
+    text = ledger.path.read_text()
+    assert "hunter2x" not in text
+    assert "postgresql://app:***@db:6543/postgres" in text
+
+
+def test_rerunning_an_earlier_stage_invalidates_later_verdicts(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.jsonl")
+    for name in ("precutover", "sync", "switch", "smoke"):
+        stage(ledger, name)
+    assert list(ledger.stage_verdicts()) == ["precutover", "sync", "switch", "smoke"]
+    stage(ledger, "sync")
+    assert list(ledger.stage_verdicts()) == ["precutover", "sync"]
+    stage(ledger, "precutover", FAILED, first_failure="t.py::x")
+    verdicts = ledger.stage_verdicts()
+    assert list(verdicts) == ["precutover"]
+    assert verdicts["precutover"].verdict == FAILED and verdicts["precutover"].first_failure == "t.py::x"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"v":1,"kind":"stage","stage":"sync","verdict":"passed"}\n{"v":1,"kind":"st', "line 2 is truncated"),
+        ('{"v":1,"kind":"stage","stage":"sync","verdict":"passed"}\nnot json\n', "line 2 is not valid JSON"),
+        ('\n', "line 1 is empty"),
+        ('[1,2]\n', "line 1 is not a ledger record"),
+        ('{"v":9,"kind":"stage"}\n', "line 1 has schema version 9"),
+        ('{"v":1,"kind":"stage","stage":"warmup"}\n', "line 1: unknown stage 'warmup'"),
+    ],
+)
+def test_a_corrupt_ledger_names_the_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(content)
+    with pytest.raises(LedgerError) as err:
+        Ledger(path).records()
+    assert str(path) in str(err.value)
+    assert message in str(err.value)
+
+
+def test_run_ids_must_be_folder_names(tmp_path: Path) -> None:
+    assert run_dir(tmp_path, "prod-2026-11-26") == tmp_path / "prod-2026-11-26"
+    with pytest.raises(ConfigError, match=r"run id '\.\./etc' is not usable as a folder name"):
+        run_dir(tmp_path, "../etc")
+
+
+def _writer(path: str, who: int, count: int) -> None:
+    ledger = Ledger(path)
+    for i in range(count):
+        ledger.append({"kind": "note", "who": who, "i": i, "pad": "x" * 5000})
+
+
+def test_concurrent_writers_never_tear_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), who, 150)) for who in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    records = Ledger(path).records()
+    assert len(records) == 450
+    for who in range(3):
+        assert [r["i"] for r in records if r["who"] == who] == list(range(150))
+    assert all(json.loads(line) for line in path.read_text().splitlines())
