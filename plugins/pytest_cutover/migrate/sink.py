@@ -1,0 +1,311 @@
+"""Where vectors go: binary COPY into an UNLOGGED staging table, then one set-based UPDATE per batch.
+
+Each batch is one transaction: stage the page, record every point id (with the
+digest of the bytes sent, or the reason it was refused) in the run's *seen* table,
+update the rows that match by key and org, and advance the checkpoint.  A run killed
+at any moment loses at most the batch in flight, which the resume sends again.
+COPY and long transactions belong on the direct or session connection: a
+transaction-pooler DSN (port 6543, or the config's ``app_database_url``) is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pytest_cutover.migrate.batch import Batch
+from pytest_cutover.migrate.errors import TargetError
+from pytest_cutover.redact import redact
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["POOLER_PORT", "Checkpoint", "VectorSchema", "VectorSink", "connect_target", "ensure_state_schema",
+           "refuse_pooler", "state_tables"]
+
+POOLER_PORT = 6543  # Supabase's transaction pooler (Supavisor)
+_ADVISORY = "pytest-cutover migrate "
+
+
+@dataclass(frozen=True)
+class VectorSchema:
+    """Names on the target: ``table(key, org, embedding)`` plus the schema holding our state tables."""
+
+    table: str = "memory_fragments"
+    key: str = "vector_id"
+    org: str = "org_id"
+    embedding: str = "embedding"
+    state_schema: str = "cutover"
+
+
+def _ident(name: str) -> str:
+    """A quoted identifier; ``schema.table`` is split on the dot."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def _literal(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def refuse_pooler(dsn: str, app_database_url: str | None = None) -> None:
+    """Raise when ``dsn`` is the transaction pooler: COPY and batch transactions must not go through it."""
+    try:
+        port = urlsplit(dsn).port
+    except ValueError:
+        port = None
+    if port == POOLER_PORT or (app_database_url and dsn == app_database_url):
+        which = "port 6543" if port == POOLER_PORT else "target.app_database_url"
+        raise TargetError(f"refusing to migrate through the transaction pooler ({which}): {redact(dsn)}",
+                          hint="set target.database_url to the direct (db.<ref>.supabase.co:5432) or session "
+                               "pooler (:5432) connection; COPY and long transactions break on 6543")
+
+
+async def connect_target(dsn: str, *, timeout: float = 10.0, app_database_url: str | None = None,
+                         statement_cache_size: int = 100) -> asyncpg.Connection:
+    """Connect to the target's direct/session DSN, mapping driver errors to :class:`TargetError`."""
+    import asyncpg
+
+    refuse_pooler(dsn, app_database_url)
+    try:
+        return await asyncpg.connect(dsn, timeout=timeout, statement_cache_size=statement_cache_size)
+    except asyncpg.InvalidPasswordError:
+        raise TargetError(f"the target refused the credentials in {redact(dsn)}",
+                          hint="check the user and password of target.database_url") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise TargetError(f"database in {redact(dsn)} does not exist",
+                          hint="check the database name of target.database_url") from None
+    except (OSError, TimeoutError) as exc:
+        raise TargetError(f"target database {redact(dsn)} is unreachable within {timeout:g}s: "
+                          f"{type(exc).__name__}: {redact(exc)}",
+                          hint="check host, port and network; raise thresholds.connect_timeout_s if slow") from None
+
+
+def state_tables(schema: str) -> str:
+    """DDL of the state tables: the checkpoint and the per-run record of every point seen.
+
+    RLS is enabled without policies: on Supabase, tables in an exposed schema are reachable by the API roles,
+    and these must not be (the migrating role owns them and is not filtered).
+    """
+    s = _ident(schema)
+    return f"""
+        CREATE TABLE IF NOT EXISTS {s}.cutover_migration_checkpoint (
+            run_id text NOT NULL, kind text NOT NULL, last_key text, next_offset text, batches int NOT NULL,
+            done boolean NOT NULL DEFAULT false, state jsonb NOT NULL DEFAULT '{{}}',
+            updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, kind));
+        CREATE TABLE IF NOT EXISTS {s}.cutover_migration_seen (
+            run_id text NOT NULL, kind text NOT NULL, key text NOT NULL, digest bytea, reason text,
+            PRIMARY KEY (run_id, kind, key));
+        ALTER TABLE {s}.cutover_migration_checkpoint ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE {s}.cutover_migration_seen ENABLE ROW LEVEL SECURITY;
+    """
+
+
+async def ensure_state_schema(conn: asyncpg.Connection, preferred: str) -> str:
+    """The schema for our state tables: ``preferred`` if it exists or we may create it, else ``public``."""
+    exists = await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", preferred)
+    if not exists:
+        may = await conn.fetchval("SELECT has_database_privilege(current_database(), 'CREATE')")
+        if not may:
+            return "public"
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(preferred)}")
+    return preferred
+
+
+@dataclass
+class Checkpoint:
+    """The last committed batch of one run and kind."""
+
+    next_offset: str | None = None
+    last_key: str | None = None
+    batches: int = 0
+    done: bool = False
+    state: dict[str, Any] | None = None
+
+
+class VectorSink:
+    """Writes batches to the target over one connection (see the module docstring)."""
+
+    def __init__(self, conn: asyncpg.Connection, schema: VectorSchema, run_id: str, *, dry_run: bool = False,
+                 kind: str = "vectors") -> None:
+        self.conn = conn
+        self.schema = schema
+        self.run_id = run_id
+        self.kind = kind
+        self.dry_run = dry_run
+        self.key_type = "uuid"
+        self.dim = 0
+        self._target = _ident(schema.table)
+        self.use_state_schema(schema.state_schema)
+
+    def use_state_schema(self, state_schema: str) -> None:
+        """Point the state and staging table names at ``state_schema`` (see :func:`ensure_state_schema`)."""
+        st = _ident(state_schema)
+        self.state_schema = state_schema
+        if self.dry_run:  # session-private, vanishes with the connection: a dry run writes nothing that stays
+            self._seen = "pg_temp.cutover_dry_seen"
+            self._staging_parts = ("pg_temp", "cutover_dry_staging")
+        else:
+            self._seen = f"{st}.cutover_migration_seen"
+            self._staging_parts = (state_schema, "cutover_vector_staging")
+        self._staging = _ident(".".join(self._staging_parts)) if "." not in state_schema else \
+            f"{st}.{_ident(self._staging_parts[1])}"
+        self._checkpoint = f"{st}.cutover_migration_checkpoint"
+
+    # -- preparation ---------------------------------------------------------------------------------------
+    async def prepare(self, expected_dim: int) -> None:
+        """Check the target column, register the codec, take the run lock and create the state tables."""
+        from pgvector.asyncpg import register_vector
+
+        sc = self.schema
+        table_exists = await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", _ident(sc.table))
+        if not table_exists:
+            raise TargetError(f"target table {sc.table} does not exist", hint="check schema.fragments_table and "
+                              "that the relational data was restored into the target")
+        cols = {r["attname"]: r for r in await self.conn.fetch(
+            "SELECT attname, format_type(atttypid, atttypmod) AS type, atttypmod FROM pg_attribute "
+            "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped", _ident(sc.table))}
+        for col in (sc.key, sc.org, sc.embedding):
+            if col not in cols:
+                raise TargetError(f"target column {sc.table}.{col} does not exist",
+                                  hint=f"columns there: {', '.join(sorted(cols))}; add it or fix the schema mapping")
+        emb_type = cols[sc.embedding]["type"]
+        if not emb_type.startswith("vector"):
+            raise TargetError(f"target column {sc.table}.{sc.embedding} is {emb_type}, not a pgvector vector",
+                              hint="ALTER TABLE ... ADD COLUMN embedding vector(<dim>)")
+        self.dim = int(cols[sc.embedding]["atttypmod"])
+        if self.dim > 0 and self.dim != expected_dim:
+            raise TargetError(f"dimension mismatch: qdrant collection has {expected_dim}, target column "
+                              f"{sc.table}.{sc.embedding} is {emb_type}",
+                              hint="the collection and the column must have the same dimension")
+        key_type = cols[sc.key]["type"]
+        self.key_type = key_type
+        await register_vector(self.conn)
+        # pgvector's codec, extended to pass through bytes that are already pgvector's binary form: the
+        # engine digests exactly those bytes, so the digest covers what COPY sends, not a re-encoding.
+        from pgvector import Vector
+
+        await self.conn.set_type_codec(
+            "vector", schema="public", format="binary", decoder=Vector.from_binary,
+            encoder=lambda v: v if isinstance(v, bytes | bytearray | memoryview) else
+            (v if isinstance(v, Vector) else Vector(v)).to_binary())
+        await self.conn.execute("SET lock_timeout = '15s'")
+        got = await self.conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", _ADVISORY + self.kind)
+        if not got:  # a killed run's backend may still be exiting: wait for it, bounded by lock_timeout
+            try:
+                await self.conn.execute(f"SELECT pg_advisory_lock(hashtext({_literal(_ADVISORY + self.kind)}))")
+            except Exception as exc:
+                raise TargetError(f"another {self.kind} migration holds the lock on the target: {redact(exc)}",
+                                  hint="wait for it to finish or stop it; two runs must not write at once") from None
+        await self.conn.execute("SET lock_timeout = 0")
+        staging_cols = (f"key {key_type}, org_id text, embedding vector, digest bytea, reason text")
+        if self.dry_run:
+            await self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS cutover_dry_staging ({staging_cols});"
+                f"CREATE TEMP TABLE IF NOT EXISTS cutover_dry_seen (run_id text, kind text, key text, digest bytea,"
+                f" reason text, PRIMARY KEY (run_id, kind, key));")
+            return
+        await self.conn.execute(state_tables(self.state_schema))
+        await self.conn.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {self._staging} ({staging_cols})")
+
+    async def load_checkpoint(self) -> Checkpoint | None:
+        if self.dry_run:
+            return None
+        row = await self.conn.fetchrow(
+            f"SELECT next_offset, last_key, batches, done, state FROM {self._checkpoint} "
+            "WHERE run_id = $1 AND kind = $2", self.run_id, self.kind)
+        if row is None:
+            return None
+        return Checkpoint(row["next_offset"], row["last_key"], row["batches"], row["done"], json.loads(row["state"]))
+
+    async def reset(self) -> None:
+        """Forget this run's checkpoint and seen ids (a fresh, non-resumed run)."""
+        if self.dry_run:
+            return
+        await self.conn.execute(
+            f"DELETE FROM {self._checkpoint} WHERE run_id = {_literal(self.run_id)} AND kind = {_literal(self.kind)};"
+            f"DELETE FROM {self._seen} WHERE run_id = {_literal(self.run_id)} AND kind = {_literal(self.kind)};")
+
+    # -- one batch -----------------------------------------------------------------------------------------
+    async def write(self, batch: Batch, batches_done: int, next_offset: str | None, done: bool,
+                    books: Callable[[list[tuple[str, str]]], dict[str, Any]]) -> tuple[list[tuple[str, str]], int]:
+        """Stage, classify, update and checkpoint one batch in one transaction.
+
+        ``books(refused)`` is called with the staged points the database refused (no matching row, org
+        mismatch, plus those refused before staging) and returns the accounting state that the checkpoint
+        commits together with the batch.  Returns the refused pairs and the number of rows written.
+        """
+        sc = self.schema
+        t = self._target
+        key, org, emb = _ident(sc.key), _ident(sc.org), _ident(sc.embedding)
+        run, kind = _literal(self.run_id), _literal(self.kind)
+        records = list(zip(batch.keys, batch.orgs, batch.binaries, batch.digests, batch.reasons, strict=True))
+        await self.conn.execute(f"BEGIN; TRUNCATE {self._staging}")
+        try:
+            if records:
+                schema_name, table_name = self._staging_parts
+                await self.conn.copy_records_to_table(table_name, schema_name=schema_name, records=records,
+                                                      columns=["key", "org_id", "embedding", "digest", "reason"])
+            rejected = await self.conn.fetch(f"""
+                WITH classified AS (
+                    SELECT s.key, s.digest, COALESCE(s.reason, CASE WHEN t.{key} IS NULL THEN 'no-matching-row'
+                           WHEN t.{org}::text IS DISTINCT FROM s.org_id THEN 'org-mismatch' END) AS reason
+                    FROM {self._staging} s LEFT JOIN {t} t ON t.{key} = s.key),
+                ins AS (
+                    INSERT INTO {self._seen} (run_id, kind, key, digest, reason)
+                    SELECT {run}, {kind}, c.key::text, CASE WHEN c.reason IS NULL THEN c.digest END, c.reason
+                    FROM classified c RETURNING key, reason)
+                SELECT key, reason FROM ins WHERE reason IS NOT NULL ORDER BY key""")
+            refused = [(r["key"], r["reason"]) for r in rejected]
+            state = books(refused)
+            written = 0
+            if not self.dry_run:
+                status = await self.conn.execute(f"""
+                    UPDATE {t} t SET {emb} = s.embedding FROM {self._staging} s
+                    WHERE t.{key} = s.key AND t.{org}::text = s.org_id AND s.reason IS NULL
+                      AND s.embedding IS NOT NULL AND t.{emb} IS DISTINCT FROM s.embedding""")
+                written = int(status.split()[-1])
+                state = {**state, "written": int(state.get("written", 0)) + written}
+                await self.conn.execute(f"""
+                    INSERT INTO {self._checkpoint} (run_id, kind, last_key, next_offset, batches, done, state)
+                    VALUES ({run}, {kind}, {_literal(batch.last_key)}, {_literal(next_offset)}, {batches_done},
+                            {'true' if done else 'false'}, {_literal(json.dumps(state))}::jsonb)
+                    ON CONFLICT (run_id, kind) DO UPDATE SET last_key = excluded.last_key,
+                        next_offset = excluded.next_offset, batches = excluded.batches, done = excluded.done,
+                        state = excluded.state, updated_at = now();
+                    COMMIT""")
+            else:
+                await self.conn.execute("COMMIT")
+        except BaseException:
+            if not self.conn.is_closed():
+                with contextlib.suppress(Exception):  # the original error matters more
+                    await self.conn.execute("ROLLBACK")
+            raise
+        return refused, written
+
+    async def mark_done(self, batches_done: int, state: dict[str, Any]) -> None:
+        """Record that the source is exhausted (an empty final page commits no batch)."""
+        if self.dry_run:
+            return
+        await self.conn.execute(
+            f"INSERT INTO {self._checkpoint} (run_id, kind, batches, done, state) VALUES "
+            f"({_literal(self.run_id)}, {_literal(self.kind)}, {batches_done}, true, {_literal(json.dumps(state))})"
+            " ON CONFLICT (run_id, kind) DO UPDATE SET done = true, next_offset = NULL, batches = excluded.batches,"
+            " state = excluded.state, updated_at = now()")
+
+    async def missing(self, sample: int = 5) -> tuple[int, list[str]]:
+        """Rows with a key but no point among this run's seen ids."""
+        sc = self.schema
+        row = await self.conn.fetchrow(f"""
+            SELECT count(*) AS n, (array_agg(t.{_ident(sc.key)}::text ORDER BY t.{_ident(sc.key)}))[1:{sample}] AS ids
+            FROM {self._target} t WHERE t.{_ident(sc.key)} IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM {self._seen} s WHERE s.run_id = $1 AND s.kind = $2
+                AND s.key = t.{_ident(sc.key)}::text)""", self.run_id, self.kind)
+        return int(row["n"]), list(row["ids"] or [])
+
+    async def drop_staging(self) -> None:
+        if not self.dry_run:
+            await self.conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
