@@ -1,0 +1,1 @@
+"""Reference backend: the rehearsal's stand-in for the application being cut over."""

@@ -1,0 +1,1 @@
+"""Service singletons, where the runbook's smoke tests import them from."""
