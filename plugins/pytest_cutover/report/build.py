@@ -258,7 +258,9 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         why = "; ".join(parts)
 
     finished = max((d for d in (_utc(r.get("end") or r.get("ts")) for r in records) if d), default=None)
-    started = min((d for d in (_utc(r.get("start") or r.get("ts")) for r in records) if d), default=None)
+    # The window opens with the first stage (a Day-7 note does not start the cutover) and closes with the last record.
+    opening = [r for r in records if r["kind"] == "stage"] or records
+    started = min((d for d in (_utc(r.get("start") or r.get("ts")) for r in opening) if d), default=None)
     all_notes = [n for n in ([config.run.notes] if config and config.run.notes else []) + note_texts + [notes or ""]
                  if n]
     stamps = [r for r in records if r["kind"] == "stage"] or records

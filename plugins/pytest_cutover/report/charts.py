@@ -152,15 +152,15 @@ def monitor_series(samples: Sequence[Mapping[str, Any]]) -> dict[str, Series]:
     return found
 
 
-def _nice_max(value: float) -> float:
+def _nice_step(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is at least ``value``."""
     if value <= 0:
         return 1.0
     exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        top = step * 10**exponent
-        if top >= value:
-            return top
-    return 10 ** (exponent + 1)  # pragma: no cover
+    for step in (1, 2, 5, 10):
+        if step * 10**exponent >= value:
+            return step * 10**exponent
+    return 10.0 ** (exponent + 1)  # pragma: no cover
 
 
 def _fmt(value: float, percent: bool) -> str:
@@ -184,7 +184,10 @@ def line_chart(series: Series, *, title: str, unit: str = "", percent: bool = Fa
     if not pts:
         return head + f'<text x="{width / 2}" y="{height / 2}" class="chart-empty">no samples</text></svg>'
     x_max = max(p[0] for p in pts) or 1.0
-    y_top = _nice_max(max([p[1] for p in pts] + [lim[0] for lim in limits]) * 1.1)
+    y_max = max([p[1] for p in pts] + [lim[0] for lim in limits]) * 1.05
+    step = _nice_step(y_max / 4)
+    ticks = max(1, math.ceil(y_max / step))
+    y_top = step * ticks
 
     def sx(x: float) -> float:
         return left + plot_w * (x / x_max)
@@ -193,18 +196,20 @@ def line_chart(series: Series, *, title: str, unit: str = "", percent: bool = Fa
         return top + plot_h * (1 - y / y_top)
 
     parts = [head]
-    for i in range(5):
-        y = y_top * i / 4
+    for i in range(ticks + 1):
+        y = step * i
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
                      f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" class="tick" text-anchor="end">'
                      f'{escape(_fmt(y, percent))}{"" if percent else escape(unit)}</text>')
     parts.append(f'<text x="{left}" y="{height - 8}" class="tick">0</text>'
                  f'<text x="{left + plot_w}" y="{height - 8}" class="tick" text-anchor="end">'
                  f'{escape(_duration(x_max))}</text>')
-    for value, label, colour in limits:
+    for i, (value, label, colour) in enumerate(limits):
+        # Alternate label ends so two close limits (5% rollback, 1% target) do not overprint.
+        lx, anchor = (left + plot_w - 2, "end") if i % 2 == 0 else (left + 4, "start")
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
-                     f'stroke="{colour}" class="limit"/><text x="{left + plot_w - 2}" y="{sy(value) - 4:.1f}" '
-                     f'fill="{colour}" class="limit-label" text-anchor="end">{escape(label)}</text>')
+                     f'stroke="{colour}" class="limit"/><text x="{lx}" y="{sy(value) - 4:.1f}" '
+                     f'fill="{colour}" class="limit-label" text-anchor="{anchor}">{escape(label)}</text>')
     path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
     area = f"{path} L{sx(pts[-1][0]):.1f},{sy(0):.1f} L{sx(pts[0][0]):.1f},{sy(0):.1f} Z"
     breach = any(v > lim[0] for _, v in pts for lim in limits)

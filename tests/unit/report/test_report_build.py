@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pytest_cutover.report.build import build_report, is_waived, merge_figure
 from pytest_cutover.report.writer import write_report
 from pytest_cutover.stages import BLOCKED, FAILED, INCOMPLETE, NOT_RUN, PASSED, ROLLBACK, STAGES, SUCCESS

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from pytest_cutover.cli import cli
 from pytest_cutover.report.sign import canonical, keygen, sign_report, verify_report
 from pytest_cutover.report.writer import write_report, write_report_files

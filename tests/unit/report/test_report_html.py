@@ -1,0 +1,156 @@
+"""report.html: self-contained, deterministic, charts from monitor.jsonl, and it renders in headless chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_cutover.report.allure import find_allure
+from pytest_cutover.report.charts import load_samples, monitor_series
+from pytest_cutover.report.checklist import normalise, parse_checklist, tick
+from pytest_cutover.report.html import render_html
+from pytest_cutover.report.writer import write_report_files
+
+from . import factory
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[3]
+REFERENCE_CHECKLIST = Path("/work/shared/reference/cutover-checklist.md")
+
+
+def _monitor_series(path: Path, n: int = 40) -> None:
+    """A series in the monitor's own format: window/sample records with probe results."""
+    lines = [{"kind": "window", "window": 1, "window_s": 400, "interval_s": 10}]
+    for i in range(n):
+        failing = i in (30, 31, 32)
+        probes = [{"name": f"search-{k}", "kind": "search", "ok": not (failing and k == 0), "latency_ms": 20.0 + i + k}
+                  for k in range(4)] + [{"name": "health", "kind": "health", "ok": True, "latency_ms": 2.0}]
+        lines.append({"kind": "sample", "window": 1, "seq": i, "ts": factory.T0 + 3000 + i * 10,
+                      "elapsed_s": i * 10.0, "probes": probes, "rss_bytes": 150_000_000 + i * 500_000})
+    lines.append({"kind": "end", "window": 1, "cut_short": False, "complete": True})
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def _demo_run(tmp_path: Path, *, trigger: bool = True):
+    ctx = factory.context(tmp_path, factory.config(run={"id": "night", "lead": "Ada Lovelace",
+                                                        "timezone": "Europe/Berlin"}))
+    factory.all_passed(ctx)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    _monitor_series(ctx.run_dir / "monitor.jsonl")
+    ctx.ledger.append({"kind": "notification", "event": "maintenance-enabled", "channel": "slack", "ok": True,
+                       "status": 200})
+    if trigger:
+        ctx.ledger.append({"kind": "trigger", "name": "error-rate", "stage": "monitor",
+                           "evidence": "3 of 15 probes failed (20.0% > 5%) in samples 30-32"})
+        ctx.ledger.append({"kind": "rollback", "step": "restore DATABASE_URL", "ok": True, "detail": "from backup"})
+    return ctx
+
+
+def test_monitor_series_from_the_monitors_format(tmp_path: Path) -> None:
+    _monitor_series(tmp_path / "monitor.jsonl")
+    samples, bad = load_samples(tmp_path / "monitor.jsonl")
+    assert bad == 0 and len(samples) == 40
+    series = monitor_series(samples)
+    assert set(series) == {"error_rate", "p95_ms", "memory_mb"}
+    assert series["error_rate"].points[30] == (300.0, 0.2)
+    assert series["p95_ms"].points[0] == (0.0, 23.0)
+    assert series["memory_mb"].key == "rss_bytes" and round(series["memory_mb"].points[0][1], 1) == 143.1
+
+
+def test_html_is_self_contained_and_deterministic(tmp_path: Path) -> None:
+    ctx = _demo_run(tmp_path)
+    result = write_report_files(ctx, generate_allure=False)
+    html = (ctx.run_dir / "report.html").read_text()
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html)
+    assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", html)
+    assert html.count("<svg") == 4  # the stage timeline and three monitor charts
+    for name in ("precutover", "sync", "switch", "smoke", "rls", "monitor"):
+        assert f'<div class="name">{name}</div>' in html
+    assert "ROLLBACK" in html and "3 of 15 probes failed" in html
+    assert render_html(result.report, monitor_path=ctx.run_dir / "monitor.jsonl") == html
+
+
+def test_checklist_parsing_and_ticking() -> None:
+    items = parse_checklist(factory_checklist := (REPO / "plugins/pytest_cutover/report/templates/"
+                                                  "cutover-checklist.md").read_text())
+    assert len(items) == 47
+    assert items[0].section == "PRE-CUTOVER VALIDATION (Day 7) / Code Quality"
+    assert items[0].text == "All syntax verified with `py_compile`"
+    assert not any("Option" in i.text for i in items)  # lines inside ``` blocks are not items
+    stages = [{"tests": [
+        {"id": "t::a", "outcome": "passed", "runbook": "Code Quality: all syntax verified with py_compile"},
+        {"id": "t::b", "outcome": "failed", "runbook": "No merge conflicts"},
+        {"id": "t::c", "outcome": "passed", "runbook": "Error rate < 1%"},
+        {"id": "t::d", "outcome": "skipped", "runbook": "Database backups taken"},
+    ]}]
+    ticked = {i["text"]: i["state"] for i in tick(stages, factory_checklist)}
+    assert ticked["All syntax verified with `py_compile`"] == "passed"
+    assert ticked["Syntax verified"] == "passed"  # the final checklist's shorter line
+    assert ticked["No merge conflicts"] == "failed"
+    assert ticked["Error rate < 1%"] == "passed"
+    assert ticked["Database backups taken"] == "skipped"
+    assert ticked["All imports verified"] == "uncovered"
+    assert normalise("All syntax verified with `py_compile`.") == "all syntax verified with pycompile"
+
+
+@pytest.mark.skipif(not REFERENCE_CHECKLIST.exists(), reason=f"{REFERENCE_CHECKLIST} not available")
+def test_packaged_checklist_matches_the_runbook() -> None:
+    packaged = REPO / "plugins/pytest_cutover/report/templates/cutover-checklist.md"
+    assert packaged.read_text() == REFERENCE_CHECKLIST.read_text()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed: apt-get install chromium")
+def test_renders_in_headless_chromium(tmp_path: Path) -> None:
+    ctx = _demo_run(tmp_path)
+    write_report_files(ctx, generate_allure=False)
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={shot}", "--window-size=1280,2000", (ctx.run_dir / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1280, 2000)
+    assert len(data) > 50_000  # a blank page is a few kB; the report is colour, charts and text
+
+
+@pytest.mark.skipif(find_allure(REPO) is None or shutil.which("npx") is None,
+                    reason="Allure 3 not installed: run `npm ci` in the project root")
+def test_allure_html_is_generated_once_as_a_single_file(tmp_path: Path) -> None:
+    results = tmp_path / "allure-results"
+    results.mkdir()
+    (results / "abc-result.json").write_text(json.dumps({
+        "uuid": "abc", "name": "test_syntax", "fullName": "test_stage#test_syntax", "status": "passed",
+        "stage": "finished", "start": 1_700_000_000_000, "stop": 1_700_000_001_000,
+        "labels": [{"name": "epic", "value": "precutover"}, {"name": "story", "value": "No merge conflicts"}]}))
+    ctx = _demo_run(tmp_path, trigger=False)
+    first = write_report_files(ctx, allure_results=results, project_dir=REPO)
+    html = ctx.run_dir / "allure-report" / "index.html"
+    assert first.report["allure"]["html"] == "allure-report/index.html", first.messages
+    assert html.stat().st_size > 100_000
+    assert sorted(p.name for p in html.parent.iterdir()) == [".results-sha256", "index.html"]
+    assert "allure-report/index.html" in first.report["artifacts"]
+    again = write_report_files(ctx, allure_results=results, project_dir=REPO)
+    assert not again.changed  # same results: no regeneration, same digests
+
+
+def test_allure_html_skipped_with_a_reason_without_node_modules(tmp_path: Path) -> None:
+    results = tmp_path / "allure-results"
+    results.mkdir()
+    (results / "abc-result.json").write_text(json.dumps({"uuid": "abc", "name": "t", "status": "passed"}))
+    ctx = _demo_run(tmp_path, trigger=False)
+    result = write_report_files(ctx, allure_results=results, project_dir=tmp_path)
+    assert result.report["allure"]["html"] is None
+    assert "node_modules/.bin/allure not found" in result.report["allure"]["reason"]
+    assert "npm ci" in result.report["allure"]["reason"]
+    assert "allure-results.zip" in result.report["artifacts"]
