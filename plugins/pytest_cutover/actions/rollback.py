@@ -123,7 +123,8 @@ class Rollback:
         vectors = non_null_count(target, cfg.schema_.fragments_table, cfg.schema_.embedding_column)
         shown = ", ".join(f"{t} {n if n is not None else 'absent'}" for t, n in counts.items())
         return (f"target kept intact for investigation (read-only, nothing dropped or truncated): {shown}; "
-                f"{cfg.schema_.fragments_table}.{cfg.schema_.embedding_column} set on {vectors} rows")
+                f"{cfg.schema_.fragments_table}.{cfg.schema_.embedding_column} "
+                + (f"set on {vectors} rows" if vectors is not None else "absent"))
 
     def step_maintenance_off(self) -> str:
         return self._maintenance().disable().detail

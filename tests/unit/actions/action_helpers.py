@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pytest_cutover.config import CutoverConfig, load_config
 from pytest_cutover.context import RunContext
 
@@ -143,6 +144,7 @@ class FakeBackend:
         import time
 
         import httpx
+
         from pytest_cutover.actions.health import http_client
 
         self.appctl("start")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from action_helpers import NEW_PASSWORD, OLD_PASSWORD, OLD_URL, POOLER_URL, SESSION_URL, FakeBackend
+
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import (
     BACKUP_NAME,

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from action_helpers import ADMIN_TOKEN, FakeBackend
+
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.health import http_client, probe_health
 from pytest_cutover.actions.maintenance import Maintenance
@@ -41,7 +42,7 @@ def test_a_maintenance_flag_the_app_ignores_is_a_failure_with_evidence(backend: 
     backend.start()
     started = time.monotonic()
     with pytest.raises(ActionError) as info:
-        Maintenance(backend.ctx(), verify_timeout_s=1.5).enable()
+        Maintenance(backend.ctx(), verify_timeout_s=1.0).enable()
     assert time.monotonic() - started < 10
     message = str(info.value)
     assert "maintenance was enabled via endpoint but /health still says healthy after" in message

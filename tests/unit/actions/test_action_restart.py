@@ -1,0 +1,155 @@
+"""Restart: stop, drain (observed in pg_stat_activity), start, wait for /health; failures name the step."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+from action_helpers import HERE, EmbeddedPg, FakeBackend
+
+from pytest_cutover.actions.base import ActionError
+from pytest_cutover.actions.pg import ConnectionCount, app_connections
+from pytest_cutover.actions.restart import Restarter
+
+NO_DB = {"counter": lambda: ConnectionCount(0, "none")}  # tests without a database: drain reports zero
+
+
+def test_restart_runs_stop_drain_start_health_in_order(backend: FakeBackend) -> None:
+    backend.start()
+    pid_before = (backend.app_dir / "app.pid").read_text()
+    result = Restarter(backend.ctx(), **NO_DB).restart()
+    assert result.ok and result.after["health"] == "healthy"
+    assert [s["step"] for s in result.after["steps"]] == ["stop", "drain", "start", "health"]
+    assert (backend.app_dir / "app.pid").read_text() != pid_before
+    assert backend.health() == "healthy"
+
+
+def test_a_failing_start_command_names_the_step_with_output_and_app_log(backend: FakeBackend) -> None:
+    script = backend.root / "bad_start.py"
+    script.write_text("import sys\nprint('loading settings')\nprint('boom: port already in use', file=sys.stderr)\n"
+                      "sys.exit(1)\n")
+    backend.sections["app"]["start_command"] = f"{sys.executable} {script}"
+    backend.write()
+    backend.start()
+    with pytest.raises(ActionError) as info:
+        Restarter(backend.ctx(), **NO_DB).restart()
+    message = str(info.value)
+    assert info.value.step == "start"
+    assert message.startswith("restart step 'start' failed: ") and "bad_start.py` exited 1" in message
+    assert "loading settings" in message and "boom: port already in use" in message
+    assert "last lines of the app log" in message and '"msg": "stopped"' in message
+    (record,) = [r for r in backend.ledger() if r["kind"] == "action"]
+    assert record["action"] == "restart" and record["ok"] is False
+    assert [s["step"] for s in record["after"]["steps"]] == ["stop", "drain"]
+
+
+def test_an_app_that_fails_to_start_times_out_the_health_wait_with_evidence(backend: FakeBackend) -> None:
+    backend.sections["thresholds"]["health_timeout_s"] = 1.5
+    backend.write()
+    backend.start()
+    backend.env["APP_FAILS_START"] = "true"  # the app-fails-start fault: its startup raises
+    backend.write()
+    started = time.monotonic()
+    with pytest.raises(ActionError) as info:
+        Restarter(backend.ctx(), **NO_DB).restart()
+    assert time.monotonic() - started < 15
+    message = str(info.value)
+    assert info.value.step == "health"
+    assert "restart step 'health' failed: the app did not come back:" in message
+    assert "still says unreachable after" in message and "no answer (ConnectError" in message
+    assert "startup failed: APP_FAILS_START is set" in message
+
+
+def test_a_hanging_stop_command_is_killed_at_its_timeout(backend: FakeBackend) -> None:
+    backend.sections["app"]["stop_command"] = "sleep 30"
+    backend.sections["thresholds"]["health_timeout_s"] = 1.0
+    backend.write()
+    started = time.monotonic()
+    with pytest.raises(ActionError, match=r"restart step 'stop' failed: `sleep 30` did not finish within 1.0 s"):
+        Restarter(backend.ctx(), **NO_DB).restart()
+    assert time.monotonic() - started < 10
+
+
+def test_restart_command_only_says_the_drain_was_not_observed(backend: FakeBackend) -> None:
+    ctl = f"{sys.executable} {HERE / 'appctl.py'}"
+    backend.sections["app"].update(stop_command=None, start_command=None,
+                                   restart_command=f"{ctl} stop {backend.app_dir} && {ctl} start {backend.app_dir}")
+    backend.write()
+    backend.start()
+    result = Restarter(backend.ctx()).restart()
+    assert "drain: not observed: only a restart_command is configured" in result.detail
+    assert backend.health() == "healthy"
+
+
+def _use_database(backend: FakeBackend, pg: EmbeddedPg) -> None:
+    backend.env.update(DATABASE_URL=pg.url("old_app", "app_user", "postgresql+asyncpg"), HOLD_DB_CONNECTION="true")
+    backend.sections["source"]["database_url"] = pg.url("old_app")
+    backend.sections["target"]["database_url"] = pg.url("target_db")
+    backend.write()
+
+
+@pytest.mark.integration
+def test_drain_watches_the_apps_backends_in_pg_stat_activity(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
+    _use_database(backend, embedded_pg)
+    backend.start()
+    seen = app_connections(embedded_pg.url("old_app"), role="app_user")
+    assert seen.count == 1 and "idle as app_user (fakeapp)" in seen.evidence
+
+    result = Restarter(backend.ctx()).restart()
+    drain = next(s for s in result.after["steps"] if s["step"] == "drain")
+    assert drain["detail"].startswith("0 backends of role app_user on source.database_url")
+    assert app_connections(embedded_pg.url("old_app"), role="app_user").count == 1  # the new instance
+
+
+@pytest.mark.integration
+def test_connections_that_do_not_drain_fail_with_who_holds_them(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
+    import asyncpg
+
+    _use_database(backend, embedded_pg)
+    backend.sections["thresholds"]["drain_timeout_s"] = 1.0
+    backend.write()
+    backend.start()
+
+    async def hold_and_restart() -> ActionError:
+        stray = await asyncpg.connect(embedded_pg.url("old_app", "app_user"),
+                                      server_settings={"application_name": "stray-worker"})
+        try:
+            with pytest.raises(ActionError) as info:
+                await asyncio.to_thread(Restarter(backend.ctx()).restart)
+            return info.value
+        finally:
+            await stray.close()
+
+    error = asyncio.run(hold_and_restart())
+    assert error.step == "drain"
+    assert "restart step 'drain' failed: 1 backends of role app_user on source.database_url" in str(error)
+    assert "still open after" in str(error) and "1 idle as app_user (stray-worker)" in str(error)
+
+
+@pytest.mark.integration
+def test_drain_waits_for_a_connection_that_closes_late(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
+    """The drain polls until the last backend is gone (not a fixed sleep): a worker finishing late is waited for."""
+    import asyncpg
+
+    _use_database(backend, embedded_pg)
+    backend.start()
+
+    async def close_late_and_restart() -> dict:
+        stray = await asyncpg.connect(embedded_pg.url("old_app", "app_user"),
+                                      server_settings={"application_name": "late-worker"})
+
+        async def close_after(delay: float) -> None:
+            await asyncio.sleep(delay)
+            await stray.close()
+
+        closer = asyncio.create_task(close_after(1.2))
+        result = await asyncio.to_thread(Restarter(backend.ctx()).restart)
+        await closer
+        return next(s for s in result.after["steps"] if s["step"] == "drain")
+
+    drain = asyncio.run(close_late_and_restart())
+    seconds = float(drain["detail"].split(" after ")[1].split(" s ")[0])
+    polls = int(drain["detail"].split("(")[-1].split(" polls")[0])
+    assert 0.7 <= seconds < 5 and polls >= 2, drain["detail"]

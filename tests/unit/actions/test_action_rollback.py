@@ -1,0 +1,76 @@
+"""Rollback: every runbook step in order, recorded, verified against the old database; a failure stops it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from action_helpers import API_TOKEN, EmbeddedPg, FakeBackend
+
+from pytest_cutover.actions.env_switch import switch_database_url
+from pytest_cutover.actions.health import http_client
+from pytest_cutover.actions.pg import ConnectionCount, table_counts
+from pytest_cutover.actions.restart import Restarter
+from pytest_cutover.actions.rollback import STEPS, failed_step, run_rollback
+
+BROKEN_POOLER = "postgresql+asyncpg://app_user:Pooler-Pw-77@127.0.0.1:6543/target_db"
+
+
+def _threads(backend: FakeBackend, org: str) -> httpx.Response:
+    with http_client(backend.config()) as client:
+        return client.get(f"https://127.0.0.1:{backend.port}/api/threads",
+                          headers={"x-org-id": org, "Authorization": f"Bearer {API_TOKEN}"})
+
+
+@pytest.mark.integration
+def test_rollback_runs_every_step_in_order_and_the_old_system_serves(backend: FakeBackend,
+                                                                      embedded_pg: EmbeddedPg) -> None:
+    backend.env.update(DATABASE_URL=embedded_pg.url("old_app", "app_user", "postgresql+asyncpg"))
+    backend.sections["source"]["database_url"] = embedded_pg.url("old_app")
+    backend.sections["target"].update(database_url=embedded_pg.url("target_db"), app_database_url=BROKEN_POOLER)
+    backend.write()
+    original_env = backend.env_file.read_bytes()
+    backend.start()
+    assert _threads(backend, "org_0001").json()["count"] == 3
+
+    # The switch happened and the app now points at a pooler that does not answer: serving is broken.
+    ctx = backend.ctx()
+    switch_database_url(ctx)
+    Restarter(ctx).restart()
+    assert _threads(backend, "org_0001").status_code == 500
+    target_before = table_counts(embedded_pg.url("target_db"), ["threads"])
+
+    steps = run_rollback(ctx)
+
+    assert [s.step for s in steps] == list(STEPS) and failed_step(steps) is None, steps
+    assert backend.env_file.read_bytes() == original_env
+    assert backend.health() == "healthy"
+    assert _threads(backend, "org_0001").json()["count"] == 3
+    details = {s.step: s.detail for s in steps}
+    assert "has 3 threads rows for org_0001" in details["verify-old-database"]
+    assert "threads 5" in details["keep-target-data"] and "nothing dropped or truncated" in details["keep-target-data"]
+    assert "3 threads, equal to the old database's 3" in details["verify-serving"]
+    assert table_counts(embedded_pg.url("target_db"), ["threads"]) == target_before == {"threads": 5}
+
+    records = ctx.ledger.records()
+    assert [(r["step"], r["ok"]) for r in records if r["kind"] == "rollback"] == [(s, True) for s in STEPS]
+    summary = [r for r in records if r["kind"] == "action" and r["action"] == "rollback"]
+    assert len(summary) == 1 and summary[0]["ok"] is True and summary[0]["after"]["health"] == "healthy"
+    assert "Pooler-Pw-77" not in ctx.ledger.path.read_text()
+
+
+def test_a_failing_restore_step_stops_the_rollback_and_leaves_maintenance_on(backend: FakeBackend) -> None:
+    backend.start()
+    ctx = backend.ctx()  # no switch in this run: there is no env backup to restore from
+
+    steps = run_rollback(ctx, counter=lambda: ConnectionCount(0, "none"))
+
+    assert [(s.step, s.ok) for s in steps] == [("maintenance-on", True), ("restore-database-url", False)]
+    failed = failed_step(steps)
+    assert failed is not None and "no env backup at" in failed.detail
+    assert failed.detail.endswith("rollback stopped here, maintenance left on")
+    assert backend.health() == "maintenance"
+    records = ctx.ledger.records()
+    assert [(r["step"], r["ok"]) for r in records if r["kind"] == "rollback"] == [
+        ("maintenance-on", True), ("restore-database-url", False)]
+    (summary,) = [r for r in records if r["kind"] == "action" and r["action"] == "rollback"]
+    assert summary["ok"] is False and summary["detail"].startswith("rollback failed at step 'restore-database-url'")
