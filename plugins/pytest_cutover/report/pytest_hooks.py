@@ -110,6 +110,17 @@ class ReportPlugin:
             f'{len(report["issues"])} issue(s); the signed report is reports/{escape(report["run"])}/report.json</div>'
         )
 
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # pytest-html writes its page in a trylast sessionfinish; by now it is on disk, so mask what it captured.
+        htmlpath = getattr(config.option, "htmlpath", None)
+        if self.is_worker or not htmlpath or not Path(htmlpath).is_file():
+            return
+        page = Path(htmlpath)
+        text = page.read_text("utf-8", errors="replace")
+        clean = redact(text)
+        if clean != text:
+            page.write_text(clean, "utf-8")
+
     # -- the report -----------------------------------------------------------------------------
     def _context(self) -> Any:
         from pytest_cutover.plugin import SESSION_KEY

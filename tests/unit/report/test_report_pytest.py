@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -136,3 +137,23 @@ def test_allure_labels_attachments_and_metadata(inner_run: InnerRun) -> None:
     assert "cutover.run=sec\n" in props and "cutover.status=INCOMPLETE\n" in props
     assert "host.target.database_url=postgresql://db.example.com:6543/postgres\n" in props
     assert json.loads((results / "executor.json").read_text())["buildName"] == "cutover sec"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pytest_html") is None, reason="pytest-html not installed")
+def test_pytest_html_gets_the_signoff_block_and_no_secret(tmp_path: Path) -> None:
+    (tmp_path / "cutover.toml").write_text(CONFIG)
+    (tmp_path / "test_stage.py").write_text(SUITE)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CUTOVER_RUN", "CUTOVER_REPORTS_DIR")}
+    env.update(PLANTED)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "precutover", "--cutover-config", "cutover.toml",
+         "--html", "page.html", "--self-contained-html", "--metadata", "DB", PLANTED["PLANTED_DSN"],
+         "-p", "pytest_cutover.report.pytest_hooks", "-p", "no:cacheprovider"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    page = (tmp_path / "page.html").read_bytes()
+    assert b"INCOMPLETE</b> cutover run <b>sec</b>" in page.replace(b"&lt;", b"<").replace(b"&gt;", b">").replace(
+        b"&#34;", b'"').replace(b"&quot;", b'"')
+    assert [n for n in NEEDLES if n in page] == []
