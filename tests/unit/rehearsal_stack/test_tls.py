@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+
 from pytest_cutover.rehearsal import tls
 
 
