@@ -71,6 +71,8 @@ class TargetConfig(_Section):
     storage_key: Secret | None = None
     bucket: str = "attachments"
     ca_file: str | None = None
+    jwt_secret: Secret | None = Field(None, description="the project's JWT secret: the rls stage mints one user JWT "
+                                                        "per org to prove storage isolation (Supabase: JWT settings)")
 
 
 class AppConfig(_Section):
@@ -111,6 +113,11 @@ class SchemaConfig(_Section):
     threads_table: str = "threads"
     rls_org_setting: str = "app.current_org_id"
     rls_user_setting: str = "app.current_user_id"
+    tenant_schemas: tuple[str, ...] = Field(("public",), description="schemas searched for tables with the tenant "
+                                                                      "column (RLS audit and isolation probes)")
+    user_column: str = "user_id"
+    tier_column: str | None = Field("tier", description="fragments' visibility tier column; none: no private tier")
+    private_tier: str = "private"
     parity_tables: tuple[str, ...] = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")
 
 
