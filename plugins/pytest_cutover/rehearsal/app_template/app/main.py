@@ -88,6 +88,13 @@ async def _keep_qdrant_released() -> None:
         await asyncio.sleep(_WATCH_INTERVAL_S)
 
 
+async def _preload_qdrant() -> None:
+    try:
+        await asyncio.to_thread(vector_search.preload)
+    except Exception as exc:  # the first search will import again and report the error
+        log.warning("qdrant-client could not be imported at start: %s", _describe(exc))
+
+
 @contextlib.asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     applog.configure_logging(settings.log_file)
@@ -96,10 +103,16 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         raise RuntimeError("startup failed (fault app-fails-start)")
     await _check_database()
     watcher = asyncio.create_task(_keep_qdrant_released())
+    warm: asyncio.Task[None] | None = None
+    if settings.vector_backend == "qdrant" and settings.qdrant_path is not None:
+        warm = asyncio.create_task(_preload_qdrant())
     log.info("started: vector backend %s, maintenance %s", settings.vector_backend, maintenance.active)
     try:
         yield
     finally:
+        if warm is not None:
+            with contextlib.suppress(Exception):
+                await warm
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

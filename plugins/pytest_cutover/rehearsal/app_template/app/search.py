@@ -4,7 +4,8 @@ Qdrant's local mode keeps the collection in a folder that only ONE process may o
 second ``QdrantClient(path=...)`` raises "Storage folder ... is already accessed by another
 instance").  During the cutover the migration must read that folder while the app is up, so the app:
 
-* opens the folder lazily, on the first search that needs it;
+* opens the folder lazily, on the first search that needs it (at start it only imports qdrant-client),
+  so before any search the folder is free for other readers (for example a Day-7 point count);
 * CLOSES it as soon as maintenance starts (a watcher in ``app.main`` checks every 0.2 s) and answers
   searches with 503 until maintenance ends;
 * never opens it when VECTOR_BACKEND=pgvector (after the switch), and closes it if it was open.
@@ -56,6 +57,15 @@ class VectorSearch:
     @property
     def holds_qdrant(self) -> bool:
         return self._client is not None
+
+    @staticmethod
+    def preload() -> None:
+        """Import qdrant-client now (about 2 s on 2 cores) so the first search is not the slow one.
+
+        Only the import: the folder itself stays unopened (and unlocked) until a search needs it.
+        """
+        import qdrant_client  # noqa: F401
+        from qdrant_client import models  # noqa: F401
 
     def release(self) -> bool:
         """Close the Qdrant local client (releases the folder lock); True when one was open."""
