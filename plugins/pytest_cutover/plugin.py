@@ -56,12 +56,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cutover-force", dest="cutover_force", metavar="REASON", default=None, type=_force_reason,
                     help="run stages even when an earlier stage has not passed; the reason is recorded "
                          "in the ledger and shown in the report")
+    group.addoption("--cutover-auto-rollback", dest="cutover_auto_rollback", action="store_true", default=False,
+                    help="when a rollback trigger fires, run the runbook's rollback (maintenance on, previous "
+                         "DATABASE_URL, restart, verify) and mark the run ROLLBACK")
     group.addoption("--cutover-barrier-timeout", dest="cutover_barrier_timeout", metavar="SECONDS", type=float,
                     default=4 * 3600.0,
                     help="with pytest-xdist, how long a worker waits for the earlier stages of this invocation "
                          "to finish before it gives up (default: 4 hours)")
     group.addoption("--cutover-reports-dir", dest="cutover_reports_dir", metavar="DIR", default=None,
                     help="where reports/<run>/ lives (default: $CUTOVER_REPORTS_DIR, else ./reports)")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_cutover import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def announce(config: pytest.Config, event: str, **details: Any) -> None:
+    """Tell every implementation of ``pytest_cutover_event`` that ``event`` happened."""
+    from pytest_cutover.redact import redact_obj
+
+    config.hook.pytest_cutover_event(config=config, event=event, details=redact_obj(details))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,6 +90,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "cutover-session")
+    from pytest_cutover.report.pytest_hooks import register as register_report
+
+    register_report(config)
 
 
 def get_session(config: pytest.Config) -> CutoverSession:

@@ -1,0 +1,120 @@
+"""``cutover rehearse``: build the embedded stack, run every stage against it in order, write the report.
+
+The suite runs exactly as it would on the night: the stack writes a ``cutover.toml`` (secrets as
+``${VAR}`` references, their values put in the environment) and the suite is started with
+``--cutover-config`` pointing at it.  Exit code 0 only when the report says SUCCESS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from pytest_cutover.stages import STAGES, SUCCESS
+
+__all__ = ["find_suite", "rehearse"]
+
+
+def find_suite(explicit: Path | None = None) -> Path:
+    """The acceptance suite: ``--suite``, else ``./tests/cutover``, else the one beside this package."""
+    from pytest_cutover.errors import ConfigError
+
+    candidates = [explicit] if explicit else [Path.cwd() / "tests" / "cutover",
+                                               Path(__file__).resolve().parents[3] / "tests" / "cutover"]
+    for path in candidates:
+        if path is not None and path.is_dir():
+            return path.resolve()
+    raise ConfigError("cannot find the acceptance suite (tests/cutover)",
+                      hint="run from the project root or pass --suite")
+
+
+def _list_faults(verbose: bool) -> int:
+    from pytest_cutover.rehearsal.faults import list_faults
+
+    for fault in list_faults():
+        click.echo(f"{fault.name}\t{fault.stage}\t{fault.when}\t{fault.description}" if verbose else fault.name)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@click.command()
+@click.option("--run", "run", default=None, metavar="ID", help="Run id (default: rehearsal-<UTC time>).")
+@click.option("--fault", "faults", multiple=True, metavar="NAME", help="Plant a fault (repeatable).")
+@click.option("--list-faults", is_flag=True, help="Print the fault catalog, one name a line, and exit.")
+@click.option("-v", "--verbose", is_flag=True, help="With --list-faults: also the stage, moment and description.")
+@click.option("--auto-rollback", is_flag=True, help="Roll back automatically when a trigger fires.")
+@click.option("--keep", is_flag=True, help="Keep the stack's folder after the run.")
+@click.option("--serve", is_flag=True, help="Keep the stack up after the run (Ctrl-C to stop); writes stack.env.")
+@click.option("--reports-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder holding <run>/ (default: $CUTOVER_REPORTS_DIR, else ./reports).")
+@click.option("--size", default="small", show_default=True, help="Seed size: small or large.")
+@click.option("--monitor-window", type=float, default=8.0, show_default=True, help="Monitor window, seconds.")
+@click.option("--suite", type=click.Path(path_type=Path), default=None, help="The acceptance suite folder.")
+@click.option("--pytest-arg", "pytest_args", multiple=True, help="Extra argument for pytest (repeatable).")
+def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbose: bool, auto_rollback: bool,
+             keep: bool, serve: bool, reports_dir: Path | None, size: str, monitor_window: float,
+             suite: Path | None, pytest_args: tuple[str, ...]) -> int:
+    """Build the embedded stack and run precutover → sync → switch → smoke → rls → monitor against it."""
+    if list_faults:
+        return _list_faults(verbose)
+    import pytest
+
+    from pytest_cutover.rehearsal.faults import validate_faults
+    from pytest_cutover.rehearsal.hooks import RehearsalHooks
+    from pytest_cutover.rehearsal.stack import EmbeddedStack
+    from pytest_cutover.status import stage_rows
+
+    validate_faults(faults)
+    suite_dir = find_suite(suite)
+    run = run or "rehearsal-" + dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    reports = (reports_dir or Path(os.environ.get("CUTOVER_REPORTS_DIR") or "reports")).resolve()
+    run_dir = reports / run
+
+    def say(line: str) -> None:
+        click.echo(line)
+
+    say(f"rehearsal {run}: building the embedded stack" + (f" with faults {', '.join(faults)}" if faults else ""))
+    stack = EmbeddedStack(None, size=size, faults=faults, keep=keep or serve, run_id=run,
+                          monitor_window_s=monitor_window, monitor_interval_s=max(0.5, monitor_window / 8))
+    with stack:
+        say(f"stack up in {stack.startup_s:.1f}s: {stack.describe()}")
+        for name, evidence in stack.planted.items():
+            say(f"  ~ fault planted: {name}: {evidence}")
+        os.environ.update(stack.environ())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        args = [str(suite_dir), "-p", "no:cacheprovider", "-q", "-rfEs",
+                f"--cutover-config={stack.config_path}", f"--cutover-run={run}", f"--cutover-reports-dir={reports}",
+                "-m", " or ".join(STAGES), f"--junitxml={run_dir / 'junit.xml'}",
+                f"--alluredir={run_dir / 'allure-results'}", *(["--cutover-auto-rollback"] if auto_rollback else []),
+                *pytest_args]
+        hooks = RehearsalHooks(stack, say, monitor_window)
+        exit_code = pytest.main(args, plugins=[hooks])
+        say(f"pytest exited {int(exit_code)}")
+        if serve:
+            env_path = stack.write_stack_env(run_dir / "stack.env")
+            say(f"serving the rehearsed stack; connection settings in {env_path} (mode 0600). Ctrl-C stops it.")
+            _wait_for_signal()
+    report_path = run_dir / "report.json"
+    status = json.loads(report_path.read_text())["status"] if report_path.exists() else "INCOMPLETE"
+    from pytest_cutover.ledger import Ledger
+
+    for row in stage_rows(Ledger.for_run(reports, run).stage_records()):
+        say(f"  {row['stage']:<11} {row['verdict']:<8} {row['reason'] or ''}")
+    say(f"rehearsal {run}: {status}  (report: {report_path if report_path.exists() else 'not written'})")
+    return 0 if status == SUCCESS else 1
