@@ -7,6 +7,7 @@ section) wins; otherwise the report says what it can read on this machine and la
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ def _from_figures(figures: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return found
 
 
+@functools.cache
 def _pgbouncer_local() -> str | None:
     exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
     if not exe:
@@ -56,18 +58,24 @@ def _pgbouncer_local() -> str | None:
     return match.group(1) if match else None
 
 
+@functools.cache
+def _local_dists() -> tuple[tuple[str, str], ...]:
+    out = []
+    for dist in _LOCAL_DISTS:
+        try:
+            out.append((dist, metadata.version(dist)))
+        except metadata.PackageNotFoundError:
+            continue
+    return tuple(out)
+
+
 def versions(figures: Mapping[str, Any], *, local: bool = True) -> dict[str, dict[str, str]]:
     """``{component: {"version": ..., "source": ...}}`` from the figures, then from this machine."""
     found = _from_figures(figures)
     if not local:
         return found
-    for dist in _LOCAL_DISTS:
-        if dist in found:
-            continue
-        try:
-            found[dist] = {"version": metadata.version(dist), "source": "local python package"}
-        except metadata.PackageNotFoundError:
-            continue
+    for dist, version in _local_dists():
+        found.setdefault(dist, {"version": version, "source": "local python package"})
     if "pgbouncer" not in found:
         local_bouncer = _pgbouncer_local()
         if local_bouncer:

@@ -24,6 +24,7 @@ __all__ = [
     "ALLURE_ARCHIVE",
     "ALLURE_HTML",
     "JUNIT_DIR",
+    "JUNIT_NAME",
     "MONITOR_NAME",
     "REPORT_HTML",
     "REPORT_JSON",
@@ -37,7 +38,7 @@ REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 MONITOR_NAME = "monitor.jsonl"
 ALLURE_ARCHIVE = "allure-results.zip"
 ALLURE_HTML = "allure-report/index.html"
-JUNIT_DIR = "junit"
+JUNIT_DIR, JUNIT_NAME = "junit", "junit.xml"
 _DIGEST_FILE = "allure-report/.results-sha256"
 
 
@@ -82,7 +83,10 @@ def scrub_junit(path: Path) -> bool:
 
 
 def _collect_junit(junit: Path, run_dir: Path, invocation: str | None) -> Path:
+    """Redact the JUnit file; keep it where it is when it lives in the run folder, else copy it in."""
     scrub_junit(junit)
+    if junit.resolve().parent == run_dir.resolve():
+        return junit
     folder = run_dir / JUNIT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"{invocation or 'junit'}.xml"
@@ -159,7 +163,7 @@ def write_report_files(ctx: RunContext, *, notes: str | None = None, allure_resu
         _collect_junit(junit, run_dir, invocation)
     _allure(run_dir, report, allure_results, project_dir or ctx.suite_dir, generate_allure, messages)
 
-    listed = [LEDGER_NAME, MONITOR_NAME, ALLURE_ARCHIVE, ALLURE_HTML]
+    listed = [LEDGER_NAME, MONITOR_NAME, JUNIT_NAME, ALLURE_ARCHIVE, ALLURE_HTML]
     if (run_dir / JUNIT_DIR).is_dir():
         listed += sorted(f"{JUNIT_DIR}/{p.name}" for p in (run_dir / JUNIT_DIR).glob("*.xml"))
     artifacts, sizes = {}, {}

@@ -172,3 +172,12 @@ def test_cli_report_rebuild_sign_and_verify(tmp_path: Path, monkeypatch: pytest.
     factory.stage(ctx, "sync", "failed", offset=9000)
     code, out = _run(["report", "--run", "cli-run", "--no-allure"])
     assert code == 1 and out.startswith("INCOMPLETE:") and "report.json.sig removed" in out
+
+
+def test_junit_inside_the_run_folder_is_listed_in_place(tmp_path: Path) -> None:
+    ctx = factory.context(tmp_path, factory.config())
+    factory.all_passed(ctx)
+    junit = ctx.run_dir / "junit.xml"
+    junit.write_text('<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="1"/></testsuites>')
+    report = write_report_files(ctx, junit=junit, invocation="inv9", generate_allure=False).report
+    assert "junit.xml" in report["artifacts"] and not (ctx.run_dir / "junit").exists()
