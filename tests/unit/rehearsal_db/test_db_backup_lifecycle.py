@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import psutil
 import pytest
+
 from pytest_cutover.rehearsal.backup import dump_database
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
@@ -49,7 +50,8 @@ def test_start_stop_is_idempotent_and_leaves_no_process(tmp_path) -> None:
     pg = EmbeddedPostgres(tmp_path / "pg")
     pg.start()
     try:
-        pid = pg.pid
+        pid, socket_dir = pg.pid, pg.socket_dir
+        assert socket_dir is not None and (socket_dir / f".s.PGSQL.{pg.port}").is_socket()
         pg.start()  # idempotent
         assert pg.pid == pid and pg.running
         children = psutil.Process(pid).children(recursive=True)
@@ -62,6 +64,7 @@ def test_start_stop_is_idempotent_and_leaves_no_process(tmp_path) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not [c for c in children if c.is_running()]
     assert _server_processes(str(pg.pgdata)) == []
+    assert not socket_dir.exists()
 
     # A kept cluster restarts with the same roles and passwords (read back from credentials.json).
     again = EmbeddedPostgres(tmp_path / "pg")

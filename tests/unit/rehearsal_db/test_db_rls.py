@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+
 from pytest_cutover.rehearsal.postgres import TENANT_TABLES
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pytest_cutover.rehearsal import seed as seed_mod
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TENANT_TABLES
