@@ -12,7 +12,9 @@ Ctrl-C ends the window early: the session is recorded with ``cut_short`` and the
 series stays readable.  Running again in the same run resumes a window that was
 cut short (or whose process died) where it stopped: elapsed time accumulates
 over sessions.  A window that ended (complete, or stopped by a trigger), or
-``fresh=True``, starts a new one.  At the end a ledger record of kind ``monitor``
+``fresh=True``, starts a new one.  A new window begins with ``warmup_rounds``
+untimed probe rounds (default 1): the first requests after a restart open pools
+and load indexes, which the smoke stage has already measured.  At the end a ledger record of kind ``monitor``
 holds the figures, the criteria and the fired triggers.
 """
 
@@ -119,7 +121,8 @@ class Sampler:
                  stage: str = "monitor", stamp: Mapping[str, Any] | None = None, prior_leaks: Sequence[str] = (),
                  console: Console | None = None, progress: bool = True,
                  on_sample: Callable[[Sample], None] | None = None, fresh: bool = False,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 warmup_rounds: int = 1, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.series = series
         self.probes = probes
@@ -133,6 +136,7 @@ class Sampler:
         self.progress = progress
         self.on_sample = on_sample
         self.fresh = fresh
+        self.warmup_rounds = warmup_rounds
         self._clock = clock
         self._sleep = sleep
 
@@ -189,6 +193,12 @@ class Sampler:
         started = self._clock()
         elapsed = offset
         try:
+            if self.probes is not None and not samples:
+                for _ in range(self.warmup_rounds):  # untimed: a restart's first requests open pools and indexes
+                    runner.run(self.probes.run())
+                if self.warmup_rounds and self.logs is not None:
+                    self.logs.drain()  # the warm-up's own log lines are before the window
+                started = self._clock()
             tick = 0
             while True:
                 elapsed = offset + (self._clock() - started)

@@ -36,6 +36,7 @@ __all__ = [
     "PoolerFigures",
     "SystemFigures",
     "SystemSampler",
+    "connect_target",
     "parse_show_pools",
     "parse_size",
     "pooler_figures",
@@ -191,6 +192,26 @@ def _asyncpg_dsn(dsn: str) -> str:
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
 
 
+async def connect_target(dsn: Secret | str, *, timeout_s: float, ca_file: str | None = None) -> Any:
+    """An asyncpg connection (statement cache off: it may go through a transaction pooler).
+
+    With a ``ca_file`` and no ``sslmode`` in the DSN, TLS is tried first, verified against that CA,
+    and a server that refuses TLS (a direct socket-only server) gets a plain connection, like
+    libpq's ``sslmode=prefer``; an ``sslmode`` in the DSN always decides on its own.
+    """
+    import asyncpg
+
+    plain = _asyncpg_dsn(reveal(dsn) or "")
+    if ca_file and "sslmode=" not in plain:
+        try:
+            return await asyncpg.connect(plain, timeout=timeout_s, statement_cache_size=0,
+                                         ssl=ssl.create_default_context(cafile=ca_file))
+        except ConnectionError as exc:
+            if "rejected SSL upgrade" not in str(exc):
+                raise
+    return await asyncpg.connect(plain, timeout=timeout_s, statement_cache_size=0)
+
+
 @dataclass
 class SystemSampler:
     """Collects RSS and connection counts; every failure becomes a note, never an exception."""
@@ -211,12 +232,8 @@ class SystemSampler:
         return rss_of_pid(pid) if pid is not None else None
 
     async def _connections(self) -> int:
-        import asyncpg
-
         if self._conn is None or self._conn.is_closed():
-            ssl_ctx = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
-            self._conn = await asyncpg.connect(_asyncpg_dsn(reveal(self.target_dsn) or ""), timeout=self.timeout_s,
-                                               statement_cache_size=0, ssl=ssl_ctx)
+            self._conn = await connect_target(self.target_dsn or "", timeout_s=self.timeout_s, ca_file=self.ca_file)
         return int(await self._conn.fetchval(_CONNECTIONS_SQL, timeout=self.timeout_s))
 
     async def _drop_connection(self) -> None:

@@ -9,15 +9,15 @@ target's admin URL (direct or session, BYPASSRLS), never through the app.
 
 from __future__ import annotations
 
-import ssl
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_cutover.config import SchemaConfig
 from pytest_cutover.monitor.errors import MonitorError
-from pytest_cutover.monitor.system import _asyncpg_dsn
-from pytest_cutover.redact import Secret, redact, reveal
+from pytest_cutover.monitor.system import connect_target
+from pytest_cutover.redact import Secret, redact
 
 __all__ = ["DatabaseLeakOracle", "ProbeTargets", "discover_targets"]
 
@@ -39,8 +39,7 @@ async def _connect(dsn: Secret | str, timeout_s: float, ca_file: str | None) -> 
     import asyncpg
 
     try:
-        return await asyncpg.connect(_asyncpg_dsn(reveal(dsn) or ""), timeout=timeout_s, statement_cache_size=0,
-                                     ssl=ssl.create_default_context(cafile=ca_file) if ca_file else None)
+        return await connect_target(dsn, timeout_s=timeout_s, ca_file=ca_file)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise MonitorError(redact(f"cannot connect to the target {dsn}: {type(exc).__name__}: {exc}"),
                            hint="check target.database_url") from None
@@ -77,6 +76,7 @@ class DatabaseLeakOracle:
     timeout_s: float = 10.0
     ca_file: str | None = None
     _conn: Any = field(default=None, init=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def owners(self, kind: str, ids: Sequence[Any]) -> Mapping[str, str]:
         s = self.schema
@@ -86,12 +86,13 @@ class DatabaseLeakOracle:
             table, key, cast = s.fragments_table, s.fragment_key, "bigint[]"
         else:
             return {}
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await _connect(self.dsn, self.timeout_s, self.ca_file)
         values = [str(i) for i in ids] if cast == "uuid[]" else [int(i) for i in ids]
-        rows = await self._conn.fetch(
-            f"select {_ident(key)}::text as id, {_ident(s.tenant_column)}::text as org from {_ident(table)} "
-            f"where {_ident(key)} = any($1::{cast})", values, timeout=self.timeout_s)
+        async with self._lock:  # probes run concurrently; one connection serves one query at a time
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await _connect(self.dsn, self.timeout_s, self.ca_file)
+            rows = await self._conn.fetch(
+                f"select {_ident(key)}::text as id, {_ident(s.tenant_column)}::text as org from {_ident(table)} "
+                f"where {_ident(key)} = any($1::{cast})", values, timeout=self.timeout_s)
         return {r["id"]: r["org"] for r in rows}
 
     async def aclose(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from pytest_cutover.monitor.classify import classify_message, parse_line
 from pytest_cutover.monitor.samples import DB_CONNECTION, RLS_CONTEXT, STORAGE_ACCESS, VECTOR_SEARCH_TIMEOUT
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pytest_cutover.monitor import criteria as c
 from pytest_cutover.monitor.figures import monitor_figures
 from pytest_cutover.monitor.samples import DB_CONNECTION, STORAGE_ACCESS

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pytest_cutover.monitor.errors import MonitorError
 from pytest_cutover.monitor.logs import CommandFollower, FileFollower, LogWatcher, wait_for_lines
 from pytest_cutover.monitor.samples import DB_CONNECTION, STORAGE_ACCESS

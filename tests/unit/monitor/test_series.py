@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pytest_cutover.monitor.errors import SeriesError
 from pytest_cutover.monitor.samples import MonitorSeries, Sample
 from pytest_cutover.redact import Secret

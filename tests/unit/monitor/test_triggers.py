@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pytest_cutover.monitor import triggers as t
 from pytest_cutover.monitor.samples import DB_CONNECTION
 from pytest_cutover.monitor.settings import MonitorSettings
