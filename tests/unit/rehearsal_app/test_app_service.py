@@ -102,7 +102,8 @@ def test_fault_db_conn_failures_logs_connection_errors(app: RunningApp, cluster:
     finally:
         app.set_faults(None)
     assert response.status_code == 503
-    assert any(line["level"] == "ERROR" and line.get("category") == "db-connection" for line in app.new_log_lines())
+    lines = app.new_log_lines()
+    assert any(line["level"] == "ERROR" and line.get("category") == "database-connection" for line in lines)
 
 
 def test_qdrant_search_and_the_folder_is_released_in_maintenance(app: RunningApp, cluster: Cluster) -> None:

@@ -55,6 +55,8 @@ def test_user_uploads_downloads_lists_its_org_folder(storage: Storage, ca: ssl.S
         bucket = client.from_("attachments")
         assert bucket.upload(path, b"org A bytes", {"content-type": "text/plain"}).path == path
         assert bucket.download(path) == b"org A bytes"
+        on_disk = [p for p in storage.data_dir.rglob("*") if p.is_file() and str(p).endswith(path)]
+        assert [p.read_bytes() for p in on_disk] == [b"org A bytes"]  # <data>/<bucket>/<id>/<name>
         assert [e["name"] for e in bucket.list(f"{ORG_A}/thread-1/11")] == ["report.txt"]
         folders = {e["name"]: e for e in bucket.list(ORG_A)}
         assert folders["thread-1"]["id"] is None  # a folder entry, as storage.search returns it
@@ -85,6 +87,7 @@ def test_rls_denies_another_orgs_folder(storage: Storage, ca: ssl.SSLContext) ->
         assert owner.from_("attachments").download(path_b) == b"org B only"
         removed = owner.from_("attachments").remove([path_b])
         assert [r["name"] for r in removed] == [path_b]
+    assert not [p for p in storage.data_dir.rglob("*") if str(p).endswith(path_b)]
 
 
 def test_public_bucket_reads_need_no_jwt(storage: Storage, ca: ssl.SSLContext) -> None:

@@ -1,8 +1,8 @@
-"""Object bytes on local disk: ``<data_dir>/<bucket>/<object name>/<object id>``.
+"""Object bytes on local disk: ``<data_dir>/<bucket>/<object id>/<object name>``.
 
-Each object is a folder named after its path holding one file named after its row id, as the real
-server's file backend keeps ``<key>/<version>``; so ``a/b`` and ``a/b/c`` never collide.  Writes go
-to a temporary file first and are renamed into place (atomic on one file system).
+The row id (``storage.objects.id``) comes first, so objects named ``a/b`` and ``a/b/c`` never collide,
+and the file path still ends with the object's name (easy to find, e.g. by the ``blob-corrupt`` fault).
+Writes go to a temporary file first and are renamed into place (atomic on one file system).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class BlobStore:
     def _path(self, bucket: str, name: str, object_id: str) -> Path:
         check_object_name(bucket)
         check_object_name(name)
-        return self.root / bucket / name / object_id
+        check_object_name(object_id)
+        return self.root / bucket / object_id / name
 
     def write(self, bucket: str, name: str, object_id: str, data: bytes) -> None:
         final = self._path(bucket, name, object_id)
@@ -57,6 +58,7 @@ class BlobStore:
 
     def delete(self, bucket: str, name: str, object_id: str) -> None:
         self._path(bucket, name, object_id).unlink(missing_ok=True)
+        shutil.rmtree(self.root / bucket / object_id, ignore_errors=True)
 
     def delete_bucket(self, bucket: str) -> None:
         shutil.rmtree(self.root / check_object_name(bucket), ignore_errors=True)

@@ -26,7 +26,7 @@ __all__ = [
     "log_event",
 ]
 
-DB_CONNECTION = "db-connection"
+DB_CONNECTION = "database-connection"
 RLS_CONTEXT = "rls-context"
 VECTOR_SEARCH_TIMEOUT = "vector-search-timeout"
 STORAGE_ACCESS = "storage-access"

@@ -66,7 +66,7 @@ def test_log_lines_are_json_with_category(tmp_path):
                      "database connection error: postgresql://u:hunter2@h/db refused",
                      category=applog.DB_CONNECTION, path="/api/threads", status=503, ms=1.234)
     line = json.loads(log_file.read_text(encoding="utf-8").splitlines()[-1])
-    assert line["level"] == "ERROR" and line["category"] == "db-connection" and line["status"] == 503
+    assert line["level"] == "ERROR" and line["category"] == "database-connection" and line["status"] == 503
     assert "hunter2" not in line["msg"] and set(line) == {"ts", "level", "logger", "msg", "category", "path",
                                                           "status", "ms"}
 
