@@ -146,11 +146,13 @@ def archive_results(results_dir: Path, dest: Path) -> Path:
 
 
 def find_allure(start: Path) -> Path | None:
-    """``node_modules/.bin/allure`` in ``start`` or the nearest parent that has one."""
-    for folder in (start, *start.parents):
-        candidate = folder / "node_modules" / ".bin" / "allure"
-        if candidate.exists():
-            return candidate
+    """``node_modules/.bin/allure`` in ``start`` or the nearest parent that has one, else next to this
+    package (an editable install inside the project checkout, where ``npm ci`` ran)."""
+    for base in (start.resolve(), Path(__file__).resolve().parent):
+        for folder in (base, *base.parents):
+            candidate = folder / "node_modules" / ".bin" / "allure"
+            if candidate.exists():
+                return candidate
     return None
 
 

@@ -144,13 +144,15 @@ def test_allure_html_is_generated_once_as_a_single_file(tmp_path: Path) -> None:
     assert not again.changed  # same results: no regeneration, same digests
 
 
-def test_allure_html_skipped_with_a_reason_without_node_modules(tmp_path: Path) -> None:
+def test_allure_html_skipped_with_a_reason_without_node_modules(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pytest_cutover.report.allure.find_allure", lambda start: None)
     results = tmp_path / "allure-results"
     results.mkdir()
     (results / "abc-result.json").write_text(json.dumps({"uuid": "abc", "name": "t", "status": "passed"}))
     ctx = _demo_run(tmp_path, trigger=False)
     result = write_report_files(ctx, allure_results=results, project_dir=tmp_path)
     assert result.report["allure"]["html"] is None
-    assert "node_modules/.bin/allure not found" in result.report["allure"]["reason"]
+    assert f"node_modules/.bin/allure not found from {tmp_path}" in result.report["allure"]["reason"]
     assert "npm ci" in result.report["allure"]["reason"]
     assert "allure-results.zip" in result.report["artifacts"]

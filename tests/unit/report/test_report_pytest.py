@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -157,3 +158,27 @@ def test_pytest_html_gets_the_signoff_block_and_no_secret(tmp_path: Path) -> Non
     assert b"INCOMPLETE</b> cutover run <b>sec</b>" in page.replace(b"&lt;", b"<").replace(b"&gt;", b">").replace(
         b"&#34;", b'"').replace(b"&quot;", b'"')
     assert [n for n in NEEDLES if n in page] == []
+
+
+@pytest.mark.skipif(shutil.which("cutover") is None, reason="the cutover console script is not installed")
+def test_installed_script_signs_and_verifies_the_run(inner_run: InnerRun, tmp_path: Path) -> None:
+    def cutover(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["cutover", *args], cwd=inner_run.path, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **PLANTED})
+
+    key = tmp_path / "lead.key"
+    assert cutover("keygen", "--out", str(key)).returncode == 0
+    rebuilt = cutover("report", "--run", "sec", "--config", "cutover.toml")
+    assert rebuilt.returncode == 1 and rebuilt.stdout.startswith("INCOMPLETE: precutover failed")
+    signed = cutover("report", "sign", "--run", "sec", "--config", "cutover.toml", "--key", str(key))
+    assert signed.returncode == 0, signed.stderr
+    report = inner_run.path / "reports" / "sec" / "report.json"
+    ok = cutover("report", "verify", str(report), "--pubkey", f"{key}.pub")
+    assert ok.returncode == 0 and ok.stdout.startswith("OK:"), ok.stdout + ok.stderr
+    archive = report.parent / "allure-results.zip"
+    data = bytearray(archive.read_bytes())
+    data[-30] ^= 0x01
+    archive.write_bytes(bytes(data))
+    bad = cutover("report", "verify", str(report))
+    assert bad.returncode == 1
+    assert "allure-results.zip: changed (sha256 " in bad.stderr
