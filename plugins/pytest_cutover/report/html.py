@@ -152,6 +152,21 @@ def _accounting(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _issue_kind(issue: str) -> str:
+    """A CSS class for one issue line (the lines are written by ``build.py`` in these shapes)."""
+    if issue.startswith(("rollback trigger", "rollback step")):
+        return "trigger"
+    if "skipped, waived:" in issue:
+        return "waived"
+    if "skipped without a waiver" in issue:
+        return "skip"
+    if "forced over a gate" in issue:
+        return "forced"
+    if ": blocked - " in issue:
+        return "blocked"
+    return "failure"
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -174,7 +189,7 @@ def _environment() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(clock=_clock, duration=_duration, value=_value)
+    env.filters.update(clock=_clock, duration=_duration, value=_value, issue_kind=_issue_kind)
     return env
 
 
