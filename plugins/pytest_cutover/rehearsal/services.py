@@ -42,7 +42,7 @@ __all__ = [
 
 #: The reference app's source, copied into the stack folder by :func:`prepare_app_checkout`.
 TEMPLATE_DIR = Path(__file__).resolve().parent / "app_template"
-#: Keys the app reads from its .env; they are removed from the child's environment so the .env decides.
+#: Keys the app reads from its .env; a child never inherits them (see ``_INHERITED``), so the .env decides.
 APP_ENV_KEYS = (
     "DATABASE_URL", "DATABASE_SSL_CA", "MAINTENANCE_MODE", "MAINTENANCE_FILE", "ADMIN_TOKEN", "API_TOKEN",
     "QDRANT_PATH", "QDRANT_COLLECTION", "VECTOR_BACKEND", "STORAGE_URL", "STORAGE_KEY", "STORAGE_BUCKET",
@@ -156,8 +156,14 @@ class ServiceProcess(ManagedProcess):
         super().start(ready or http_ready(self.ready_url, ca_file=self.ca_file), timeout=timeout)
 
 
+#: What a child inherits from our environment: enough to run Python, nothing else (no tokens, no DSNs; the
+#: stack may record a child's environment in its state file, and the app must read its settings from .env).
+_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+              "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in APP_ENV_KEYS and not k.startswith("STORAGE_")}
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # keeps the checkout's tree free of __pycache__ too
     env.update(extra or {})

@@ -96,3 +96,16 @@ def test_mint_jwt_claims() -> None:
     assert claims["exp"] - claims["iat"] == 60
     service = jwt.decode(services.mint_jwt(SECRET, role="service_role"), SECRET, algorithms=["HS256"])
     assert service["role"] == "service_role" and "org_id" not in service
+
+
+def test_children_inherit_no_settings_or_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:leaked-password@h/db")
+    monkeypatch.setenv("SUPABASE_SERVICE_KEY", "leaked-service-key")
+    proc = services.app_process(tmp_path, 1, certfile=tmp_path / "c.pem", keyfile=tmp_path / "k.pem",
+                                log_path=tmp_path / "app.out")
+    assert proc.argv[1:4] == ["-m", "uvicorn", "app.main:app"] and proc.cwd == tmp_path.resolve()
+    assert "DATABASE_URL" not in proc.env and "leaked" not in repr(proc.env)
+    storage = services.storage_process(1, dsn="postgresql://s:pw@h/db", jwt_secret=SECRET, data_dir=tmp_path,
+                                       certfile=None, keyfile=None, log_path=tmp_path / "s.log")
+    assert storage.env["STORAGE_DATABASE_URL"] == "postgresql://s:pw@h/db" and "leaked" not in repr(storage.env)
+    assert SECRET not in " ".join(storage.argv)  # secrets travel in the environment, never in argv
