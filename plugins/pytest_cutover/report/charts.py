@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Series", "line_chart", "load_samples", "monitor_series"]
+__all__ = ["MonitorData", "Series", "line_chart", "load_monitor", "load_samples", "monitor_series"]
 
 _TIME_KEYS = ("elapsed_s", "elapsed", "t", "offset_s")
 _STAMP_KEYS = ("ts", "time", "at", "timestamp")
@@ -72,13 +72,46 @@ def _derive(sample: dict[str, Any]) -> dict[str, Any]:
     return sample
 
 
+@dataclass
+class MonitorData:
+    """What the charts need from ``monitor.jsonl``."""
+
+    samples: list[dict[str, Any]]
+    bad_lines: int
+    marks: list[tuple[float, str]]  # (seconds into the window, trigger name)
+
+
+def load_monitor(path: Path) -> MonitorData:
+    """Samples and trigger marks of the latest window; a trigger is placed at the sample before it."""
+    records, bad = _read(path)
+    windows = [r["window"] for r in records if isinstance(r.get("window"), int)]
+    if windows:
+        records = [r for r in records if r.get("window") == windows[-1]]
+    samples: list[dict[str, Any]] = []
+    fired: list[tuple[int, str]] = []
+    for record in records:
+        kind = record.get("kind", "sample")
+        if kind == "sample":
+            samples.append(_flatten(_derive(record)))
+        elif kind == "trigger" and samples:
+            fired.append((len(samples) - 1, str(record.get("name") or "trigger")))
+    xs = _seconds(samples) if samples else []
+    return MonitorData(samples, bad, [(xs[i], name) for i, name in fired])
+
+
 def load_samples(path: Path) -> tuple[list[dict[str, Any]], int]:
     """The samples of ``monitor.jsonl`` (flattened) and how many lines could not be read.
 
     The monitor writes ``window``/``sample``/``trigger``/``end`` records; only samples of the
     latest window are charted (a resumed window keeps its number, a new window restarts the clock).
     """
-    samples, bad = [], 0
+    data = load_monitor(path)
+    return data.samples, data.bad_lines
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], int]:
+    samples: list[dict[str, Any]] = []
+    bad = 0
     if not path.exists():
         return samples, bad
     for line in path.read_text("utf-8", errors="replace").splitlines():
@@ -89,14 +122,11 @@ def load_samples(path: Path) -> tuple[list[dict[str, Any]], int]:
         except json.JSONDecodeError:
             bad += 1
             continue
-        if not isinstance(sample, dict):
-            bad += 1
-        elif sample.get("kind", "sample") == "sample":
+        if isinstance(sample, dict):
             samples.append(sample)
-    windows = [s["window"] for s in samples if isinstance(s.get("window"), int)]
-    if windows:
-        samples = [s for s in samples if s.get("window") == windows[-1]]
-    return [_flatten(_derive(s)) for s in samples], bad
+        else:
+            bad += 1
+    return samples, bad
 
 
 def _seconds(samples: Sequence[Mapping[str, Any]]) -> list[float | None]:
@@ -174,7 +204,8 @@ def _duration(seconds: float) -> str:
 
 
 def line_chart(series: Series, *, title: str, unit: str = "", percent: bool = False,
-               limits: Sequence[tuple[float, str, str]] = (), width: int = 380, height: int = 210) -> str:
+               limits: Sequence[tuple[float, str, str]] = (), marks: Sequence[tuple[float, str]] = (),
+               width: int = 380, height: int = 210) -> str:
     """An SVG line chart of ``series`` with horizontal limit lines ``(value, label, css colour)``."""
     left, right, top, bottom = 52, 12, 44, 30
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -210,6 +241,11 @@ def line_chart(series: Series, *, title: str, unit: str = "", percent: bool = Fa
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
                      f'stroke="{colour}" class="limit"/><text x="{lx}" y="{sy(value) - 4:.1f}" '
                      f'fill="{colour}" class="limit-label" text-anchor="{anchor}">{escape(label)}</text>')
+    for x, name in marks:
+        if 0 <= x <= x_max:
+            parts.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{top}" y2="{top + plot_h}" class="mark-line"/>'
+                         f'<text x="{sx(x) - 3:.1f}" y="{top + 10}" class="mark-label" text-anchor="end">'
+                         f'{escape(name)}</text>')
     path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
     area = f"{path} L{sx(pts[-1][0]):.1f},{sy(0):.1f} L{sx(pts[0][0]):.1f},{sy(0):.1f} Z"
     breach = any(v > lim[0] for _, v in pts for lim in limits)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_cutover.redact import redact
-from pytest_cutover.report.charts import Series, line_chart, load_samples, monitor_series
+from pytest_cutover.report.charts import Series, line_chart, load_monitor, monitor_series
 from pytest_cutover.stages import STAGE_HELP, STAGES
 
 __all__ = ["render_html", "stage_gantt"]
@@ -106,7 +106,8 @@ def _iso(ts: float) -> str:
 def _monitor_charts(report: Mapping[str, Any], monitor_path: Path | None) -> tuple[list[str], int, int]:
     if monitor_path is None:
         return [], 0, 0
-    samples, bad = load_samples(monitor_path)
+    data = load_monitor(monitor_path)
+    samples, bad = data.samples, data.bad_lines
     series = monitor_series(samples)
     th = report.get("thresholds") or {}
     specs: list[tuple[str, str, str, bool, list[tuple[float, str, str]]]] = [
@@ -125,7 +126,8 @@ def _monitor_charts(report: Mapping[str, Any], monitor_path: Path | None) -> tup
         s: Series | None = series.get(name)
         if s is None:
             continue
-        charts.append(line_chart(s, title=f"{title} ({s.key})", unit=unit, percent=percent, limits=limits))
+        charts.append(line_chart(s, title=f"{title} ({s.key})", unit=unit, percent=percent, limits=limits,
+                                 marks=data.marks))
     return charts, len(samples), bad
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cutover.report.allure import find_allure
-from pytest_cutover.report.charts import load_samples, monitor_series
+from pytest_cutover.report.charts import load_monitor, load_samples, monitor_series
 from pytest_cutover.report.checklist import normalise, parse_checklist, tick
 from pytest_cutover.report.html import render_html
 from pytest_cutover.report.writer import write_report_files
@@ -32,6 +32,8 @@ def _monitor_series(path: Path, n: int = 40) -> None:
                   for k in range(4)] + [{"name": "health", "kind": "health", "ok": True, "latency_ms": 2.0}]
         lines.append({"kind": "sample", "window": 1, "seq": i, "ts": factory.T0 + 3000 + i * 10,
                       "elapsed_s": i * 10.0, "probes": probes, "rss_bytes": 150_000_000 + i * 500_000})
+        if i == 32:
+            lines.append({"kind": "trigger", "window": 1, "name": "error-rate", "evidence": "3 of 15 failed"})
     lines.append({"kind": "end", "window": 1, "cut_short": False, "complete": True})
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
 
@@ -60,6 +62,7 @@ def test_monitor_series_from_the_monitors_format(tmp_path: Path) -> None:
     assert series["error_rate"].points[30] == (300.0, 0.2)
     assert series["p95_ms"].points[0] == (0.0, 23.0)
     assert series["memory_mb"].key == "rss_bytes" and round(series["memory_mb"].points[0][1], 1) == 143.1
+    assert load_monitor(tmp_path / "monitor.jsonl").marks == [(320.0, "error-rate")]
 
 
 def test_html_is_self_contained_and_deterministic(tmp_path: Path) -> None:
@@ -73,6 +76,7 @@ def test_html_is_self_contained_and_deterministic(tmp_path: Path) -> None:
     for name in ("precutover", "sync", "switch", "smoke", "rls", "monitor"):
         assert f'<div class="name">{name}</div>' in html
     assert "ROLLBACK" in html and "3 of 15 probes failed" in html
+    assert html.count('class="mark-line"') == 3  # the trigger is marked on every monitor chart
     assert render_html(result.report, monitor_path=ctx.run_dir / "monitor.jsonl") == html
 
 
