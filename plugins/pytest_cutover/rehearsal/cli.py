@@ -98,7 +98,9 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
             say(f"  ~ fault planted: {name}: {evidence}")
         os.environ.update(stack.environ())
         run_dir.mkdir(parents=True, exist_ok=True)
+        # In-process: modules this command already imported cannot be assertion-rewritten; that is fine.
         args = [str(suite_dir), "-p", "no:cacheprovider", "-q", "-rfEs",
+                "-W", "ignore::pytest.PytestAssertRewriteWarning",
                 f"--cutover-config={stack.config_path}", f"--cutover-run={run}", f"--cutover-reports-dir={reports}",
                 "-m", " or ".join(STAGES), f"--junitxml={run_dir / 'junit.xml'}",
                 f"--alluredir={run_dir / 'allure-results'}", *(["--cutover-auto-rollback"] if auto_rollback else []),
