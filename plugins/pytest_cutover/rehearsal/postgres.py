@@ -475,9 +475,13 @@ class EmbeddedPostgres:
         while True:
             code = self._proc.poll()
             if code is not None:
+                tail = self.log_tail()
+                hint = f"read {self.log_path}; a taken port or a stale postmaster.pid are usual"
+                if "Permission denied" in tail:
+                    hint = (f"every parent of {self.pgdata} must stay searchable (o+x) by {self.run_as_user}; "
+                            "keep the workdir out of private folders such as pytest's tmp root")
                 raise RehearsalError(f"postgres exited with code {code} while starting (port {self.port}); "
-                                     f"last log lines:\n{self.log_tail()}",
-                                     hint=f"read {self.log_path}; a taken port or a stale postmaster.pid are usual")
+                                     f"last log lines:\n{tail}", hint=hint)
             if _postmaster_status(self.pgdata) == "ready" and socket_file.exists():
                 return
             if time.monotonic() >= deadline:

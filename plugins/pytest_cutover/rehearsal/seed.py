@@ -39,6 +39,7 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 
 __all__ = [
     "COLLECTION",
+    "COLUMNS",
     "DIM",
     "SIZES",
     "SeedData",
@@ -411,8 +412,18 @@ def seed_all(*, old_dsn: str | Secret, target_dsn: str | Secret | None, qdrant_p
     """Seed the old database, the target's relational rows and the Qdrant collection; return what was written.
 
     ``target_dsn`` should log in as ``postgres`` (BYPASSRLS, owner) and ``old_dsn`` as the old database's owner.
-    Pass ``None`` for a part to skip it.  Not for use inside a running event loop: await :func:`seed_all_async`.
+    Pass ``None`` for a part to skip it.  Called from inside a running event loop, it seeds on a worker thread
+    with its own loop (and blocks the caller until done); async code should rather await :func:`seed_all_async`.
     """
-    summary, _ = asyncio.run(seed_all_async(old_dsn=old_dsn, target_dsn=target_dsn, qdrant_path=qdrant_path,
-                                            seed=seed, size=size, collection=collection))
+    coro = seed_all_async(old_dsn=old_dsn, target_dsn=target_dsn, qdrant_path=qdrant_path, seed=seed, size=size,
+                          collection=collection)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        summary, _ = asyncio.run(coro)
+        return summary
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cutover-seed") as pool:
+        summary, _ = pool.submit(asyncio.run, coro).result()
     return summary

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,28 @@ class SeededCluster:
         return [r for r in rows if (r[0] if table == "orgs" else r[1]) == org]
 
 
+def private_workdir(prefix: str) -> Path:
+    """A workdir outside pytest's temp root.
+
+    The server (running as ``embedded_postgres``) opens files under its data directory by absolute path, so every
+    parent must stay searchable by that user; pytest re-tightens ``/tmp/pytest-of-<user>`` to 0700 whenever any
+    other pytest session starts on the machine, which would make the server lose its own files.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@pytest.fixture
+def pg_workdir() -> Iterator[Path]:
+    """A private workdir for a test that runs its own server; removed afterwards."""
+    work = private_workdir("cutover-dbtest-")
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededCluster]:
+def seeded() -> Iterator[SeededCluster]:
     """Start the embedded cluster, seed size "small" (seed 42) into old, target and Qdrant; stop at the end."""
-    work = tmp_path_factory.mktemp("rehearsal-db")
+    work = private_workdir("cutover-rehearsal-db-")
     pg = EmbeddedPostgres(work / "pg")
     pg.start()
     try:
@@ -50,3 +70,4 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededCluster]:
         yield SeededCluster(pg=pg, summary=summary, data=data, qdrant_path=work / "qdrant")
     finally:
         pg.stop()
+        shutil.rmtree(work, ignore_errors=True)

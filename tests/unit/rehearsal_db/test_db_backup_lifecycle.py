@@ -46,8 +46,8 @@ def _server_processes(pgdata: str) -> list[psutil.Process]:
     return found
 
 
-def test_start_stop_is_idempotent_and_leaves_no_process(tmp_path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg")
+def test_start_stop_is_idempotent_and_leaves_no_process(pg_workdir) -> None:
+    pg = EmbeddedPostgres(pg_workdir / "pg")
     pg.start()
     try:
         pid, socket_dir = pg.pid, pg.socket_dir
@@ -67,7 +67,7 @@ def test_start_stop_is_idempotent_and_leaves_no_process(tmp_path) -> None:
     assert not socket_dir.exists()
 
     # A kept cluster restarts with the same roles and passwords (read back from credentials.json).
-    again = EmbeddedPostgres(tmp_path / "pg")
+    again = EmbeddedPostgres(pg_workdir / "pg")
     again.start()
     try:
         async def who() -> str:

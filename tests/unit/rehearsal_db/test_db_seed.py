@@ -120,8 +120,8 @@ def test_qdrant_collection_has_a_point_per_embedded_fragment(seeded) -> None:
     for vector_id, org, fragment_id, user in sample:
         point = got[vector_id]
         assert point.payload == {"org_id": org, "fragment_id": fragment_id, "user_id": user}
-        assert np.allclose(np.asarray(point.vector, dtype=np.float64), seeded.data.vectors[positions[vector_id]],
-                           atol=1e-6)
+        # Reopened local mode returns the raw uploaded values (float64 of our float32): bit-exact after the cast.
+        assert np.array_equal(np.asarray(point.vector).astype(np.float32), seeded.data.vectors[positions[vector_id]])
 
 
 def test_hnsw_recall_on_the_seeded_vectors(seeded) -> None:
@@ -159,3 +159,31 @@ def test_hnsw_recall_on_the_seeded_vectors(seeded) -> None:
 
     recall = seeded.run(main())
     assert recall >= 0.95, f"recall@10 {recall:.2f}"
+
+
+def test_seed_all_works_from_inside_a_running_event_loop(seeded, tmp_path) -> None:
+    """seed_all is sync; called from async code (an async fixture, say) it must not trip over asyncio.run."""
+    pg = seeded.pg
+
+    async def admin(sql: str) -> None:
+        conn = await seeded.connect("supabase_admin")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    seeded.run(admin("create database seed_probe owner old_app"))
+    try:
+        pg.run_sql_file("app_tables.sql", database="seed_probe", role="old_app")
+
+        async def from_a_loop() -> seed_mod.SeedSummary:
+            return seed_mod.seed_all(old_dsn=pg.dsn("old_app", "seed_probe"), target_dsn=None,
+                                     qdrant_path=tmp_path / "q", seed=3, size=TINY)
+
+        summary = seeded.run(from_a_loop())
+    finally:
+        seeded.run(admin("drop database seed_probe with (force)"))
+    tiny = seed_mod.generate(3, TINY)
+    assert (summary.fragments, summary.points, summary.digest) == (
+        len(tiny.fragments), len(tiny.points), tiny.digest)
+    assert summary.size == "custom"
