@@ -19,7 +19,7 @@ from pytest_cutover.migrate.sink import VectorSchema
 from pytest_cutover.migrate.source import SourceSpec
 from pytest_cutover.redact import reveal
 
-__all__ = ["Outcome", "source_spec", "vector_job", "vector_schema", "vectors"]
+__all__ = ["Outcome", "blob_schema", "blobs", "parity", "source_spec", "vector_job", "vector_schema", "vectors"]
 
 
 @dataclass
@@ -159,3 +159,101 @@ def vectors(config: CutoverConfig, run_id: str, *, dry_run: bool = False, resume
                                    parity=parity and not dry_run, on_progress=on_progress, on_event=on_event))
     outcome.figures["total_s"] = round(time.perf_counter() - t0, 3)
     return outcome
+
+
+def blob_schema(config: CutoverConfig) -> Any:
+    from pytest_cutover.migrate.blobs import BlobSchema
+
+    sc = config.schema_
+    return BlobSchema(table=sc.attachments_table, key=sc.attachment_key, org=sc.tenant_column, blob=sc.blob_column,
+                      path=sc.storage_path_column, bucket_column=sc.storage_bucket_column,
+                      template=config.migrate.blob_path_template)
+
+
+async def _blobs(config: CutoverConfig, *, dry_run: bool, verify_only: bool, null_data: bool) -> Outcome:
+    from pytest_cutover.migrate import blobs as b
+    from pytest_cutover.migrate.sink import connect_target
+
+    target = config.target
+    dsn = _require(reveal(target.database_url), "target.database_url")
+    storage = b.StorageClient(_require(target.storage_url, "target.storage_url"),
+                              _require(reveal(target.storage_key), "target.storage_key"),
+                              verify=target.ca_file or True, timeout=config.thresholds.connect_timeout_s * 3)
+    conn = await connect_target(dsn, timeout=config.thresholds.connect_timeout_s,
+                                app_database_url=reveal(target.app_database_url))
+    schema = blob_schema(config)
+    try:
+        outcome = Outcome("blobs", True)
+        if not verify_only:
+            moved = await b.migrate_blobs(conn, storage, target.bucket, schema, dry_run=dry_run)
+            outcome.figures.update(moved.figures())
+            outcome.ok = moved.rejected == 0
+            outcome.messages.append(f"{moved.migrated} uploaded and verified, {moved.already_done} already in storage, "
+                                    f"{moved.rejected} refused {moved.rejected_by_reason or ''}".rstrip())
+            if dry_run:
+                outcome.messages.append("dry run: nothing was uploaded or written")
+                return outcome
+        check = await b.verify_blobs(conn, storage, schema)
+        outcome.figures.update(verified=check.migrated, verify_failed=check.rejected,
+                               verify_samples=check.samples, verify_s=round(check.duration_s, 3))
+        if check.rejected:
+            outcome.ok = False
+            outcome.messages.append(f"verify: {check.rejected} of {check.rows} objects differ from their rows: "
+                                    f"{check.samples}")
+        else:
+            outcome.messages.append(f"verify: {check.migrated} of {check.rows} objects match size and sha256")
+        if null_data:
+            nulled = await b.null_file_data(conn, storage, schema)
+            outcome.figures["file_data_nulled"] = nulled.migrated
+            outcome.messages.append(f"file_data set to NULL on {nulled.migrated} verified rows")
+        orphans = await b.consistency(conn, schema)
+        outcome.figures["rows_without_data"] = orphans
+        if orphans:
+            outcome.ok = False
+            outcome.messages.append(f"consistency: {orphans} rows have neither file_data nor storage_path")
+        return outcome
+    finally:
+        await storage.aclose()
+        await conn.close()
+
+
+def blobs(config: CutoverConfig, *, dry_run: bool = False, verify_only: bool = False,
+          null_file_data: bool = False) -> Outcome:
+    """Move attachments to Storage (verified before recording), verify every object, optionally null file_data."""
+    return asyncio.run(_blobs(config, dry_run=dry_run, verify_only=verify_only, null_data=null_file_data))
+
+
+async def _parity(config: CutoverConfig, tables: tuple[str, ...]) -> Outcome:
+    from pytest_cutover.migrate.parity import SESSION_SETTINGS, table_parity
+    from pytest_cutover.migrate.sink import connect_target
+
+    timeout = config.thresholds.connect_timeout_s
+    old = await connect_target(_require(reveal(config.source.database_url), "source.database_url"), timeout=timeout)
+    new = await connect_target(_require(reveal(config.target.database_url), "target.database_url"), timeout=timeout,
+                               app_database_url=reveal(config.target.app_database_url))
+    outcome = Outcome("parity", True)
+    try:
+        for conn in (old, new):
+            await conn.execute(SESSION_SETTINGS)
+        for table in tables:
+            found = await table_parity(old, new, table, tenant=config.schema_.tenant_column,
+                                       exclude=config.migrate.parity_exclude)
+            outcome.figures[table] = {"old_rows": found.old_rows, "new_rows": found.new_rows, "tenants": found.tenants,
+                                      "mismatched_tenants": found.mismatched_tenants,
+                                      "differing_keys": found.differing_keys, "ok": found.ok}
+            if found.ok:
+                outcome.messages.append(f"{table}: {found.new_rows} rows, {found.tenants} tenants identical")
+            else:
+                outcome.ok = False
+                outcome.messages.append(f"{table}: old {found.old_rows} rows, target {found.new_rows}; tenants "
+                                        f"differing: {', '.join(found.mismatched_tenants)}; keys: "
+                                        f"{', '.join(found.differing_keys) or 'none found'}")
+    finally:
+        await old.close()
+        await new.close()
+    return outcome
+
+
+def parity(config: CutoverConfig, tables: tuple[str, ...] | None = None) -> Outcome:
+    """Counts and per-tenant checksums, old vs target, for the configured tables; bisects to differing keys."""
+    return asyncio.run(_parity(config, tables or config.schema_.parity_tables))

@@ -125,3 +125,38 @@ def vectors(config_path: Path | None, run: str | None, reports_dir: Path | None,
                               batch_size=batch_size, pace_s=pace, on_progress=on_progress,
                               on_event=_events_writer(events))
     return _finish(ctx, outcome, as_json, {"dry_run": dry_run, "resume": resume, "verify_source": verify_source})
+
+
+@migrate.command()
+@run_options
+@click.option("--dry-run", is_flag=True, help="Check every row's bytes against its sha256 without uploading.")
+@click.option("--resume", is_flag=True, help="Accepted for symmetry: rows already in storage are always skipped.")
+@click.option("--verify-only", is_flag=True, help="Only read every recorded object back and check it.")
+@click.option("--null-file-data", is_flag=True,
+              help="Opt-in: after re-verifying each object, set file_data to NULL on verified rows only.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def blobs(config_path: Path | None, run: str | None, reports_dir: Path | None, dry_run: bool, resume: bool,
+          verify_only: bool, null_file_data: bool, as_json: bool) -> int:
+    """attachments.file_data -> Storage under <org_id>/<thread_id>/<attachment_id>/<filename>, verified."""
+    from pytest_cutover.migrate import api
+
+    ctx = _context(config_path, run, reports_dir)
+    outcome = api.blobs(ctx.config, dry_run=dry_run, verify_only=verify_only, null_file_data=null_file_data)
+    return _finish(ctx, outcome, as_json, {"dry_run": dry_run, "resume": resume, "verify_only": verify_only,
+                                           "null_file_data": null_file_data})
+
+
+@migrate.command()
+@run_options
+@click.option("--table", "tables", multiple=True, help="Limit to these tables (default: schema.parity_tables).")
+@click.option("--dry-run", is_flag=True, help="Accepted for symmetry: parity only reads.")
+@click.option("--resume", is_flag=True, help="Accepted for symmetry: parity has no state.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def parity(config_path: Path | None, run: str | None, reports_dir: Path | None, tables: tuple[str, ...],
+           dry_run: bool, resume: bool, as_json: bool) -> int:
+    """Old vs target: counts and per-tenant checksums in SQL, bisected to the differing keys."""
+    from pytest_cutover.migrate import api
+
+    ctx = _context(config_path, run, reports_dir)
+    outcome = api.parity(ctx.config, tables or None)
+    return _finish(ctx, outcome, as_json, {"tables": list(tables)})

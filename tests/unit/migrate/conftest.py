@@ -39,12 +39,20 @@ _runtime_dir()
 @pytest.fixture(scope="session")
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The rehearsal's embedded PostgreSQL 18 + pgvector (A1's rehearsal/postgres.py), once per session."""
+    # Outside pytest's basetemp: a concurrent pytest session resets /tmp/pytest-of-<user> to 0700, which the
+    # server's system user then cannot traverse.
+    import shutil
+
     from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    server.start()
-    yield server
-    server.stop()
+    workdir = Path(tempfile.mkdtemp(prefix="cutover-migrate-pg-"))
+    server = EmbeddedPostgres(workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def clustered(rng: np.random.Generator, orgs: list[str]) -> np.ndarray:
