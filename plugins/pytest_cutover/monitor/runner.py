@@ -21,21 +21,13 @@ from pytest_cutover.monitor.samples import SERIES_NAME, MonitorSeries, Sample
 from pytest_cutover.monitor.settings import MonitorSettings, settings_from_config
 from pytest_cutover.monitor.system import system_sampler_from_config
 from pytest_cutover.monitor.tenancy import DatabaseLeakOracle, ProbeTargets, discover_targets
-from pytest_cutover.monitor.triggers import RLS_LEAK
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from pytest_cutover.context import RunContext
-    from pytest_cutover.ledger import Ledger
 
-__all__ = ["build_sampler", "prior_leaks_from_ledger", "run_monitor"]
-
-
-def prior_leaks_from_ledger(ledger: Ledger, *, exclude_stage: str = "monitor") -> list[str]:
-    """Evidence of RLS leaks that earlier stages recorded as ``trigger`` records (e.g. the rls stage)."""
-    return [f"{r.get('stage')}: {r.get('evidence', '')}" for r in ledger.records()
-            if r.get("kind") == "trigger" and r.get("name") == RLS_LEAK and r.get("stage") != exclude_stage]
+__all__ = ["build_sampler", "run_monitor"]
 
 
 def build_sampler(context: RunContext, *, stage: str = "monitor", settings: MonitorSettings | None = None,

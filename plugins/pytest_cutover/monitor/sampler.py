@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cutover.monitor.criteria import Criterion, evaluate_criteria, memory_slope_mib_per_min
 from pytest_cutover.monitor.figures import monitor_figures
 from pytest_cutover.monitor.logs import LogWatcher
+from pytest_cutover.monitor.records import criterion_record, record_trigger
 from pytest_cutover.monitor.samples import LogCounts, MonitorSeries, Sample
 from pytest_cutover.monitor.settings import MonitorSettings
 from pytest_cutover.monitor.stats import percentile
@@ -168,9 +169,8 @@ class Sampler:
     def _record_trigger(self, window: int, trigger: Trigger, elapsed: float) -> None:
         self.series.append_trigger(window, trigger.name, trigger.evidence)
         if self.ledger is not None:
-            self.ledger.append({**self.stamp, "kind": "trigger", "name": trigger.name, "evidence": trigger.evidence,
-                                "stage": self.stage, "figure": trigger.figure, "window": window,
-                                "elapsed_s": round(elapsed, 3)})
+            record_trigger(self.ledger, trigger, stage=self.stage, stamp=self.stamp, window=window,
+                           elapsed_s=round(elapsed, 3))
 
     def run(self) -> MonitorResult:
         """Sample until the window is complete, a trigger stops it, or Ctrl-C; then judge and record."""
@@ -260,8 +260,7 @@ class Sampler:
                 "window_s": self.settings.window_s, "interval_s": self.settings.interval_s,
                 "elapsed_s": elapsed, "samples": len(samples), "cut_short": cut_short, "complete": complete,
                 "stopped_by": stopped_by, "reason": reason, "series": self.series.path.name, "figures": figures,
-                "criteria": [{"name": c.name, "ok": c.ok, "figure": c.figure, "message": c.message,
-                              "measured": c.measured} for c in criteria],
+                "criteria": [criterion_record(c) for c in criteria],
                 "triggers": [{"name": t.name, "evidence": t.evidence} for t in triggers if t.fired],
             })
         return result
