@@ -89,6 +89,27 @@ def app_answers(health_url: str, ca_file: str | None, timeout: float = 2.0) -> b
     return response.status_code in UP_STATUSES
 
 
+def _wait_gone(procs: Sequence[Any], timeout: float) -> bool:
+    """Wait until every process has exited; a zombie counts as exited (its parent, maybe the stack
+    process, reaps it later; psutil.wait_procs would wait for that reaping when it is not our child)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def stop_app(stack_dir: Path, *, timeout: float = 10.0) -> str:
     """Stop the app pid recorded in the state file (SIGTERM to its group, then SIGKILL)."""
     state = read_state(stack_dir)
@@ -100,15 +121,14 @@ def stop_app(stack_dir: Path, *, timeout: float = 10.0) -> str:
 
     pid = proc.pid
     victims = [proc, *proc.children(recursive=True)]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except (ProcessLookupError, PermissionError):
             for victim in victims:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     victim.send_signal(sig)
-        _, alive = psutil.wait_procs(victims, timeout=timeout if sig == signal.SIGTERM else 5)
-        if not alive:
+        if _wait_gone(victims, wait_s):
             break
     app["pid"] = None
     app["create_time"] = None

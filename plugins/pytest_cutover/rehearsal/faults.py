@@ -105,9 +105,10 @@ def _git(checkout: Path, *args: str, check: bool = True) -> subprocess.Completed
     return done
 
 
-def _commit_and_push(checkout: Path, paths: Sequence[str], message: str) -> str:
+def _commit_and_push(checkout: Path, paths: Sequence[str], message: str, *, merge: bool = False) -> str:
     _git(checkout, "add", "--", *paths)
-    _git(checkout, "commit", "-q", "-m", message, "--", *paths)
+    # A merge is concluded with everything staged (git refuses a partial commit during a merge).
+    _git(checkout, "commit", "-q", "-m", message, *(() if merge else ("--", *paths)))
     if _git(checkout, "remote", check=False).stdout.strip():
         # Pushed like a real change, so only the planted defect (not "unpushed commits") is visible.
         _git(checkout, "push", "-q", "origin", "HEAD", check=False)
@@ -285,7 +286,7 @@ def _merge_conflict(stack: FaultTarget) -> str:
     if "CONFLICT" not in merged.stdout + merged.stderr:
         raise RehearsalError(f"cannot plant merge-conflict: the merge did not conflict ({merged.stdout.strip()})",
                              hint="the reference app changed; update faults.py")
-    rev = _commit_and_push(checkout, [rel], "Merge branch 'feature/search-timeout'")
+    rev = _commit_and_push(checkout, [rel], "Merge branch 'feature/search-timeout'", merge=True)
     return f"{rel}: conflict markers committed in merge {rev}"
 
 

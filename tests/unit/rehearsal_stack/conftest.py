@@ -121,3 +121,14 @@ def poolers(bare_postgres: BarePostgres, rehearsal_ca: tls.CertificateAuthority,
     finally:
         tx.stop()
         se.stop()
+
+
+@pytest.fixture(scope="package")
+def shared_stack(scratch_package: Path) -> Iterator[object]:
+    """One full EmbeddedStack (tiny seed) for the tests that only plant faults they undo or that do not interfere."""
+    from pytest_cutover.rehearsal.stack import EmbeddedStack, services_available
+
+    from .test_stack import TINY
+
+    with EmbeddedStack(scratch_package / "shared-stack", size=TINY, services=services_available() is None) as stack:
+        yield stack

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import time
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -100,11 +99,9 @@ def test_unknown_fault_fails_before_anything_starts(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- one shared stack
-@pytest.fixture(scope="module")
-def stack(scratch_package: Path) -> Iterator[EmbeddedStack]:
-    with EmbeddedStack(scratch_package / "rls-stack", size=TINY,
-                       services=SERVICES_MISSING is None) as running:
-        yield running
+@pytest.fixture
+def stack(shared_stack: EmbeddedStack) -> EmbeddedStack:
+    return shared_stack
 
 
 def test_config_loads_with_the_stack_env_and_keeps_secrets_out(stack: EmbeddedStack, tmp_path: Path) -> None:
