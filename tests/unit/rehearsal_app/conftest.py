@@ -195,7 +195,7 @@ def app_factory(cluster: Cluster, tls_material: Tls, storage: Storage,
         app.process.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def app(app_factory: Callable[..., RunningApp]) -> RunningApp:
     """The reference app before the switch: app_user on the target directly, Qdrant local mode for search."""
     return app_factory("main")
