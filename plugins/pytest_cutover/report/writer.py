@@ -180,11 +180,14 @@ def write_report_files(ctx: RunContext, *, notes: str | None = None, allure_resu
             previous = json.loads(report_path.read_text("utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = None
-    if previous is not None and _comparable(previous) == _comparable(report):
-        return WriteResult(report_path, previous, False, [*messages, "report unchanged"])
-
     monitor = run_dir / MONITOR_NAME
     html_path = run_dir / REPORT_HTML
+    if previous is not None and _comparable(previous) == _comparable(report):
+        if not html_path.exists():  # the page is a pure function of report.json: render the same bytes again
+            _atomic_write(html_path, render_html(previous, monitor_path=monitor if monitor.exists() else None))
+            messages.append(f"{REPORT_HTML} was missing: rendered again from {REPORT_JSON}")
+        return WriteResult(report_path, previous, False, [*messages, "report unchanged"])
+
     _atomic_write(html_path, render_html(report, monitor_path=monitor if monitor.exists() else None))
     report["artifacts"][REPORT_HTML] = sha256_file(html_path)
     report["artifact_sizes"][REPORT_HTML] = html_path.stat().st_size

@@ -181,3 +181,27 @@ def test_junit_inside_the_run_folder_is_listed_in_place(tmp_path: Path) -> None:
     junit.write_text('<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="1"/></testsuites>')
     report = write_report_files(ctx, junit=junit, invocation="inv9", generate_allure=False).report
     assert "junit.xml" in report["artifacts"] and not (ctx.run_dir / "junit").exists()
+
+
+def test_a_deleted_page_is_rendered_again_byte_for_byte(signed: tuple[Path, Path]) -> None:
+    path, pub = signed
+    page = path.parent / "report.html"
+    page.unlink()
+    ctx = factory.context(path.parent.parent.parent, factory.config())
+    result = write_report_files(ctx, generate_allure=False)
+    assert not result.changed and "report.html was missing: rendered again from report.json" in result.messages
+    assert verify_report(path, pubkey=pub).ok
+
+
+def test_cli_says_what_is_wrong_with_a_corrupt_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_cutover.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    ctx = factory.context(tmp_path, None, run="bad")
+    factory.stage(ctx, "precutover")
+    with open(ctx.ledger.path, "a") as fh:
+        fh.write('{"kind": "stage", "v": 1, "stage": "precutover", "verdict"\n')
+    assert main(["report", "--run", "bad", "--no-allure"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "ledger.jsonl line 2 is not valid JSON" in err
