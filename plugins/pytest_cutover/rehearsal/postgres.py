@@ -256,6 +256,7 @@ class EmbeddedPostgres:
             self._initdb()
         else:
             self._load_credentials()
+            self._stop_leftover_server()
         self.port = self._requested_port or _free_port()
         self.socket_dir = self._make_socket_dir()
         self._spawn()
@@ -432,6 +433,31 @@ class EmbeddedPostgres:
         self._verifiers = dict(data["verifiers"])
         for pw in data["passwords"].values():
             register_secret(pw)
+
+    def _stop_leftover_server(self, timeout: float = 15.0) -> None:
+        """Stop a server a killed earlier run left on this pgdata (its postmaster.pid names a live postgres).
+
+        Our server runs in its own session so that Ctrl-C reaches us first; if we are SIGKILLed, no atexit hook
+        runs and it stays up.  Reusing the workdir (``--keep``) must not fail on, or leak, that orphan.
+        """
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text(encoding="utf-8").splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            if proc.name() != "postgres" or str(self.pgdata) not in " ".join(proc.cmdline()):
+                return
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout)
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+                proc.wait(5)
 
     def _make_socket_dir(self) -> Path:
         """A fresh private socket directory under the system temp dir (removed at stop).

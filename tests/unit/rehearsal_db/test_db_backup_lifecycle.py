@@ -81,3 +81,28 @@ def test_start_stop_is_idempotent_and_leaves_no_process(pg_workdir) -> None:
     finally:
         again.stop()
     assert _server_processes(str(again.pgdata)) == []
+
+
+def test_a_server_left_by_a_killed_run_is_stopped_on_restart(pg_workdir) -> None:
+    """SIGKILL the owner process: no atexit runs, the server is orphaned; the next start stops it and goes on."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "from pytest_cutover.rehearsal.postgres import EmbeddedPostgres\n"
+        "pg = EmbeddedPostgres(sys.argv[1]); pg.start(); print(pg.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(pg_workdir / "pg")], capture_output=True, text=True,
+                          timeout=120)
+    orphan = int(done.stdout.split()[0])
+    assert psutil.pid_exists(orphan), "the killed run should have left its server behind"
+    pg = EmbeddedPostgres(pg_workdir / "pg")
+    pg.start()
+    try:
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        assert pg.running and pg.pid != orphan
+    finally:
+        pg.stop()
+    assert _server_processes(str(pg.pgdata)) == []

@@ -187,3 +187,19 @@ def test_seed_all_works_from_inside_a_running_event_loop(seeded, tmp_path) -> No
     assert (summary.fragments, summary.points, summary.digest) == (
         len(tiny.fragments), len(tiny.points), tiny.digest)
     assert summary.size == "custom"
+
+
+@pytest.mark.parametrize("module", ["postgres", "seed", "backup"])
+def test_public_api_is_exactly_all(module: str) -> None:
+    """Every public class, function and module constant is exported; nothing else (ruff keeps the order)."""
+    import importlib
+    import inspect
+    import re
+
+    mod = importlib.import_module(f"pytest_cutover.rehearsal.{module}")
+    source = inspect.getsource(mod)
+    defined = {n for n, v in vars(mod).items() if not n.startswith("_") and (
+        (callable(v) and getattr(v, "__module__", None) == mod.__name__)
+        or re.search(rf"^{n}(: .*)? = ", source, re.M))}
+    assert sorted(defined) == sorted(mod.__all__)
+    assert len(set(mod.__all__)) == len(mod.__all__)
