@@ -302,3 +302,54 @@ def test_tls_expiring_issues_short_lived_certificates(scratch: Path) -> None:
 def test_tls_expiring_cannot_be_planted_on_a_running_stack(stack: EmbeddedStack) -> None:
     with pytest.raises(RehearsalError, match="tls-expiring must be given when the stack is built"):
         stack.plant("tls-expiring")
+
+
+def test_session_pooler_url_points_the_configured_app_url_at_the_session_pooler(stack: EmbeddedStack) -> None:
+    from pytest_cutover.config import load_config
+    from pytest_cutover.rehearsal.stack import read_env_file
+
+    def configured_port() -> int:
+        cfg = load_config(stack.config_path, env=read_env_file(stack.stack_env_path))
+        return int(cfg.target.app_database_url.get().rsplit(":", 1)[1].split("/")[0])
+
+    assert configured_port() == stack.poolers["transaction"].port
+    stack.plant("session-pooler-url")
+    try:
+        assert configured_port() == stack.poolers["session"].port
+    finally:
+        stack.set_app_database(pooler="transaction")
+
+
+def test_private_tier_leak_exposes_other_users_private_fragments_in_the_org(stack: EmbeddedStack) -> None:
+    # A viewer in an org where another user owns private fragments.
+    owner_line = stack.target_sql("select org_id || '|' || user_id from memory_fragments where tier = 'private' "
+                                  "order by id limit 1").strip()
+    org, owner = owner_line.split("|")
+    user = stack.target_sql(f"select id from users where org_id = '{org}' and id <> '{owner}' "
+                            "order by id limit 1").strip()
+
+    async def others_private() -> tuple[int, int]:
+        conn = await asyncpg.connect(stack.urls.pooler_url.get(), ssl=client_ssl_context(stack.urls.ca_file),
+                                     statement_cache_size=0, timeout=10)
+        try:
+            async with conn.transaction():
+                await conn.execute("select set_config('app.current_org_id', $1, true), "
+                                   "set_config('app.current_user_id', $2, true)", org, user)
+                own = await conn.fetchval("select count(*) from memory_fragments where user_id = $1", user)
+                leaked = await conn.fetchval("select count(*) from memory_fragments where tier = 'private' "
+                                             "and user_id <> $1", user)
+            return int(own), int(leaked)
+        finally:
+            await conn.close()
+
+    private_elsewhere = int(stack.target_sql(f"select count(*) from memory_fragments where org_id = '{org}' "
+                                             f"and tier = 'private' and user_id <> '{user}'").strip())
+    assert private_elsewhere > 0, "the seed has no private fragment of another user in the org to leak"
+    own, leaked = asyncio.run(others_private())
+    assert own > 0 and leaked == 0
+    stack.plant("private-tier-leak")
+    try:
+        own, leaked = asyncio.run(others_private())
+        assert leaked == private_elsewhere
+    finally:
+        stack.target_sql("drop policy memory_fragments_org_read on public.memory_fragments;")

@@ -1,0 +1,66 @@
+"""A stack owner that is told to stop (SIGTERM) or interrupted (Ctrl-C) leaves no process and no port behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+_OWNER = """
+import sys, time, warnings
+warnings.simplefilter("ignore")
+from pytest_cutover.rehearsal.seed import SeedSize
+from pytest_cutover.rehearsal.stack import EmbeddedStack
+tiny = SeedSize(orgs=2, users_per_org=1, threads_per_user=1, messages_per_thread=1, fragments_per_org=10,
+                attachments_per_org=1, attachment_bytes=512, max_blob_bytes=4096, topics_per_org=1,
+                subtopics_per_topic=1)
+stack = EmbeddedStack(sys.argv[1], size=tiny, services=False)
+stack.start()
+print("READY", ",".join(map(str, stack.ports)), ",".join(map(str, stack.pids().values())), flush=True)
+time.sleep(120)
+"""
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_owner_signal_stops_every_part(scratch: Path, sig: int) -> None:
+    workdir = scratch / "stack"
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        line = owner.stdout.readline() if owner.stdout else ""
+        assert line.startswith("READY"), (line, owner.stderr.read() if owner.stderr else "")
+        _, ports_text, pids_text = line.split()
+        ports = [int(p) for p in ports_text.split(",")]
+        pids = [int(p) for p in pids_text.split(",")]
+        assert pids and all(psutil.pid_exists(p) for p in pids)
+        owner.send_signal(sig)
+        owner.wait(timeout=60)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
+        time.sleep(0.1)
+    assert not [p for p in pids if psutil.pid_exists(p)]
+    assert all(_port_free(p) for p in ports)
+    assert not workdir.exists()
