@@ -9,7 +9,8 @@ Supabase, and PgBouncer needs password authentication.  So, with the wheel's ``p
   when we are root (PostgreSQL refuses to run as root; the wheel creates that user the same way), else as ourselves.
   :attr:`EmbeddedPostgres.run_as_user` names that user: start PgBouncer with ``-u <run_as_user>`` to reach the socket.
 * The server is our child process (``postgres -D``, its own session), stopped by pid with SIGINT (fast shutdown),
-  then SIGKILL after a deadline: no daemon, no orphan.
+  then SIGKILL after a deadline: no daemon.  A server orphaned by a SIGKILLed owner (no atexit ran) is stopped by
+  the next ``start()`` on the same workdir.
 * It listens on a private unix socket directory (a fresh ``/tmp/cutover-pg-*``, mode 0700, owned by
   ``run_as_user``, removed at stop; :attr:`socket_dir`) AND on ``127.0.0.1:<port>`` (a free port chosen at each
   start; the socket file uses the same port number).
@@ -17,7 +18,8 @@ Supabase, and PgBouncer needs password authentication.  So, with the wheel's ``p
   like the wheel's own trust); every other connection, socket or TCP, needs a password checked with
   ``scram-sha-256``.  Each LOGIN role gets a random password; only its SCRAM verifier (computed here, so the
   plaintext never reaches the server or its log) is sent.  :meth:`EmbeddedPostgres.scram_secret` returns that
-  verifier for a PgBouncer ``auth_file`` (PgBouncer can then reuse the client's SCRAM keys towards the server).
+  verifier for a PgBouncer ``auth_file`` that should not hold plaintext (not exercised by our tests: the stack's
+  PgBouncer uses :meth:`EmbeddedPostgres.password`).
 * Passwords live in memory as :class:`~pytest_cutover.redact.Secret` and in ``<workdir>/credentials.json`` (0600)
   so a kept cluster can be restarted; they are never logged.
 
