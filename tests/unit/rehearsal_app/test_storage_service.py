@@ -105,6 +105,26 @@ def test_public_bucket_reads_need_no_jwt(storage: Storage, ca: ssl.SSLContext) -
         assert private.value.status == "404" and private.value.code == "Bucket not found"
 
 
+def test_signed_upload_urls_are_decided_by_rls_when_signed(storage: Storage, ca: ssl.SSLContext) -> None:
+    own = f"{ORG_A}/thread-3/31/signed.txt"
+    with _client(storage, storage.user_key(ORG_A), ca) as client:
+        bucket = client.from_("attachments")
+        signed = bucket.create_signed_upload_url(own)
+        assert bucket.upload_to_signed_url(own, signed["token"], b"via token").full_path == f"attachments/{own}"
+        assert bucket.download(own) == b"via token"
+        with pytest.raises(StorageApiError) as denied:
+            bucket.create_signed_upload_url(f"{ORG_B}/thread-3/31/signed.txt")
+        assert denied.value.status == "403"
+        with pytest.raises(StorageApiError) as swapped:  # a token is valid for its own path only
+            bucket.upload_to_signed_url(f"{ORG_B}/thread-3/31/signed.txt", signed["token"], b"x")
+        assert swapped.value.status == "400"
+
+
+def test_unknown_routes_answer_in_the_api_error_shape(storage: Storage, ca: ssl.SSLContext) -> None:
+    answer = httpx.get(storage.url + "/no/such/route", verify=ca)
+    assert answer.status_code == 404 and answer.json()["statusCode"] == "404"
+
+
 def test_bad_jwt_is_refused(storage: Storage, ca: ssl.SSLContext) -> None:
     forged = services.mint_jwt(JWT_SECRET + "-wrong", role="service_role")
     with _client(storage, forged, ca) as client, pytest.raises(StorageApiError) as refused:

@@ -172,39 +172,106 @@ def _utc(ts: float) -> Any:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
-async def upload_object(request: Request) -> Response:
-    """POST (create; ``x-upsert: true`` replaces) or PUT (update) ``/object/{bucket}/{path}``."""
-    svc = _svc(request)
-    who = svc.who(request)
+class _DryRun(Exception):
+    """Raised inside a savepoint to roll back a permission probe."""
+
+
+async def _existing(svc: _Service, bucket: str, name: str) -> tuple[Any, Any]:
+    """(bucket row, object row) as the service role: limits and duplicates do not depend on RLS."""
+    async with svc.meta.scoped(SERVICE_PRINCIPAL) as conn:
+        return await svc.meta.find_bucket(conn, bucket), await svc.meta.find_object(conn, bucket, name)
+
+
+async def _write_rows(conn: Any, svc: _Service, *, bucket: str, name: str, owner: str, exists: bool,
+                      metadata: dict[str, Any], user_meta: dict[str, Any] | None) -> str:
+    """Insert or update the object row on ``conn`` (whose role RLS judges); the object id."""
+    if exists:
+        object_id = await svc.meta.update_object(conn, bucket_id=bucket, name=name, owner=owner, metadata=metadata,
+                                                 user_metadata=user_meta)
+        if object_id is None:  # the row exists but this role may not update it
+            raise access_denied("new row violates row-level security policy")
+        return object_id
+    return await svc.meta.insert_object(conn, bucket_id=bucket, name=name, owner=owner, metadata=metadata,
+                                        user_metadata=user_meta)
+
+
+async def _store(request: Request, svc: _Service, *, who: Principal, owner: str, upsert: bool,
+                 must_exist: bool) -> Response:
     bucket, name = request.path_params["bucket"], _object_name(request)
     data, content_type, cache, user_meta = await _upload_payload(request)
     metadata = _object_metadata(data, content_type, cache)
-    upsert = request.method == "POST" and request.headers.get("x-upsert", "").lower() == "true"
-    async with svc.meta.scoped(SERVICE_PRINCIPAL) as conn:
-        bucket_row = await svc.meta.find_bucket(conn, bucket)
-        existing = await svc.meta.find_object(conn, bucket, name)
+    bucket_row, existing = await _existing(svc, bucket, name)
     if bucket_row is None:
         raise no_such_bucket()
     limit = bucket_row.get("file_size_limit")
     if limit is not None and len(data) > limit:
         raise StorageApiError(413, "EntityTooLarge", "The object exceeded the maximum allowed size",
                               "Payload too large")
-    if request.method == "POST" and existing is not None and not upsert:
+    if existing is not None and not (upsert or must_exist):
         raise resource_exists()
-    if request.method == "PUT" and existing is None:
+    if must_exist and existing is None:
         raise no_such_key()
     async with svc.meta.scoped(who, method=request.method, path=request.url.path) as conn:
-        if existing is not None:
-            object_id = await svc.meta.update_object(conn, bucket_id=bucket, name=name, owner=who.sub,
-                                                     metadata=metadata, user_metadata=user_meta)
-            if object_id is None:  # the row exists but this role may not update it
-                raise access_denied("new row violates row-level security policy")
-        else:
-            object_id = await svc.meta.insert_object(conn, bucket_id=bucket, name=name, owner=who.sub,
-                                                     metadata=metadata, user_metadata=user_meta)
+        object_id = await _write_rows(conn, svc, bucket=bucket, name=name, owner=owner, exists=existing is not None,
+                                      metadata=metadata, user_meta=user_meta)
         # Bytes land before COMMIT: a failed commit leaves an unreferenced file, never a row without bytes.
         svc.blobs.write(bucket, name, object_id, data)
     return JSONResponse({"Id": object_id, "Key": f"{bucket}/{name}"})
+
+
+async def upload_object(request: Request) -> Response:
+    """POST (create; ``x-upsert: true`` replaces) or PUT (update) ``/object/{bucket}/{path}``, as the JWT's role."""
+    svc = _svc(request)
+    who = svc.who(request)
+    upsert = request.method == "POST" and request.headers.get("x-upsert", "").lower() == "true"
+    return await _store(request, svc, who=who, owner=who.sub, upsert=upsert, must_exist=request.method == "PUT")
+
+
+async def sign_upload(request: Request) -> Response:
+    """POST /object/upload/sign/{bucket}/{path}: a token to upload there later, if the caller may write it now.
+
+    The permission is probed by writing the row as the caller inside a savepoint that is rolled back (the
+    real server asks ``storage.can_insert_object`` the same way: RLS decides at signing time).
+    """
+    import jwt
+
+    svc = _svc(request)
+    who = svc.who(request)
+    bucket, name = request.path_params["bucket"], _object_name(request)
+    upsert = request.headers.get("x-upsert", "").lower() == "true"
+    bucket_row, existing = await _existing(svc, bucket, name)
+    if bucket_row is None:
+        raise no_such_bucket()
+    if existing is not None and not upsert:
+        raise resource_exists()
+    async with svc.meta.scoped(who, method="POST", path=request.url.path) as conn:
+        try:
+            async with conn.transaction():
+                await _write_rows(conn, svc, bucket=bucket, name=name, owner=who.sub, exists=existing is not None,
+                                  metadata={}, user_meta=None)
+                raise _DryRun
+        except _DryRun:
+            pass
+    now = int(time.time())
+    token = jwt.encode({"url": f"{bucket}/{name}", "owner": who.sub, "upsert": upsert, "scope": "upload",
+                        "iat": now, "exp": now + 2 * 3600}, svc.jwt_secret, algorithm="HS256")
+    return JSONResponse({"url": f"/object/upload/sign/{quote(bucket)}/{quote(name)}?token={token}"})
+
+
+async def upload_signed(request: Request) -> Response:
+    """PUT /object/upload/sign/{bucket}/{path}?token=...: the token is the authorisation (no JWT needed)."""
+    import jwt
+
+    svc = _svc(request)
+    bucket, name = request.path_params["bucket"], _object_name(request)
+    try:
+        claims = jwt.decode(request.query_params.get("token") or "", svc.jwt_secret, algorithms=["HS256"])
+    except jwt.PyJWTError as exc:
+        raise StorageApiError(400, "InvalidSignature", f"invalid signature: {exc}") from None
+    if claims.get("url") != f"{bucket}/{name}" or claims.get("scope") != "upload":
+        raise StorageApiError(400, "InvalidSignature", "Invalid signature")
+    return await _store(request, svc, who=SERVICE_PRINCIPAL, owner=str(claims.get("owner") or ""),
+                        upsert=bool(claims.get("upsert")), must_exist=False)
 
 
 async def _readable_object(request: Request, svc: _Service, who: Principal, *, public_route: bool) -> Any:
@@ -423,6 +490,8 @@ _ROUTES = [
     Route("/bucket/{bucket}", update_bucket, methods=["PUT"]),
     Route("/bucket/{bucket}", delete_bucket, methods=["DELETE"]),
     Route("/object/list/{bucket}", list_objects, methods=["POST"]),
+    Route("/object/upload/sign/{bucket}/{path:path}", sign_upload, methods=["POST"]),
+    Route("/object/upload/sign/{bucket}/{path:path}", upload_signed, methods=["PUT"]),
     Route("/object/public/{bucket}/{path:path}", get_public_object, methods=["GET"]),
     Route("/object/authenticated/{bucket}/{path:path}", get_authenticated_object, methods=["GET"]),
     Route("/object/info/public/{bucket}/{path:path}", public_object_info, methods=["GET"]),
@@ -441,6 +510,13 @@ _ROUTES = [
 async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StorageApiError)
     return JSONResponse(exc.body(), status_code=exc.http_status)
+
+
+async def _no_route(request: Request, _exc: Exception) -> Response:
+    """Unknown routes answer in the API's error shape (e.g. the signed-upload routes this subset lacks)."""
+    body = {"statusCode": "404", "code": "NotFound", "error": "Not Found",
+            "message": f"Route {request.method}:{request.url.path} not found"}
+    return JSONResponse(body, status_code=404)
 
 
 class _AccessLog:
@@ -482,7 +558,7 @@ def create_app(*, dsn: str, jwt_secret: str, data_dir: Path) -> Starlette:
             await service.meta.close()
 
     app = Starlette(routes=[Mount("/storage/v1", routes=_ROUTES), *_ROUTES],
-                    exception_handlers={StorageApiError: _api_error}, lifespan=lifespan,
+                    exception_handlers={StorageApiError: _api_error, 404: _no_route}, lifespan=lifespan,
                     middleware=[Middleware(_AccessLog)])
     app.state.service = service
     return app
