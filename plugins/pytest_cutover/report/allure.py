@@ -24,6 +24,7 @@ from typing import Any
 from pytest_cutover.redact import redact, redact_obj, registered_secrets
 
 __all__ = [
+    "AWESOME_OPTIONS",
     "CATEGORIES",
     "AllureOutcome",
     "archive_results",
@@ -46,6 +47,8 @@ CATEGORIES: list[dict[str, Any]] = [
                      "|ConnectionError|OSError|ServiceUnavailable|503).*"},
     {"name": "Product defect", "matchedStatuses": ["failed"]},
 ]
+# One self-contained file; the tree follows the runbook: stage (epic), then runbook item (story).
+AWESOME_OPTIONS: dict[str, Any] = {"singleFile": True, "groupBy": ["epic", "story"]}
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
 _TEXT_SUFFIXES = (".json", ".txt", ".log", ".properties", ".xml", ".csv", ".html", ".md", ".uri")
 
@@ -176,7 +179,7 @@ def generate_html(results: Path, out_dir: Path, *, project_dir: Path, name: str,
         staging = Path(tmp) / "report"
         rc = Path(tmp) / "allurerc.json"
         rc.write_text(json.dumps({"name": name, "output": str(staging),
-                                  "plugins": {"awesome": {"options": {"singleFile": True, "reportName": name}}}}))
+                                  "plugins": {"awesome": {"options": {**AWESOME_OPTIONS, "reportName": name}}}}))
         cmd = [npx, "--no", "--", "allure", "generate", str(source), "--config", str(rc), "--output", str(staging)]
         try:
             proc = subprocess.run(cmd, cwd=node_root, capture_output=True, text=True, timeout=timeout,

@@ -28,7 +28,10 @@ _FIGURE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "qdrant": (("qdrant_version", "qdrant_server_version"), ("qdrant", "qdrant_server")),
     "qdrant-client": (("qdrant_client_version",), ("qdrant_client", "qdrant-client")),
 }
-_LOCAL_DISTS = ("qdrant-client", "asyncpg", "pgvector", "sqlalchemy", "pytest", "pytest-cutover", "allure-pytest")
+# distribution -> name in the report ("pgvector" the Python binding is not the server extension)
+_LOCAL_DISTS = {"qdrant-client": "qdrant-client", "asyncpg": "asyncpg", "pgvector": "pgvector-python",
+                "sqlalchemy": "sqlalchemy", "pytest": "pytest", "pytest-cutover": "pytest-cutover",
+                "allure-pytest": "allure-pytest"}
 
 
 def _from_figures(figures: Mapping[str, Any]) -> dict[str, dict[str, str]]:
@@ -61,9 +64,9 @@ def _pgbouncer_local() -> str | None:
 @functools.cache
 def _local_dists() -> tuple[tuple[str, str], ...]:
     out = []
-    for dist in _LOCAL_DISTS:
+    for dist, name in _LOCAL_DISTS.items():
         try:
-            out.append((dist, metadata.version(dist)))
+            out.append((name, metadata.version(dist)))
         except metadata.PackageNotFoundError:
             continue
     return tuple(out)
