@@ -1,0 +1,69 @@
+"""The result every probe returns, and the few helpers every probe module shares."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pytest_cutover.redact import redact, redact_obj
+
+if TYPE_CHECKING:
+    from pytest_cutover.config import CutoverConfig
+
+__all__ = ["CheckResult", "config_relative", "quote_ident", "result", "run_sync"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a probe found: ``ok``, one line of ``evidence``, measured ``figures`` and actionable ``problems``.
+
+    ``problems`` are sentences an operator can act on ("... : run ALTER TABLE ..."); ``message`` joins
+    them for an assertion.  Every string is redacted when the result is built.
+    """
+
+    name: str
+    ok: bool
+    evidence: str
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """The problems (or, when there are none, the evidence) as one redacted line."""
+        return "; ".join(self.problems) if self.problems else self.evidence
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def result(name: str, problems: Iterable[str], evidence: str, figures: Mapping[str, Any] | None = None) -> CheckResult:
+    """A :class:`CheckResult` that is ok exactly when there are no problems (all strings redacted)."""
+    found = tuple(redact(p) for p in problems)
+    return CheckResult(name=name, ok=not found, evidence=redact(evidence), figures=redact_obj(dict(figures or {})),
+                       problems=found)
+
+
+def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """``asyncio.run`` with a deadline, also from inside a running loop (the actions' helper)."""
+    from pytest_cutover.actions.base import run_sync as _run_sync
+
+    return _run_sync(coro, timeout)
+
+
+def quote_ident(name: str) -> str:
+    """``table`` or ``schema.table`` as quoted SQL identifiers."""
+    from pytest_cutover.actions.pg import quote_ident as _quote_ident
+
+    return _quote_ident(name)
+
+
+def config_relative(config: CutoverConfig | None, value: str) -> Path:
+    """A path from the config: absolute as given, else relative to the config file's folder."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and config is not None and config.path:
+        path = Path(config.path).parent / path
+    return path

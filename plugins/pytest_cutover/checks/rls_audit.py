@@ -1,0 +1,384 @@
+"""The static RLS posture: what the catalog says about every tenant table and the role the app logs in as.
+
+Why static and not only probes: a probe proves one path is closed today; the catalog says *why* and what
+to change.  Supabase's linter checks RLS enabled and ``USING (true)`` on writes, but not FORCE, BYPASSRLS
+on the app's login role, table ownership or ``FOR SELECT USING (true)`` (field notes): those are ours.
+
+Rules (runbook "Storage bucket created with RLS policies" / design "RLS is enabled *and* forced"):
+
+* every tenant table (tables carrying the tenant column in ``schema.tenant_schemas``, discovered from
+  ``pg_catalog``, plus ``schema.tenant_tables``) has RLS enabled AND forced;
+* permissive policies that apply to the app role cover SELECT, INSERT, UPDATE and DELETE (or ALL);
+* none of those policies is ``USING (true)`` or ORs in a branch that does not depend on the org
+  (permissive policies are OR'ed with each other, so such a branch opens every org's rows);
+* the app role (``current_user`` of ``target.app_database_url``, asked through it: Supabase's pooler
+  user ``postgres.<ref>`` maps to ``postgres``) is not a superuser, has no BYPASSRLS and owns no tenant table.
+
+Every problem is a sentence with the SQL that fixes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_cutover.checks.base import CheckResult, quote_ident, result, run_sync
+from pytest_cutover.checks.db import config_connection
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from pytest_cutover.config import CutoverConfig
+
+__all__ = [
+    "COMMANDS",
+    "Policy",
+    "Posture",
+    "RolePosture",
+    "TablePosture",
+    "audit_role",
+    "audit_table",
+    "configured_tables",
+    "discover_tenant_tables",
+    "display_name",
+    "qualify",
+    "read_posture",
+    "unbound_branches",
+]
+
+COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+_CMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+
+def qualify(table: str) -> str:
+    """``threads`` -> ``public.threads`` (an explicit schema is kept)."""
+    return table if "." in table else f"public.{table}"
+
+
+def display_name(table: str) -> str:
+    """``public.threads`` -> ``threads`` (other schemas stay qualified): the name operators use."""
+    return table.removeprefix("public.")
+
+
+def configured_tables(config: CutoverConfig | None) -> list[str]:
+    """The tenant tables known without a database (sorted, display names): configured, else the parity list.
+
+    The suite parametrizes over this list at collection (identical on every xdist worker); a separate
+    test discovers the rest from the catalog so that no tenant table escapes the audit.
+    """
+    from pytest_cutover.config import SchemaConfig
+
+    schema = config.schema_ if config is not None else SchemaConfig()
+    names = set(schema.tenant_tables) or set(schema.parity_tables)
+    return sorted({display_name(qualify(n)) for n in names})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One row of ``pg_policy``, with whether it applies to the app role."""
+
+    name: str
+    command: str            # SELECT | INSERT | UPDATE | DELETE | ALL
+    permissive: bool
+    roles: tuple[str, ...]
+    applies_to_app: bool
+    using: str | None
+    check: str | None
+
+    def commands(self) -> set[str]:
+        return set(COMMANDS) if self.command == "ALL" else {self.command}
+
+
+@dataclass(frozen=True)
+class TablePosture:
+    """RLS flags, owner and policies of one table."""
+
+    table: str               # schema.table
+    exists: bool
+    owner: str | None = None
+    enabled: bool = False
+    forced: bool = False
+    policies: tuple[Policy, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return display_name(self.table)
+
+
+@dataclass(frozen=True)
+class RolePosture:
+    """The role the app really is once logged in."""
+
+    name: str
+    superuser: bool
+    bypassrls: bool
+
+
+@dataclass(frozen=True)
+class Posture:
+    """Everything the audit needs, read once."""
+
+    role: RolePosture
+    tables: dict[str, TablePosture]               # schema.table -> posture
+    keys: dict[str, str | None]                   # schema.table -> its tenant column (None: unknown)
+    discovered: tuple[str, ...]                   # schema.table carrying the tenant column
+    configured: tuple[str, ...]
+    tenant_column: str
+    org_setting: str
+    user_setting: str
+    admin_role_hint: str = "postgres"
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def owned_by_app(self) -> list[str]:
+        return sorted(t.name for t in self.tables.values() if t.exists and t.owner == self.role.name)
+
+
+# ------------------------------------------------------------------------------------------------ catalog
+_DISCOVER_SQL = """
+select n.nspname || '.' || c.relname
+from pg_attribute a
+join pg_class c on c.oid = a.attrelid
+join pg_namespace n on n.oid = c.relnamespace
+where a.attname = $1 and not a.attisdropped and a.attnum > 0
+  and c.relkind in ('r', 'p') and n.nspname = any($2::text[])
+order by 1
+"""
+
+_REFERENCED_SQL = """
+select distinct rn.nspname || '.' || rc.relname as tbl, ra.attname as col
+from pg_constraint k
+join pg_class c on c.oid = k.conrelid
+join pg_namespace n on n.oid = c.relnamespace
+join pg_attribute a on a.attrelid = k.conrelid and a.attnum = k.conkey[1]
+join pg_class rc on rc.oid = k.confrelid
+join pg_namespace rn on rn.oid = rc.relnamespace
+join pg_attribute ra on ra.attrelid = k.confrelid and ra.attnum = k.confkey[1]
+where k.contype = 'f' and cardinality(k.conkey) = 1 and a.attname = $1 and n.nspname = any($2::text[])
+order by 1
+"""
+
+_TABLE_SQL = """
+select c.relrowsecurity as enabled, c.relforcerowsecurity as forced, pg_get_userbyid(c.relowner) as owner
+from pg_class c where c.oid = to_regclass($1)
+"""
+
+_POLICY_SQL = """
+select p.polname as name, p.polcmd::text as cmd, p.polpermissive as permissive,
+       array(select case when r = 0 then 'public' else pg_get_userbyid(r) end from unnest(p.polroles) r) as roles,
+       (0 = any(p.polroles) or exists (select 1 from unnest(p.polroles) r
+                                       where r <> 0 and pg_has_role($2, r, 'MEMBER'))) as applies,
+       pg_get_expr(p.polqual, p.polrelid) as using_expr, pg_get_expr(p.polwithcheck, p.polrelid) as check_expr
+from pg_policy p where p.polrelid = to_regclass($1)
+order by p.polname
+"""
+
+_ROLE_SQL = """
+select current_user as name, r.rolsuper as superuser, r.rolbypassrls as bypassrls
+from pg_roles r where r.rolname = current_user
+"""
+
+
+async def discover_tenant_tables(conn: asyncpg.Connection, tenant_column: str,
+                                 schemas: Sequence[str]) -> dict[str, str]:
+    """``schema.table`` -> tenant key column: every table with the tenant column, and the table that column
+    references (the tenants table itself, e.g. ``orgs(id)``), sorted by name."""
+    found = {r[0]: tenant_column for r in await conn.fetch(_DISCOVER_SQL, tenant_column, list(schemas))}
+    for r in await conn.fetch(_REFERENCED_SQL, tenant_column, list(schemas)):
+        found.setdefault(r["tbl"], r["col"])
+    return dict(sorted(found.items()))
+
+
+async def _table_posture(conn: asyncpg.Connection, table: str, role: str) -> TablePosture:
+    row = await conn.fetchrow(_TABLE_SQL, quote_ident(table))
+    if row is None:
+        return TablePosture(table=table, exists=False)
+    policies = tuple(
+        Policy(name=p["name"], command=_CMD.get(p["cmd"], p["cmd"]), permissive=p["permissive"],
+               roles=tuple(p["roles"]), applies_to_app=p["applies"], using=p["using_expr"], check=p["check_expr"])
+        for p in await conn.fetch(_POLICY_SQL, quote_ident(table), role))
+    return TablePosture(table=table, exists=True, owner=row["owner"], enabled=row["enabled"], forced=row["forced"],
+                        policies=policies)
+
+
+async def read_posture_async(config: CutoverConfig) -> Posture:
+    """Ask the app's own connection who it is, and the catalog about every tenant table."""
+    schema = config.schema_
+    async with config_connection(config, "target.app_database_url") as app:
+        row = await app.fetchrow(_ROLE_SQL)
+    role = RolePosture(name=row["name"], superuser=row["superuser"], bypassrls=row["bypassrls"])
+    key = "target.database_url" if config.target.database_url else "target.app_database_url"
+    async with config_connection(config, key) as conn:
+        admin_role = await conn.fetchval("select current_user")
+        discovered = await discover_tenant_tables(conn, schema.tenant_column, schema.tenant_schemas)
+        configured = sorted({qualify(t) for t in schema.tenant_tables})
+        tables = {t: await _table_posture(conn, t, role.name) for t in sorted(set(discovered) | set(configured))}
+    keys = {t: discovered.get(t) for t in tables}
+    return Posture(role=role, tables=tables, keys=keys, discovered=tuple(discovered), configured=tuple(configured),
+                   tenant_column=schema.tenant_column, org_setting=schema.rls_org_setting,
+                   user_setting=schema.rls_user_setting,
+                   admin_role_hint=admin_role if admin_role != role.name else "postgres",
+                   figures={"tenant_tables": len(tables), "app_role": role.name})
+
+
+def read_posture(config: CutoverConfig) -> Posture:
+    """:func:`read_posture_async` from synchronous code."""
+    return run_sync(read_posture_async(config), timeout=config.thresholds.connect_timeout_s * 4 + 30)
+
+
+# ------------------------------------------------------------------------------------------------ expressions
+def _strip_parens(expr: str) -> str:
+    text = expr.strip()
+    while text.startswith("(") and _closing(text, 0) == len(text) - 1:
+        text = text[1:-1].strip()
+    return text
+
+
+def _closing(text: str, start: int) -> int:
+    depth, quoted = 0, False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _split_top(text: str, op: str) -> list[str]:
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    token = f" {op} "
+    upper = text.upper()
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and upper.startswith(token, i):
+            parts.append(text[start:i])
+            i += len(token)
+            start = i
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _bound_atom(atom: str, tenant_column: str, settings: Iterable[str]) -> bool:
+    """Does this atom tie the row to the caller's org or user?"""
+    low = atom.lower()
+    if any(s.lower() in low for s in settings if s):
+        return True
+    if "jwt" in low or "auth." in low or "current_user" in low or "session_user" in low:
+        return True
+    # A helper function applied to the tenant column (e.g. is_member(org_id)) is assumed to check it.
+    call = re.compile(r"\b(?!nullif\b|coalesce\b|lower\b|upper\b|btrim\b|trim\b)[a-z_][\w.]*\s*\([^()]*\b"
+                      + re.escape(tenant_column.lower()) + r"\b")
+    return bool(call.search(low))
+
+
+def unbound_branches(expr: str | None, tenant_column: str, settings: Iterable[str]) -> list[str]:
+    """The parts of a policy expression that let rows through regardless of the org ([] when none).
+
+    ``a OR b``: every disjunct must be bound; ``a AND b``: one bound conjunct binds the whole.
+    """
+    if expr is None:
+        return []
+    settings = tuple(settings)
+    text = _strip_parens(expr)
+    if text.lower() == "true":
+        return ["true"]
+    disjuncts = _split_top(text, "OR")
+    if len(disjuncts) > 1:
+        return [b for d in disjuncts for b in unbound_branches(d, tenant_column, settings)]
+    conjuncts = _split_top(text, "AND")
+    if len(conjuncts) > 1:
+        return [] if any(not unbound_branches(c, tenant_column, settings) for c in conjuncts) else [text]
+    return [] if _bound_atom(text, tenant_column, settings) else [text]
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+def audit_table(posture: Posture, table: str) -> CheckResult:
+    """RLS enabled and forced, every command covered, no org-independent permissive policy, not app-owned."""
+    key = qualify(table)
+    t = posture.tables.get(key)
+    name = display_name(key)
+    role = posture.role.name
+    if t is None or not t.exists:
+        return result(f"rls-posture[{name}]", [f"tenant table {name} does not exist on the target: create it, or "
+                                               f"remove it from schema.tenant_tables"], f"{name}: missing")
+    tname = name if re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?", name) else quote_ident(key)
+    problems: list[str] = []
+    if not t.enabled:
+        problems.append(f"RLS is DISABLED on {name}: the app role sees every org's rows: run ALTER TABLE {tname} "
+                        f"ENABLE ROW LEVEL SECURITY and ALTER TABLE {tname} FORCE ROW LEVEL SECURITY")
+    elif not t.forced:
+        if t.owner == role:
+            problems.append(f"RLS is enabled but not FORCED on {name}, and the table owner is the app role {role}: "
+                            f"run ALTER TABLE {tname} FORCE ROW LEVEL SECURITY (and ALTER TABLE {tname} OWNER TO "
+                            f"{posture.admin_role_hint})")
+        else:
+            problems.append(f"RLS is enabled but not FORCED on {name} (owner {t.owner}): the owner is not filtered; "
+                            f"run ALTER TABLE {tname} FORCE ROW LEVEL SECURITY")
+    if t.owner == role and (t.forced or not t.enabled):
+        problems.append(f"the app role {role} owns {name}: an owner can turn RLS off and rewrite its policies; run "
+                        f"ALTER TABLE {tname} OWNER TO {posture.admin_role_hint} and GRANT SELECT, INSERT, UPDATE, "
+                        f"DELETE ON {tname} TO {role}")
+    applying = [p for p in t.policies if p.applies_to_app and p.permissive]
+    covered = set().union(*(p.commands() for p in applying)) if applying else set()
+    missing = [c for c in COMMANDS if c not in covered]
+    if t.enabled and missing:
+        problems.append(f"no permissive policy for {', '.join(missing)} on {name} applies to {role}: those commands "
+                        f"are denied to the app; add CREATE POLICY {name}_tenant_{missing[0].lower()} ON {tname} "
+                        f"FOR {missing[0]} ... ({posture.tenant_column} = nullif(current_setting("
+                        f"'{posture.org_setting}', true), ''))")
+    settings = (posture.org_setting, posture.user_setting)
+    for p in applying:
+        for label, expr in (("USING", p.using), ("WITH CHECK", p.check)):
+            branches = unbound_branches(expr, posture.tenant_column, settings)
+            if not branches:
+                continue
+            if branches == ["true"] and _strip_parens(expr or "").lower() == "true":
+                problems.append(f"policy {p.name} on {name} ({p.command}) is {label} (true): every org's rows pass "
+                                f"it and permissive policies are OR'ed; run DROP POLICY {p.name} ON {tname}")
+            else:
+                shown = "; ".join(branches)
+                problems.append(f"policy {p.name} on {name} ({p.command}) {label} ORs in a branch that does not "
+                                f"depend on the org: {shown}; rows of every org pass it: drop the policy "
+                                f"(DROP POLICY {p.name} ON {tname}) or AND the branch with {posture.tenant_column} = "
+                                f"nullif(current_setting('{posture.org_setting}', true), '')")
+    flags = f"enabled={t.enabled} forced={t.forced} owner={t.owner}"
+    cmds = ",".join(sorted(covered)) or "none"
+    evidence = f"{name}: {flags}; {len(t.policies)} policies, commands covered for {role}: {cmds}"
+    figures = {"enabled": t.enabled, "forced": t.forced, "owner": t.owner, "policies": len(t.policies)}
+    return result(f"rls-posture[{name}]", problems, evidence, figures)
+
+
+def audit_role(posture: Posture) -> CheckResult:
+    """The app's login role: not a superuser, no BYPASSRLS, owns no tenant table."""
+    r = posture.role
+    problems: list[str] = []
+    if r.superuser:
+        problems.append(f"the app connects as {r.name}, a SUPERUSER: RLS never applies to it; create a "
+                        f"least-privilege role (CREATE ROLE app_user LOGIN NOSUPERUSER NOBYPASSRLS), grant it the "
+                        f"tenant tables and put it in target.app_database_url")
+    if r.bypassrls:
+        problems.append(f"the app connects as {r.name}, which has BYPASSRLS (on Supabase `postgres` has it): RLS "
+                        f"never filters its queries; point target.app_database_url (the app's DATABASE_URL) at a "
+                        f"role without BYPASSRLS, or run ALTER ROLE {r.name} NOBYPASSRLS if nothing else needs it")
+    owned = posture.owned_by_app()
+    if owned:
+        problems.append(f"the app role {r.name} owns tenant tables {', '.join(owned)}: an owner can switch RLS off; "
+                        f"run ALTER TABLE <table> OWNER TO {posture.admin_role_hint} for each")
+    evidence = (f"app role {r.name}: superuser={r.superuser} bypassrls={r.bypassrls} owns "
+                f"{len(owned)} of {len(posture.tables)} tenant tables")
+    return result("rls-app-role", problems, evidence,
+                  {"app_role": r.name, "superuser": r.superuser, "bypassrls": r.bypassrls, "owned_tables": owned})
