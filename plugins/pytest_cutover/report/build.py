@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_cutover.config import CutoverConfig
+from pytest_cutover.config import CutoverConfig, config_hash
 from pytest_cutover.ledger import Ledger
 from pytest_cutover.redact import redact, redact_obj, reveal
 from pytest_cutover.report.versions import versions
@@ -320,5 +320,11 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         issues.append("stages ran from different suite revisions: " + ", ".join(report["environment"]["git_revs"]))
     if len(report["environment"]["config_hashes"]) > 1:
         issues.append("stages ran with different configs: " + ", ".join(report["environment"]["config_hashes"]))
+    built_with = config_hash(config)
+    report["environment"]["report_config_hash"] = built_with
+    if report["environment"]["config_hashes"] and built_with not in report["environment"]["config_hashes"]:
+        ran_with = ", ".join(report["environment"]["config_hashes"])
+        issues.append(f"this report was built with config {built_with or 'none'}, but the stages ran with "
+                      f"{ran_with}: rebuild with `cutover report --config PATH`")
     return redact_obj(report)
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pytest_cutover.cli_options import run_options
+
+if TYPE_CHECKING:
+    from pytest_cutover.context import RunContext
 
 __all__ = ["DEFAULT_KEY", "keygen", "report"]
 
@@ -26,6 +30,30 @@ def _report_path(config_path: Path | None, run: str | None, reports_dir: Path | 
     from pytest_cutover.report.writer import REPORT_JSON
 
     return context_from_options(config_path, run, reports_dir).run_dir / REPORT_JSON
+
+
+def _with_the_runs_config(run_ctx: RunContext) -> RunContext:
+    """Without ``--config``, rebuild with the config the report was last built with, if it still exists.
+
+    The lead, waivers, time zone and hosts come from the config, so a rebuild from another
+    folder must not silently drop them.
+    """
+    import json
+
+    from pytest_cutover.config import load_config
+    from pytest_cutover.context import RunContext
+    from pytest_cutover.report.writer import REPORT_JSON
+
+    previous = run_ctx.run_dir / REPORT_JSON
+    try:
+        path = json.loads(previous.read_text("utf-8"))["environment"]["config_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return run_ctx
+    if not path or not Path(path).is_file() or (run_ctx.config and run_ctx.config.path == path):
+        return run_ctx
+    click.echo(f"using the run's config {path} (pass --config to choose another)")
+    return RunContext(run=run_ctx.run, reports_dir=run_ctx.reports_dir, config=load_config(path),
+                      suite_dir=run_ctx.suite_dir)
 
 
 @click.group(invoke_without_command=True)
@@ -45,6 +73,8 @@ def report(ctx: click.Context, config_path: Path | None, run: str | None, report
     from pytest_cutover.stages import SUCCESS
 
     run_ctx = context_from_options(config_path, run, reports_dir)
+    if config_path is None:
+        run_ctx = _with_the_runs_config(run_ctx)
     if not run_ctx.ledger.path.exists():
         click.echo(f"no ledger for run {run_ctx.run} at {run_ctx.ledger.path}: the report lists every stage as not-run",
                    err=True)

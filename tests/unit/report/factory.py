@@ -31,7 +31,7 @@ def config(**sections: Any) -> CutoverConfig:
 
 def context(tmp_path: Path, cfg: CutoverConfig | None = None, run: str = "night") -> RunContext:
     return RunContext(run=run, reports_dir=tmp_path / "reports", config=cfg, suite_dir=tmp_path,
-                      git_rev="abc123def456", config_hash="sha256:0011223344556677")
+                      git_rev="abc123def456")
 
 
 def stage(ctx: RunContext, name: str, verdict: str = PASSED, *, invocation: str = "inv1", offset: float | None = None,

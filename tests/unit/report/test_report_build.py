@@ -233,3 +233,35 @@ def test_contract_checker_rejects_a_broken_report(tmp_path: Path) -> None:
     bad = tmp_path / "report.json"
     bad.write_text(json.dumps({"run": "x", "status": "MAYBE", "stages": []}))
     assert factory.check_report(bad).returncode == 1
+
+
+def test_a_report_built_with_another_config_says_so(tmp_path: Path) -> None:
+    ctx = factory.context(tmp_path, factory.config())
+    factory.stage(ctx, "precutover")
+    other = factory.context(tmp_path, factory.config(run={"id": "night", "lead": "Somebody Else"}))
+    report = build_report(other.ledger, other.config, other.run, local_versions=False)
+    assert any(i.startswith(f"this report was built with config {other.config_hash}, but the stages ran with "
+                            f"{ctx.config_hash}") for i in report["issues"])
+
+
+def test_cli_rebuild_reuses_the_runs_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from pytest_cutover.cli import cli
+
+    cfg_path = tmp_path / "stack" / "cutover.toml"
+    cfg_path.parent.mkdir()
+    cfg_path.write_text('[run]\nid = "night"\nlead = "Ada Lovelace"\n')
+    from pytest_cutover.config import load_config
+
+    ctx = factory.context(tmp_path, load_config(cfg_path))
+    factory.all_passed(ctx)
+    write_report(ctx, generate_allure=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(cli, ["report", "--run", "night", "--reports-dir", str(tmp_path / "reports"),
+                                      "--no-allure"], standalone_mode=False, catch_exceptions=False)
+    assert result.return_value == 0, result.output
+    assert f"using the run's config {cfg_path.resolve()}" in result.output
+    assert json.loads((ctx.run_dir / "report.json").read_text())["lead"] == "Ada Lovelace"
