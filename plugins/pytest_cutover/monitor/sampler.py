@@ -12,9 +12,10 @@ Ctrl-C ends the window early: the session is recorded with ``cut_short`` and the
 series stays readable.  Running again in the same run resumes a window that was
 cut short (or whose process died) where it stopped: elapsed time accumulates
 over sessions.  A window that ended (complete, or stopped by a trigger), or
-``fresh=True``, starts a new one.  A new window begins with ``warmup_rounds``
-untimed probe rounds (default 1): the first requests after a restart open pools
-and load indexes, which the smoke stage has already measured.  At the end a ledger record of kind ``monitor``
+``fresh=True``, starts a new one.  Every session begins with ``warmup_rounds``
+untimed probe rounds (default 1), whose log lines are not counted: the first
+requests after a restart open pools and load indexes, which the smoke stage has
+already measured.  At the end a ledger record of kind ``monitor``
 holds the figures, the criteria and the fired triggers.
 """
 
@@ -183,7 +184,8 @@ class Sampler:
             recorded: dict[str, str] = {}
         else:
             window, samples, recorded = state.window, list(state.samples), dict(state.triggers)
-        offset = samples[-1].elapsed_s if samples else 0.0
+        # A resumed window continues on its schedule: the next tick after the last stored sample.
+        offset = samples[-1].elapsed_s + settings.interval_s if samples else 0.0
         self.series.start_session(window, resumed_at_s=offset)
         progress = _Progress(self.console, self.progress, settings.window_s)
         runner = asyncio.Runner()
@@ -193,7 +195,7 @@ class Sampler:
         started = self._clock()
         elapsed = offset
         try:
-            if self.probes is not None and not samples:
+            if self.probes is not None:
                 for _ in range(self.warmup_rounds):  # untimed: a restart's first requests open pools and indexes
                     runner.run(self.probes.run())
                 if self.warmup_rounds and self.logs is not None:
