@@ -117,14 +117,17 @@ def env_restore(config_path: Path | None, run: str | None, reports_dir: Path | N
 @run_options
 @click.option("--expect", type=click.Choice(["healthy", "maintenance", "up"]), default="healthy", show_default=True,
               help="The /health state to wait for after the start ('up' accepts healthy or maintenance).")
+@click.option("--keep-maintenance/--no-keep-maintenance", default=True, show_default=True,
+              help="An app in maintenance before the restart must be in maintenance after it (set again if lost).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def restart(config_path: Path | None, run: str | None, reports_dir: Path | None, expect: str, as_json: bool) -> int:
+def restart(config_path: Path | None, run: str | None, reports_dir: Path | None, expect: str,
+            keep_maintenance: bool, as_json: bool) -> int:
     """Stop the app, wait for its connections to drain, start it, wait for /health."""
     from pytest_cutover.actions.restart import Restarter
 
     ctx = _context(config_path, run, reports_dir)
     restarter = Restarter(ctx)
-    return _run(lambda: restarter.restart(expect), as_json, _show_result)
+    return _run(lambda: restarter.restart(expect, keep_maintenance=keep_maintenance), as_json, _show_result)
 
 
 @action.command("rollback")

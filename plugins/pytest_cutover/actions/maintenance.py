@@ -118,7 +118,7 @@ class Maintenance:
             previous, changed = set_value(env_file, ENV_KEY, "true" if on else "false", append_if_missing=True)
             restarter = Restarter(self.ctx, counter=self._counter, timeout_s=deadline.remaining())
             # "up", not the wanted state: if the app ignores the flag, the verify step below says so plainly.
-            result = restarter.restart(expect="up")
+            result = restarter.restart(expect="up", keep_maintenance=False)
             what = f"set {ENV_KEY}={'true' if on else 'false'} in {env_file}" if changed else \
                 f"{ENV_KEY} was already {previous} in {env_file}"
             return f"{what}; restarted in {result.duration_s:.1f} s"

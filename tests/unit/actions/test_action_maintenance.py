@@ -42,7 +42,7 @@ def test_a_maintenance_flag_the_app_ignores_is_a_failure_with_evidence(backend: 
     backend.start()
     started = time.monotonic()
     with pytest.raises(ActionError) as info:
-        Maintenance(backend.ctx(), verify_timeout_s=1.0).enable()
+        Maintenance(backend.ctx(), verify_timeout_s=0.6).enable()
     assert time.monotonic() - started < 10
     message = str(info.value)
     assert "maintenance was enabled via endpoint but /health still says healthy after" in message
