@@ -23,6 +23,7 @@ that none is left and that the ports are free, and removes the folder unless ``k
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import datetime as dt
 import os
@@ -232,21 +233,16 @@ class EmbeddedStack:
                 self._make_certs()
             with self.timings.measure("postgres"):
                 self._start_postgres()
-            with self.timings.measure("seed"):
-                self._seed()
-            with self.timings.measure("backup"):
-                self._backup()
-            with self.timings.measure("poolers"):
-                self._start_poolers()
-            if self.services:
-                reason = services_available()
-                if reason is not None:
-                    raise RehearsalError(f"stack: cannot start the app and storage: {reason}",
-                                         hint="build with services=False for the database part only")
-                with self.timings.measure("storage"):
-                    self._start_storage()
-                with self.timings.measure("app"):
-                    self._start_app()
+            # Seeding (numpy + COPY) and the backup run beside the process start-ups: nothing started here
+            # reads the data before the stack is up (the app opens Qdrant and the database lazily).
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stack-seed") as pool:
+                seeding = pool.submit(self._seed_and_backup)
+                try:
+                    self._start_processes()
+                finally:
+                    # Never tear down under a running seed: wait for it, then let its error (if any) surface.
+                    concurrent.futures.wait([seeding])
+                seeding.result()
             self._started = True
             self._write_urls()
             self.write_config()
@@ -426,6 +422,25 @@ class EmbeddedStack:
         self.pg.start()
         self._ports.append(self.pg.port)
 
+    def _seed_and_backup(self) -> None:
+        with self.timings.measure("seed"):
+            self._seed()
+        with self.timings.measure("backup"):
+            self._backup()
+
+    def _start_processes(self) -> None:
+        with self.timings.measure("poolers"):
+            self._start_poolers()
+        if self.services:
+            reason = services_available()
+            if reason is not None:
+                raise RehearsalError(f"stack: cannot start the app and storage: {reason}",
+                                     hint="build with services=False for the database part only")
+            with self.timings.measure("storage"):
+                self._start_storage()
+            with self.timings.measure("app"):
+                self._start_app()
+
     def _seed(self) -> None:
         from pytest_cutover.rehearsal.seed import seed_all
 
@@ -493,7 +508,7 @@ class EmbeddedStack:
             "API_TOKEN": self._secrets["TEST_TOKEN"].get(),
             "QDRANT_PATH": str(self.qdrant_path),
             "QDRANT_COLLECTION": COLLECTION,
-            "VECTOR_BACKEND": "qdrant",
+            "VECTOR_BACKEND": "auto",
             "STORAGE_URL": f"https://127.0.0.1:{self._storage_port}/storage/v1",
             "STORAGE_KEY": self._secrets["SUPABASE_SERVICE_KEY"].get(),
             "STORAGE_BUCKET": BUCKET,
