@@ -17,7 +17,8 @@ from pytest_cutover.checks.rls_audit import unbound_branches
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
 
-__all__ = ["TargetFacts", "check_bucket", "check_embedding", "check_pgvector", "check_storage_rls", "target_facts"]
+__all__ = ["TargetFacts", "check_bucket", "check_embedding", "check_pgvector", "check_provisioned", "check_storage_rls",
+           "target_facts"]
 
 #: HNSW indexes need pgvector 0.5.0 or later.
 MIN_PGVECTOR = (0, 5, 0)
@@ -169,3 +170,27 @@ def check_storage_rls(facts: TargetFacts, config: CutoverConfig) -> CheckResult:
                   f"storage.objects: rls={facts.objects_rls}, {len(relevant)} policies for bucket {name} "
                   f"({', '.join(sorted(covered)) or 'no commands'})",
                   {"storage_rls": facts.objects_rls, "storage_policies": len(relevant)})
+
+
+def check_provisioned(config: CutoverConfig) -> CheckResult:
+    """Runbook "Supabase project fully provisioned": every app table and the storage schema exist on the target."""
+    s = config.schema_
+    tables = sorted({*s.parity_tables, *s.tenant_tables, s.fragments_table, s.attachments_table, s.threads_table})
+
+    async def ask() -> tuple[list[str], str, bool]:
+        async with config_connection(config, "target.database_url") as conn:
+            missing = [t for t in tables if not await conn.fetchval(
+                "select to_regclass($1) is not null", quote_ident(t if "." in t else f"public.{t}"))]
+            version = await conn.fetchval("show server_version")
+            storage = bool(await conn.fetchval("select to_regclass('storage.objects') is not null"))
+        return missing, version, storage
+
+    missing, version, storage = run_sync(ask(), timeout=config.thresholds.connect_timeout_s + 60)
+    problems = [f"table {t} does not exist on the target: run the schema migration before the cutover"
+                for t in missing]
+    if not storage:
+        problems.append("the target has no storage.objects: enable Supabase Storage for the project")
+    return result("target-provisioned", problems,
+                  f"PostgreSQL {version}: {len(tables) - len(missing)} of {len(tables)} app tables present, "
+                  f"storage schema {'present' if storage else 'missing'}",
+                  {"server_version": version, "missing_tables": missing})

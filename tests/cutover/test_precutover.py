@@ -1,0 +1,418 @@
+"""PRE-CUTOVER VALIDATION (Day 7): every item of the runbook's checklist as a test.
+
+Each test's docstring starts with the runbook line it covers, verbatim.  The tests are thin: the probes
+live in ``pytest_cutover.checks`` and return ``CheckResult(ok, evidence, figures, problems)``; a failing
+assertion prints the problems, which say what to do.  A config key a test needs and does not find makes
+it skip naming the key (the sign-off needs a waiver for it).  Nothing here knows whether the config
+describes production or a rehearsal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_cutover.checks import CheckResult
+from pytest_cutover.config import CutoverConfig, lookup
+
+pytestmark = pytest.mark.precutover
+
+
+def _config_of(config: pytest.Config) -> CutoverConfig | None:
+    from pytest_cutover.plugin import get_session
+
+    try:
+        return get_session(config).cutover_config
+    except (KeyError, AttributeError):
+        return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tenant tables come from the config (sorted): the same collection on every xdist worker."""
+    if "tenant_table" in metafunc.fixturenames:
+        from pytest_cutover.checks.rls_audit import configured_tables
+
+        metafunc.parametrize("tenant_table", configured_tables(_config_of(metafunc.config)))
+
+
+def _skip_unless(config: CutoverConfig, *keys: str) -> None:
+    """For module-scoped fixtures (``cutover_require`` is per test): skip naming the first missing key."""
+    for key in keys:
+        if lookup(config, key) in (None, ""):
+            pytest.skip(f"missing config key {key}")
+
+
+def _verify(check: CheckResult, record_figure: Callable[[str, Any], None], *, prefix: str = "") -> None:
+    """Record the check's figures, then fail with its problems (each says what to do)."""
+    for name, value in check.figures.items():
+        record_figure(f"{prefix}{name}", value)
+    ok, message = check.ok, check.message
+    assert ok, message
+
+
+# ------------------------------------------------------------------------------------------------ Code Quality
+@pytest.fixture(scope="module")
+def checkout_report(cutover_config: CutoverConfig) -> Any:
+    """The app checkout as its own interpreter sees it: py_compile of every file, every import resolved."""
+    from pytest_cutover.checks import code
+
+    _skip_unless(cutover_config, "app.source_dir")
+    return code.inspect_checkout(cutover_config)
+
+
+def test_syntax_verified_with_py_compile(cutover_config: CutoverConfig, cutover_require: Any,
+                                         checkout_report: Any, record_figure: Any) -> None:
+    """All syntax verified with `py_compile`
+
+    Every ``.py`` file of ``app.source_dir`` compiles with ``py_compile`` in the app's interpreter
+    (``app.python``); a syntax error names file and line.
+    """
+    from pytest_cutover.checks import code
+
+    cutover_require("app.source_dir")
+    _verify(code.check_syntax(checkout_report, code.source_dir(cutover_config)), record_figure)
+
+
+def test_imports_verified(cutover_config: CutoverConfig, cutover_require: Any, checkout_report: Any,
+                          record_figure: Any) -> None:
+    """All imports verified
+
+    Every import of the checkout resolves in the app's interpreter: its own modules on disk (and the
+    names imported from them), third-party modules with ``find_spec``.  Optional imports are skipped.
+    """
+    from pytest_cutover.checks import code
+
+    cutover_require("app.source_dir")
+    _verify(code.check_imports(checkout_report, code.source_dir(cutover_config)), record_figure)
+
+
+def test_test_suite_created_and_ready(cutover_config: CutoverConfig, cutover_require: Any,
+                                      record_figure: Any) -> None:
+    """Test suite created and ready
+
+    ``python -m pytest --collect-only -q`` in the checkout exits 0 and collects at least one test.
+    """
+    from pytest_cutover.checks import code
+
+    cutover_require("app.source_dir")
+    _verify(code.check_collects(cutover_config), record_figure)
+
+
+def test_no_merge_conflicts(cutover_config: CutoverConfig, cutover_require: Any, record_figure: Any) -> None:
+    """No merge conflicts
+
+    No tracked text file of the checkout contains ``<<<<<<<``/``>>>>>>>`` conflict markers.
+    """
+    from pytest_cutover.checks import code
+
+    cutover_require("app.source_dir")
+    _verify(code.check_merge_markers(cutover_config), record_figure)
+
+
+def test_all_changes_committed_to_git(cutover_config: CutoverConfig, cutover_require: Any,
+                                      record_figure: Any) -> None:
+    """All changes committed to git
+
+    The working tree is clean (no modified or untracked files) and HEAD is on the remote branch.
+    """
+    from pytest_cutover.checks import code
+
+    cutover_require("app.source_dir")
+    _verify(code.check_git(cutover_config), record_figure)
+
+
+# ------------------------------------------------------------------------------------------------ Data Validation
+def test_database_backups_taken(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Database backups taken
+
+    The newest file at ``backup.path`` is non-empty and younger than ``thresholds.backup_max_age_hours``
+    (or ``backup.command`` exits 0).
+    """
+    from pytest_cutover.checks import backup
+
+    if not (cutover_config.backup.path or cutover_config.backup.command):
+        pytest.skip("missing config key backup.path")
+    _verify(backup.check_backup(cutover_config), record_figure)
+
+
+@pytest.fixture(scope="module")
+def source_counts(cutover_config: CutoverConfig) -> Any:
+    """Fragment and attachment counts of the source (old) database, read once."""
+    from pytest_cutover.checks import counts
+
+    _skip_unless(cutover_config, "source.database_url")
+    return counts.source_counts(cutover_config)
+
+
+def test_vector_count_verified_in_qdrant(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Vector count verified in Qdrant
+
+    An exact count of ``source.collection`` (and its dimension), recorded as figures.
+    """
+    from pytest_cutover.checks import counts
+
+    if not (cutover_config.source.qdrant_path or cutover_config.source.qdrant_url):
+        pytest.skip("missing config key source.qdrant_url")
+    _verify(counts.check_qdrant(cutover_config), record_figure)
+
+
+def test_memory_fragment_count_verified(cutover_config: CutoverConfig, cutover_require: Any, source_counts: Any,
+                                        record_figure: Any) -> None:
+    """Memory fragment count verified
+
+    Fragments and fragments with a ``vector_id`` on the source database, recorded as figures.
+    """
+    from pytest_cutover.checks import counts
+
+    cutover_require("source.database_url")
+    _verify(counts.check_fragments(source_counts, cutover_config), record_figure)
+
+
+def test_attachment_blob_count_verified(cutover_config: CutoverConfig, cutover_require: Any, source_counts: Any,
+                                        record_figure: Any) -> None:
+    """Attachment BLOB count verified
+
+    Attachments with a BLOB (and their bytes) on the source database; none may have lost its content.
+    """
+    from pytest_cutover.checks import counts
+
+    cutover_require("source.database_url")
+    _verify(counts.check_blobs(source_counts, cutover_config), record_figure)
+
+
+# ------------------------------------------------------------------------------------------------ Infrastructure
+@pytest.fixture(scope="module")
+def target_facts(cutover_config: CutoverConfig) -> Any:
+    """pgvector, the embedding column and the storage bucket as the target's catalog shows them."""
+    from pytest_cutover.checks import target
+
+    _skip_unless(cutover_config, "target.database_url")
+    return target.target_facts(cutover_config)
+
+
+def test_supabase_project_fully_provisioned(cutover_config: CutoverConfig, cutover_require: Any,
+                                            record_figure: Any) -> None:
+    """Supabase project fully provisioned
+
+    The target answers on ``target.database_url`` and holds every app table and the storage schema.
+    """
+    from pytest_cutover.checks import target
+
+    cutover_require("target.database_url")
+    _verify(target.check_provisioned(cutover_config), record_figure)
+
+
+def test_pgvector_extension_enabled(cutover_require: Any, target_facts: Any, record_figure: Any) -> None:
+    """pgvector extension enabled
+
+    ``vector`` is installed in the target database (0.5.0 or later, for HNSW); its version is a figure.
+    """
+    from pytest_cutover.checks import target
+
+    cutover_require("target.database_url")
+    _verify(target.check_pgvector(target_facts), record_figure)
+
+
+def test_embedding_column_matches_collection(cutover_config: CutoverConfig, cutover_require: Any,
+                                             target_facts: Any, record_figure: Any) -> None:
+    """pgvector extension enabled
+
+    The embedding column exists as ``vector(n)`` and ``n`` equals the Qdrant collection's dimension
+    (otherwise every point would be rejected by the migration).
+    """
+    from pytest_cutover.checks import counts, target
+
+    cutover_require("target.database_url")
+    dim = None
+    if cutover_config.source.qdrant_path or cutover_config.source.qdrant_url:
+        dim = counts.qdrant_info(cutover_config).dimension
+    _verify(target.check_embedding(target_facts, cutover_config, dim), record_figure)
+
+
+def test_storage_bucket_created_and_private(cutover_config: CutoverConfig, cutover_require: Any,
+                                            target_facts: Any, record_figure: Any) -> None:
+    """Storage bucket created with RLS policies
+
+    The bucket ``target.bucket`` exists and is NOT public (a public bucket serves every org's files
+    without a JWT).
+    """
+    from pytest_cutover.checks import target
+
+    cutover_require("target.database_url")
+    _verify(target.check_bucket(target_facts, cutover_config), record_figure)
+
+
+def test_storage_rls_policies_exist(cutover_config: CutoverConfig, cutover_require: Any, target_facts: Any,
+                                    record_figure: Any) -> None:
+    """Storage bucket created with RLS policies
+
+    RLS is enabled on ``storage.objects`` and a SELECT policy covering the bucket ties rows to the
+    caller (``auth.jwt()``/``auth.uid()``), with no branch that lets every org through.
+    """
+    from pytest_cutover.checks import target
+
+    cutover_require("target.database_url")
+    _verify(target.check_storage_rls(target_facts, cutover_config), record_figure)
+
+
+def test_connection_pooler_url_working(cutover_config: CutoverConfig, cutover_require: Any,
+                                       record_figure: Any) -> None:
+    """Connection pooler URL working
+
+    ``target.app_database_url`` connects and behaves as a TRANSACTION pooler (a session-level SET does
+    not follow its client; other clients see it on the shared backend), or PgBouncer's ``SHOW CONFIG``
+    says so.  Runbook Step 3a: "Use port **6543** (transaction pooler), NOT 5432 (session pooler)".
+    """
+    from pytest_cutover.checks import pooler
+
+    cutover_require("target.app_database_url")
+    _verify(pooler.check_pooler(cutover_config), record_figure, prefix="pooler.")
+
+
+def test_app_engine_settings_fit_the_transaction_pooler(cutover_config: CutoverConfig, cutover_require: Any,
+                                                        record_figure: Any) -> None:
+    """Connection pooler URL working
+
+    The app's engine turns asyncpg's and SQLAlchemy's statement caches off (``statement_cache_size=0``,
+    ``prepared_statement_cache_size=0``): prepared statements break through a transaction pooler.
+    """
+    from pytest_cutover.checks import app_source
+
+    cutover_require("app.source_dir")
+    _verify(app_source.check_engine_settings(cutover_config), record_figure)
+
+
+def test_app_sets_rls_context_per_transaction(cutover_config: CutoverConfig, cutover_require: Any,
+                                              record_figure: Any) -> None:
+    """Port 6543: Supports `SET LOCAL` for RLS context ✅
+
+    The app sets its tenant with ``SET LOCAL``/``set_config(..., true)`` and bound parameters; no plain
+    ``SET app.…``, no ``set_config(..., false)``, no string-formatted SQL.
+    """
+    from pytest_cutover.checks import app_source
+
+    cutover_require("app.source_dir")
+    _verify(app_source.check_rls_context(cutover_config), record_figure)
+
+
+_TLS_ENDPOINTS = ("target.app_database_url", "target.session_pooler_url", "api")
+
+
+@pytest.mark.parametrize("endpoint", _TLS_ENDPOINTS)
+def test_ssl_certificates_valid(cutover_config: CutoverConfig, cutover_require: Any, endpoint: str,
+                                record_figure: Any) -> None:
+    """SSL certificates valid
+
+    The certificate chain verifies for the host name (``target.ca_file``/``app.ca_file`` or the system
+    CAs) and expires no sooner than ``thresholds.tls_min_days``: the database endpoints through
+    PostgreSQL's in-protocol TLS negotiation, the API over HTTPS.
+    """
+    from pytest_cutover.checks import tls
+
+    if endpoint == "api":
+        if not (cutover_config.app.api_base or cutover_config.app.health_url):
+            pytest.skip("missing config key app.api_base")
+        check = tls.check_api_tls(cutover_config)
+    else:
+        cutover_require(endpoint)
+        check = tls.check_database_tls(cutover_config, endpoint)
+    _verify(check, record_figure, prefix=f"tls.{endpoint}.")
+
+
+# ------------------------------------------------------------------------------------------------ RLS posture
+@pytest.fixture(scope="module")
+def rls_posture(cutover_config: CutoverConfig) -> Any:
+    """The app role and every tenant table's RLS flags, owner and policies, read once."""
+    from pytest_cutover.checks import rls_audit
+
+    _skip_unless(cutover_config, "target.app_database_url")
+    return rls_audit.read_posture(cutover_config)
+
+
+def test_rls_enabled_forced_and_tenant_scoped(cutover_require: Any, rls_posture: Any, tenant_table: str,
+                                              record_figure: Any) -> None:
+    """Supabase project fully provisioned
+
+    The tenant table has RLS enabled AND forced, permissive policies for every command that apply to the
+    app role, none ``USING (true)`` or OR'ing an org-independent branch, and the app role does not own it.
+    """
+    from pytest_cutover.checks import rls_audit
+
+    cutover_require("target.app_database_url")
+    if rls_audit.qualify(tenant_table) not in rls_posture.tables:
+        pytest.skip(f"{tenant_table} is not a tenant table (no {rls_posture.tenant_column} column, not referenced "
+                    f"by one) and not in schema.tenant_tables")
+    _verify(rls_audit.audit_table(rls_posture, tenant_table), record_figure, prefix=f"rls.{tenant_table}.")
+
+
+def test_rls_covers_every_discovered_tenant_table(cutover_config: CutoverConfig, cutover_require: Any,
+                                                  rls_posture: Any, record_figure: Any) -> None:
+    """Supabase project fully provisioned
+
+    Tables found in the catalog with the tenant column but not in the configured list get the same audit,
+    so no tenant table escapes it.
+    """
+    from pytest_cutover.checks import rls_audit
+
+    cutover_require("target.app_database_url")
+    listed = {rls_audit.qualify(t) for t in rls_audit.configured_tables(cutover_config)}
+    extra = sorted(set(rls_posture.tables) - listed)
+    record_figure("rls.unlisted_tenant_tables", [rls_audit.display_name(t) for t in extra])
+    problems = [p for t in extra for p in rls_audit.audit_table(rls_posture, t).problems]
+    assert not problems, "; ".join(problems)
+
+
+def test_app_role_is_not_privileged(cutover_require: Any, rls_posture: Any, record_figure: Any) -> None:
+    """Supabase project fully provisioned
+
+    The role in ``target.app_database_url`` (what the app's DATABASE_URL becomes) is not a superuser,
+    has no BYPASSRLS and owns no tenant table: otherwise RLS never filters the app.
+    """
+    from pytest_cutover.checks import rls_audit
+
+    cutover_require("target.app_database_url")
+    _verify(rls_audit.audit_role(rls_posture), record_figure, prefix="rls.")
+
+
+# ------------------------------------------------------------------------------------------------ Team Communication
+def _team(cutover_config: CutoverConfig, item: str, record_figure: Any) -> None:
+    from pytest_cutover.checks import team
+
+    check = team.check_team_item(cutover_config, item)
+    ok, message = check.ok, check.message
+    assert ok, message
+    record_figure(f"team.{item}", f"{check.figures['who']} @ {check.figures['when']}")
+
+
+def test_stakeholders_notified(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Stakeholders notified of maintenance window
+
+    Attested in the config: ``[team.stakeholders_notified] who = ..., when = ...``.
+    """
+    _team(cutover_config, "stakeholders_notified", record_figure)
+
+
+def test_support_team_on_standby(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Support team on standby
+
+    Attested in the config: ``[team.support_standby] who = ..., when = ...``.
+    """
+    _team(cutover_config, "support_standby", record_figure)
+
+
+def test_rollback_plan_documented(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Rollback plan documented
+
+    Attested in the config: ``[team.rollback_plan_documented] who = ..., when = ...``.
+    """
+    _team(cutover_config, "rollback_plan_documented", record_figure)
+
+
+def test_escalation_contacts_confirmed(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Escalation contacts confirmed
+
+    Attested in the config: ``[team.escalation_contacts] who = ..., when = ...``.
+    """
+    _team(cutover_config, "escalation_contacts", record_figure)
