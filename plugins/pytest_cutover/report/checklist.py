@@ -20,6 +20,7 @@ __all__ = ["ChecklistItem", "default_checklist", "normalise", "parse_checklist",
 
 _BOX = re.compile(r"^\s*[-*]\s+(?:\[[ xX]\]|✅)\s+(?P<text>.+?)\s*$")
 _HEADING = re.compile(r"^(?P<level>#{2,4})\s+(?P<text>.+?)\s*$")
+_STEP = re.compile(r"^\d+[a-z]:\s+(?P<title>.+?)(?:\s+\([^)]*\))?$")
 _MIN_REVERSE = 12  # a runbook quote this long may be contained in a longer checklist line
 
 
@@ -30,11 +31,12 @@ class ChecklistItem:
     section: str
     text: str
     line: int
+    kind: str = "box"  # box: a "- [ ]" line or success criterion; step: a "#### 5a: Health Check" sub-step
     state: str = "uncovered"  # passed | failed | blocked | skipped | not-run | uncovered
     tests: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"section": self.section, "text": self.text, "line": self.line, "state": self.state,
+        return {"section": self.section, "text": self.text, "line": self.line, "kind": self.kind, "state": self.state,
                 "tests": [{"id": t["id"], "outcome": t["outcome"]} for t in self.tests]}
 
 
@@ -64,7 +66,12 @@ def parse_checklist(markdown: str) -> list[ChecklistItem]:
         if heading:
             level = len(heading["level"])
             headings = {lvl: txt for lvl, txt in headings.items() if lvl < level}
-            headings[level] = _clean_heading(heading["text"])
+            step = _STEP.match(heading["text"]) if level == 4 else None
+            if step:  # "#### 5a: Health Check": a sub-step of the cutover, covered by the tests that quote it
+                section = " / ".join(headings[lvl] for lvl in sorted(headings))
+                items.append(ChecklistItem(section=section, text=step["title"], line=number, kind="step"))
+            else:
+                headings[level] = _clean_heading(heading["text"])
             continue
         box = _BOX.match(line)
         if box:

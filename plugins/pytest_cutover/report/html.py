@@ -203,7 +203,8 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
     sections: dict[str, list[Mapping[str, Any]]] = {}
     for item in checklist:
         sections.setdefault(item["section"], []).append(item)
-    covered = [i for i in checklist if i["state"] != "uncovered"]
+    boxes = [i for i in checklist if i.get("kind", "box") == "box"]
+    steps = [i for i in checklist if i.get("kind") == "step"]
     html = env.get_template("report.html.j2").render(
         r=report,
         stage_help=STAGE_HELP,
@@ -214,9 +215,11 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
         bad_samples=bad_samples,
         accounting=_accounting(report.get("figures") or {}),
         checklist_sections=sections,
-        checklist_done=sum(1 for i in checklist if i["state"] == "passed"),
-        checklist_covered=len(covered),
-        checklist_total=len(checklist),
+        checklist_done=sum(1 for i in boxes if i["state"] == "passed"),
+        checklist_covered=sum(1 for i in boxes if i["state"] != "uncovered"),
+        checklist_total=len(boxes),
+        steps_done=sum(1 for i in steps if i["state"] == "passed"),
+        steps_total=len(steps),
         other_figures={k: v for k, v in (report.get("figures") or {}).items()
                        if k not in ("vectors", "blobs", "monitor")},
         window=_window(report.get("started"), report.get("finished")),

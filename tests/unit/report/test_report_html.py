@@ -83,7 +83,10 @@ def test_html_is_self_contained_and_deterministic(tmp_path: Path) -> None:
 def test_checklist_parsing_and_ticking() -> None:
     items = parse_checklist(factory_checklist := (REPO / "plugins/pytest_cutover/report/templates/"
                                                   "cutover-checklist.md").read_text())
-    assert len(items) == 47
+    assert sum(i.kind == "box" for i in items) == 47
+    steps = [i.text for i in items if i.kind == "step"]
+    assert steps[:2] == ["Run Final Vector Migration", "Verify Data Consistency"] and len(steps) == 13
+    assert "API Endpoint Test" in steps  # "(if frontend available)" is not part of the name
     assert items[0].section == "PRE-CUTOVER VALIDATION (Day 7) / Code Quality"
     assert items[0].text == "All syntax verified with `py_compile`"
     assert not any("Option" in i.text for i in items)  # lines inside ``` blocks are not items
@@ -92,6 +95,7 @@ def test_checklist_parsing_and_ticking() -> None:
         {"id": "t::b", "outcome": "failed", "runbook": "No merge conflicts"},
         {"id": "t::c", "outcome": "passed", "runbook": "Error rate < 1%"},
         {"id": "t::d", "outcome": "skipped", "runbook": "Database backups taken"},
+        {"id": "t::e", "outcome": "passed", "runbook": 'Health Check: Expected: {"status": "healthy"}'},
     ]}]
     ticked = {i["text"]: i["state"] for i in tick(stages, factory_checklist)}
     assert ticked["All syntax verified with `py_compile`"] == "passed"
@@ -100,6 +104,7 @@ def test_checklist_parsing_and_ticking() -> None:
     assert ticked["Error rate < 1%"] == "passed"
     assert ticked["Database backups taken"] == "skipped"
     assert ticked["All imports verified"] == "uncovered"
+    assert ticked["Health Check"] == "passed"
     assert normalise("All syntax verified with `py_compile`.") == "all syntax verified with pycompile"
 
 
