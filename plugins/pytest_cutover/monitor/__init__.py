@@ -5,6 +5,19 @@ Pure parts (no I/O): :mod:`.triggers`, :mod:`.criteria`, :mod:`.stats`,
 (HTTP), :mod:`.logs` (file / command), :mod:`.system` (RSS, pg_stat_activity,
 SHOW POOLS), :mod:`.tenancy` (target look-ups), :mod:`.samples` (the series
 file), :mod:`.sampler` (the loop) and :mod:`.runner` (wiring from a run context).
+
+Typical use in the monitor stage (one sampler run per session, then one test per criterion)::
+
+    from pytest_cutover.monitor.records import prior_leaks_from_ledger
+    from pytest_cutover.monitor.runner import run_monitor
+
+    result = run_monitor(ctx, prior_leaks=prior_leaks_from_ledger(ctx.ledger))  # window from [thresholds]
+    result.fired        # [Trigger(name, fired, evidence, figure)]: each also a ledger "trigger" record
+    result.criteria     # [Criterion(name, ok, figure, message, measured)] in CRITERIA order
+    result.figures      # for report.json figures.monitor (error_rate, search_p95_ms, ...)
+    result.cut_short    # Ctrl-C; run again in the same run to resume the window
+
+Any other stage raises a trigger with ``records.record_trigger(ctx.ledger, Trigger(...), stage="rls")``.
 """
 
 from __future__ import annotations
