@@ -43,44 +43,73 @@ EXPECT: dict[str, frozenset[str]] = {HEALTHY: frozenset({HEALTHY}), MAINTENANCE:
 _DRAIN_POLL_S = 0.5
 
 
-def default_connection_counter(ctx: RunContext) -> tuple[ConnectionCounter | None, str]:
-    """Count the app's connections on the database it is connected to now, or say why that cannot be watched.
+def _app_urls(ctx: RunContext) -> tuple[str | None, str | None]:
+    """The app's ``DATABASE_URL`` for the old database and for the target, as far as they are known.
 
-    The app's ``DATABASE_URL`` (read from its ``.env``) decides which database:
-    the old one (``[source] database_url``) before the switch, the target
-    (``[target] database_url``) after it.  Through a transaction pooler the
-    pooler keeps idle server connections, so only busy backends count there.
+    Old: the switch's backup (``previous``) if there is one, else the ``.env`` value when it does not
+    point at the target.  New: ``[target] app_database_url``, else the ``.env`` value when it does.
+    """
+    from pytest_cutover.actions.env_switch import BACKUP_NAME, load_backup
+
+    cfg = ctx.config
+    assert cfg is not None
+    current: str | None = None
+    if cfg.app.env_file:
+        path = config_path(ctx, cfg.app.env_file)
+        line = find_line(path, "DATABASE_URL") if path.exists() else None
+        current = line.value if line else None
+    new = cfg.target.app_database_url.get() if cfg.target.app_database_url else None
+    on_target = bool(current and new and endpoint(current).same_place(endpoint(new)))
+    old = load_backup(ctx).previous.get() if (ctx.run_dir / BACKUP_NAME).exists() else None
+    if old is None and current and not on_target:
+        old = current
+    if new is None and on_target:
+        new = current
+    for url in (old, new):
+        if url:
+            Secret(url)
+    return old, new
+
+
+def default_connection_counter(ctx: RunContext) -> tuple[ConnectionCounter | None, str]:
+    """Count the app's backends on the old database and on the target, or say why that cannot be watched.
+
+    Both are watched: during a switch or a rollback the ``.env`` already names the database the app
+    will use next, not the one the running app is connected to.  The old database is watched through
+    ``[source] database_url`` for the role in the app's old URL, the target through ``[target]
+    database_url`` for the role in ``app_database_url``.  Where the app reaches a database through a
+    pooler (its URL is not the watching URL's server), the pooler keeps idle server connections after
+    the app has gone, so only busy backends count there.
     """
     cfg = ctx.config
     if cfg is None:
         return None, "no config"
-    app_url: str | None = None
-    if cfg.app.env_file:
-        line = find_line(config_path(ctx, cfg.app.env_file), "DATABASE_URL")
-        app_url = line.value if line else None
-    if app_url is None and cfg.target.app_database_url:
-        app_url = cfg.target.app_database_url.get()
-    if app_url is None:
-        return None, "the app's DATABASE_URL is unknown (no [app] env_file line and no target.app_database_url)"
-    Secret(app_url)
-    app_ep = endpoint(app_url)
-    watch: Secret | None
-    if cfg.source.database_url and endpoint(cfg.source.database_url).same_place(app_ep):
-        watch, where = cfg.source.database_url, "source.database_url"
-    else:
-        watch, where = cfg.target.database_url, "target.database_url"
-    if watch is None:
-        return None, f"{where} is not configured"
-    role = cfg.app.db_role or app_ep.user or None
-    busy_only = not endpoint(watch).same_place(app_ep)
+    old, new = _app_urls(ctx)
+    watches: list[tuple[str, Secret, str | None, bool]] = []
+    for label, watch, app_url in (("source.database_url", cfg.source.database_url, old),
+                                  ("target.database_url", cfg.target.database_url, new)):
+        if watch is None or app_url is None:
+            continue
+        role = cfg.app.db_role or endpoint(app_url).user or None
+        pooled = not endpoint(watch).same_place(endpoint(app_url))
+        watches.append((label, watch, role, pooled))
+    if not watches:
+        return None, ("neither the old nor the target database can be watched (need [source] database_url with "
+                      "the app's old DATABASE_URL, or [target] database_url with target.app_database_url)")
     timeout = cfg.thresholds.connect_timeout_s
 
     def count() -> ConnectionCount:
-        return app_connections(watch, role=role, application_name=cfg.app.db_application_name,
-                               busy_only=busy_only, timeout=timeout)
+        total, parts = 0, []
+        for label, watch, role, pooled in watches:
+            seen = app_connections(watch, role=role, application_name=cfg.app.db_application_name,
+                                   busy_only=pooled, timeout=timeout)
+            total += seen.count
+            parts.append(f"{label}: {seen.evidence}")
+        return ConnectionCount(total, "; ".join(parts))
 
-    scope = "busy backends (pooled idle server connections ignored)" if busy_only else "backends"
-    return count, f"{scope} of role {role or '*'} on {where} {endpoint(watch)}"
+    scope = " and ".join(f"{'busy backends' if pooled else 'backends'} of role {role or '*'} on {label} "
+                         f"{endpoint(watch)}" for label, watch, role, pooled in watches)
+    return count, scope
 
 
 class Restarter:

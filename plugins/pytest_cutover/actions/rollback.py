@@ -92,14 +92,15 @@ class Rollback:
 
     def step_verify_old_database(self) -> str:
         cfg = self.ctx.config
-        source = require(self.ctx, "source.database_url", "verify the app is back on the old database")
-        current = current_database_url(self.ctx, load_backup(self.ctx).env_file)
-        if current is None or not endpoint(current).same_place(endpoint(source)):
-            where = endpoint(current) if current is not None else "nothing (no line)"
-            raise ActionError(f"the app's {KEY} points at {where}, not the old database {endpoint(source)} "
-                              "([source] database_url)", hint=f"check the .env by hand; the backup is in "
-                              f"{self.ctx.run_dir}")
         assert cfg is not None
+        source = require(self.ctx, "source.database_url", "verify the app is back on the old database")
+        backup = load_backup(self.ctx)
+        current = current_database_url(self.ctx, backup.env_file)
+        if current is None or current != backup.previous:
+            where = endpoint(current) if current is not None else "nothing (no line)"
+            raise ActionError(f"the app's {KEY} points at {where}, not the value from before the switch "
+                              f"({endpoint(backup.previous)})", hint=f"check {backup.env_file} by hand; the previous "
+                              f"value is in {backup.path}")
         table, column = cfg.schema_.threads_table, cfg.schema_.tenant_column
         timeout = cfg.thresholds.connect_timeout_s
         org = self.org or sample_org(source, table, column, timeout=timeout)
@@ -108,8 +109,8 @@ class Rollback:
                               hint="pass --org ORG explicitly")
         self.org = org
         self.expected_threads = tenant_count(source, table, column, org, timeout=timeout)
-        return (f"{KEY} points at the old database {endpoint(source)}; it has {self.expected_threads} {table} "
-                f"rows for {org}")
+        return (f"{KEY} is the value from before the switch ({endpoint(current)}); the old database "
+                f"{endpoint(source)} answers with {self.expected_threads} {table} rows for {org}")
 
     def step_keep_target_data(self) -> str:
         cfg = self.ctx.config

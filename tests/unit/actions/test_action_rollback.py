@@ -46,7 +46,7 @@ def test_rollback_runs_every_step_in_order_and_the_old_system_serves(backend: Fa
     assert backend.health() == "healthy"
     assert _threads(backend, "org_0001").json()["count"] == 3
     details = {s.step: s.detail for s in steps}
-    assert "has 3 threads rows for org_0001" in details["verify-old-database"]
+    assert "answers with 3 threads rows for org_0001" in details["verify-old-database"]
     assert "threads 5" in details["keep-target-data"] and "nothing dropped or truncated" in details["keep-target-data"]
     assert "3 threads, equal to the old database's 3" in details["verify-serving"]
     assert table_counts(embedded_pg.url("target_db"), ["threads"]) == target_before == {"threads": 5}
