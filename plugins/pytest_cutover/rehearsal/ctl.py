@@ -28,9 +28,11 @@ from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess
 
-__all__ = ["STATE_FILE", "app_answers", "main", "read_state", "restart_app", "start_app", "stop_app", "write_state"]
+__all__ = ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app", "start_app", "stop_app",
+           "write_state"]
 
 STATE_FILE = "stack-state.json"
+PID_FILE = "run/app.pid"
 #: Health answers that mean "the app is up" (503 is the maintenance answer).
 UP_STATUSES = (200, 503)
 
@@ -54,6 +56,14 @@ def write_state(stack_dir: Path, state: Mapping[str, Any]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(state, fh, indent=1, sort_keys=True)
     os.replace(tmp, path)
+    # The app's pid file: what a monitor reads the app's memory from ([monitor] app_pid_file).
+    pid_file = Path(stack_dir) / PID_FILE
+    pid = (state.get("app") or {}).get("pid")
+    if pid:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{pid}\n")
+    else:
+        pid_file.unlink(missing_ok=True)
 
 
 def _process_if_same(pid: int | None, create_time: float | None) -> Any:

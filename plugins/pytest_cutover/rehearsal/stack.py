@@ -581,6 +581,7 @@ class EmbeddedStack:
         self.stack_env_path = self.workdir / ENV_NAME
         _write_private(self.stack_env_path, "# values of the ${VAR} references in cutover.toml\n" + "".join(env_lines))
         ctl_cmd = f"{sys.executable} -m pytest_cutover.rehearsal.ctl"
+        from pytest_cutover.rehearsal.ctl import PID_FILE as ctl_pid_file
         q = _toml_str
         lines = [
             "# Written by the pytest-cutover rehearsal (EmbeddedStack); secrets are in stack.env beside this file.",
@@ -607,7 +608,13 @@ class EmbeddedStack:
             ]
         lines += ["[backup]", f"path = {q(str(self.backup_path))}", "",
                   "[thresholds]", f"monitor_window_s = {self.monitor_window_s}",
-                  f"monitor_interval_s = {self.monitor_interval_s}", ""]
+                  f"monitor_interval_s = {self.monitor_interval_s}", "",
+                  "[monitor]", f"app_pid_file = {q(str(self.workdir / ctl_pid_file))}", ""]
+        # The rehearsal's team is the person running it: they attest the people items for this run.
+        attested = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        for item in ("stakeholders_notified", "support_standby", "rollback_plan_documented", "escalation_contacts"):
+            lines += [f"[team.{item}]", f"who = {q(self.lead)}", f"when = {q(attested)}",
+                      'note = "rehearsal: attested by the person running it"', ""]
         self.config_path = self.workdir / CONFIG_NAME
         self.config_path.write_text("\n".join(lines), encoding="utf-8")
         return self.config_path
