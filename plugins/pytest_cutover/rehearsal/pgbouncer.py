@@ -99,7 +99,7 @@ class PgBouncer:
                  certfile: Path, keyfile: Path, ca_file: Path, pool_mode: PoolMode = "transaction",
                  databases: Mapping[str, str] | None = None, run_as: str | None = None, pool_size: int = 5,
                  max_client_conn: int = 200, port: int | None = None, host: str = "127.0.0.1",
-                 probe_user: str | None = None) -> None:
+                 probe_user: str | None = None, stats_users: Mapping[str, str] | None = None) -> None:
         if pool_mode not in ("transaction", "session"):
             raise RehearsalError(f"pgbouncer {name}: unknown pool_mode {pool_mode!r}",
                                  hint="use 'transaction' (the 6543 analogue) or 'session'")
@@ -122,6 +122,10 @@ class PgBouncer:
         self.max_client_conn = max_client_conn
         self.host = host
         self.port = port
+        # Console-only users (database ``pgbouncer``: SHOW POOLS, SHOW CONFIG ...); no PostgreSQL role needed.
+        self.stats_users = dict(stats_users or {})
+        for password in self.stats_users.values():
+            register_secret(password)
         probe = probe_user or next(iter(self.users))
         self._probe = _Probe(probe, self.users[probe], next(iter(self.databases)))
         self.process: ManagedProcess | None = None
@@ -145,7 +149,8 @@ class PgBouncer:
         shutil.copyfile(self.keyfile, key)
         os.chmod(key, 0o600)
         auth = self.workdir / "userlist.txt"
-        lines = [f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"' for u, p in sorted(self.users.items())]
+        everyone = {**self.users, **self.stats_users}
+        lines = [f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"' for u, p in sorted(everyone.items())]
         fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -173,6 +178,7 @@ class PgBouncer:
             "pidfile": str(self.workdir / "pgbouncer.pid"),
             "server_login_retry": "1",
             "query_wait_timeout": "30",
+            "stats_users": ",".join(sorted(self.stats_users)),
             "log_connections": "0",
             "log_disconnections": "0",
         }
@@ -224,15 +230,21 @@ class PgBouncer:
         return run_sync(probe())
 
     # -- addresses --------------------------------------------------------------------------------
+    def admin_dsn(self, user: str) -> Secret:
+        """The admin console (database ``pgbouncer``) for a stats user, TLS verified with the CA (libpq form)."""
+        base = self.dsn(user, database="pgbouncer").get()
+        return Secret(f"{base}?sslmode=verify-full&sslrootcert={self.ca_file}")
+
     def dsn(self, user: str, *, database: str | None = None, scheme: str = "postgresql") -> Secret:
         """``scheme://user:password@host:port/db`` for a user of the auth file (a redacting Secret)."""
-        if user not in self.users:
+        known = {**self.users, **self.stats_users}
+        if user not in known:
             raise RehearsalError(f"pgbouncer {self.name}: user {user} is not in its auth file",
-                                 hint="known users: " + ", ".join(sorted(self.users)))
+                                 hint="known users: " + ", ".join(sorted(known)))
         if self.port is None:
             raise RehearsalError(f"pgbouncer {self.name}: not started, no port yet")
         db = database or next(iter(self.databases))
-        auth = f"{quote(user, safe='')}:{quote(self.users[user], safe='')}"
+        auth = f"{quote(user, safe='')}:{quote(known[user], safe='')}"
         return Secret(f"{scheme}://{auth}@{self.host}:{self.port}/{db}")
 
 

@@ -55,7 +55,9 @@ COLLECTION = "dac_memory"
 BUCKET = "attachments"
 #: Variables the cutover.toml refers to as ``${VAR}`` (their values are in stack.env).
 TOML_VARS = ("OLD_DATABASE_URL", "SUPABASE_DB_URL", "SUPABASE_POOLER_URL", "SUPABASE_SESSION_POOLER_URL",
-             "SUPABASE_SERVICE_KEY", "ADMIN_TOKEN", "TEST_TOKEN")
+             "SUPABASE_SERVICE_KEY", "ADMIN_TOKEN", "TEST_TOKEN", "POOLER_ADMIN_URL")
+#: PgBouncer console user (stats_users: SHOW commands only).
+STATS_USER = "pgbouncer_stats"
 _SERVICES_MODULE = "pytest_cutover.rehearsal.services"
 
 
@@ -464,11 +466,14 @@ class EmbeddedStack:
             "session": ("session", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
             "old": ("session", {OLD_DATABASE: OLD_DATABASE}, {"old_app": pg.password("old_app").get()}, 10),
         }
+        # A console-only user on the poolers, for the monitor's SHOW POOLS and the pooler check's SHOW CONFIG.
+        stats = {STATS_USER: secrets.token_urlsafe(24)}
         for name, (mode, dbs, users, size) in specs.items():
             pooler = PgBouncer(name, workdir=self._dir("pgbouncer") / name, socket_dir=pg.socket_dir,
                                pg_port=pg.port, users=users, certfile=self.pooler_cert.cert_path,
                                keyfile=self.pooler_cert.key_path, ca_file=self.ca.cert_path, pool_mode=mode,
-                               databases=dbs, run_as=pg.run_as_user if os.geteuid() == 0 else None, pool_size=size)
+                               databases=dbs, run_as=pg.run_as_user if os.geteuid() == 0 else None, pool_size=size,
+                               stats_users=stats)
             self.poolers[name] = pooler
             self._parts.append(_Part(f"pgbouncer {name}", pooler.stop))
             pooler.start(timeout=self.part_timeout)
@@ -577,6 +582,8 @@ class EmbeddedStack:
         assert self.workdir is not None
         urls = self._require_urls()
         self._secrets["SUPABASE_POOLER_URL"] = self.app_database_url()
+        # The console of the pooler the app's URL names (the session one under the session-pooler-url fault).
+        self._secrets["POOLER_ADMIN_URL"] = self.poolers[self._app_db_pooler].admin_dsn(STATS_USER)
         env_lines = [f"{k}={self._secrets[k].get()}\n" for k in TOML_VARS if k in self._secrets]
         self.stack_env_path = self.workdir / ENV_NAME
         _write_private(self.stack_env_path, "# values of the ${VAR} references in cutover.toml\n" + "".join(env_lines))
@@ -609,7 +616,8 @@ class EmbeddedStack:
         lines += ["[backup]", f"path = {q(str(self.backup_path))}", "",
                   "[thresholds]", f"monitor_window_s = {self.monitor_window_s}",
                   f"monitor_interval_s = {self.monitor_interval_s}", "",
-                  "[monitor]", f"app_pid_file = {q(str(self.workdir / ctl_pid_file))}", ""]
+                  "[monitor]", f"app_pid_file = {q(str(self.workdir / ctl_pid_file))}",
+                  'pooler_admin_url = "${POOLER_ADMIN_URL}"', ""]
         # The rehearsal's team is the person running it: they attest the people items for this run.
         attested = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for item in ("stakeholders_notified", "support_standby", "rollback_plan_documented", "escalation_contacts"):

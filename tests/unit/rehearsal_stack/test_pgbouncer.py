@@ -133,3 +133,25 @@ def test_transaction_pooler_runs_as_unprivileged_user(poolers) -> None:  # type:
     if os.geteuid() == 0:
         assert proc.username() != "root"
     assert proc.is_running()
+
+
+def test_stats_user_reads_the_console_over_tls(bare_postgres, rehearsal_ca, scratch) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from pytest_cutover.rehearsal import tls as tls_mod
+
+    cert = tls_mod.issue_server_cert(rehearsal_ca, scratch / "tls", name="pooler")
+    pooler = PgBouncer("stats", workdir=scratch / "pb", socket_dir=bare_postgres.socket_dir,
+                       pg_port=bare_postgres.port, users={"app_user": "pw-app-1234"}, certfile=cert.cert_path,
+                       keyfile=cert.key_path, ca_file=rehearsal_ca.cert_path, pool_mode="transaction",
+                       stats_users={"pgbouncer_stats": "pw-stats-5678"})
+    try:
+        pooler.start()
+        done = subprocess.run(["psql", "-X", "-A", "-t", "-F", "|", "-d", pooler.admin_dsn("pgbouncer_stats").get(),
+                               "-c", "SHOW CONFIG"], capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        settings = dict(line.split("|")[:2] for line in done.stdout.splitlines() if "|" in line)
+        assert settings["pool_mode"] == "transaction"
+        assert settings["client_tls_sslmode"] == "require"
+    finally:
+        pooler.stop()
