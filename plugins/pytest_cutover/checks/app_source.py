@@ -74,8 +74,6 @@ def _constant_value(node: ast.AST) -> object:
 def _formatted(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     """Is this string constant part of SQL built at run time (f-string, %, .format, + with a variable)?"""
     parent = parents.get(node)
-    if isinstance(parent, ast.FormattedValue | ast.JoinedStr):
-        return isinstance(parent, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in parent.values)
     if isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Mod) and parent.left is node:
         return True
     if isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Add):
@@ -112,7 +110,12 @@ def scan_app_source(root: Path, org_setting: str) -> SourceScan:
                 for key, value in zip(node.keys, node.values, strict=True):
                     if isinstance(key, ast.Constant) and key.value in CACHE_SETTINGS:
                         scan.cache[key.value].append((where, _constant_value(value)))
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            elif isinstance(node, ast.JoinedStr):  # an f-string: scan it whole, placeholders as {…}
+                text = "".join(v.value if isinstance(v, ast.Constant) else "{…}" for v in node.values)
+                formatted = any(isinstance(v, ast.FormattedValue) for v in node.values)
+                _scan_sql(scan, text, where, formatted or _formatted(node, parents), org_setting, prefix)
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                  and not isinstance(parents.get(node), ast.JoinedStr)):
                 text = node.value
                 for setting in CACHE_SETTINGS:
                     for m in re.finditer(rf"\b{setting}=(\w+)", text):

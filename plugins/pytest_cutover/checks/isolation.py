@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBES",
+    "IsolationError",
     "Tenants",
     "check_private_tier",
     "check_session_leakage",

@@ -45,6 +45,7 @@ __all__ = [
     "display_name",
     "qualify",
     "read_posture",
+    "read_posture_async",
     "unbound_branches",
 ]
 

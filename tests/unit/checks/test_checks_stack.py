@@ -1,0 +1,307 @@
+"""Every check passes on the clean rehearsal stack and fails, with its actionable message, on its fault.
+
+Faults are planted with the rehearsal's own planters (``faults.plant``) and undone right after, so one
+stack serves the whole module.  Source and file faults go to a private copy of the checkout/backup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pytest_cutover.checks import (
+    app_source,
+    backup,
+    code,
+    counts,
+    db,
+    isolation,
+    pooler,
+    rls_audit,
+    target,
+    tls,
+)
+from pytest_cutover.rehearsal import faults
+
+pytestmark = pytest.mark.integration
+
+TENANT_TABLES = ["attachments", "memory_fragments", "messages", "orgs", "threads", "users"]
+
+
+@pytest.fixture
+def planted(stack: Any) -> Iterator[Callable[[str, str], str]]:
+    """``plant(fault, undo_sql)``: plant a fault on the shared stack; the undo runs at teardown."""
+    undo: list[tuple[str, str]] = []
+
+    def plant(name: str, revert: str) -> str:
+        evidence = faults.plant(stack, name)
+        undo.append((name, revert))
+        return evidence
+
+    yield plant
+    for name, revert in reversed(undo):
+        if revert == "app_user":
+            stack.set_app_database(user="app_user")
+        elif revert == "transaction":
+            stack.set_app_database(pooler="transaction")
+        else:
+            stack.target_sql(revert)
+        stack.planted.pop(name, None)
+
+
+# ------------------------------------------------------------------------------------------------ clean stack
+def test_every_precutover_check_passes_on_the_clean_stack(stack_config: Any) -> None:
+    cfg = stack_config()
+    root = code.source_dir(cfg)
+    report = code.inspect_checkout(cfg)
+    facts = target.target_facts(cfg)
+    info = counts.qdrant_info(cfg)
+    source = counts.source_counts(cfg)
+    posture = rls_audit.read_posture(cfg)
+    checks = [
+        code.check_syntax(report, root), code.check_imports(report, root), code.check_collects(cfg),
+        code.check_merge_markers(cfg), code.check_git(cfg), backup.check_backup(cfg), counts.check_qdrant(cfg),
+        counts.check_fragments(source, cfg), counts.check_blobs(source, cfg), target.check_provisioned(cfg),
+        target.check_pgvector(facts), target.check_embedding(facts, cfg, info.dimension),
+        target.check_bucket(facts, cfg), target.check_storage_rls(facts, cfg), pooler.check_pooler(cfg),
+        app_source.check_engine_settings(cfg), app_source.check_rls_context(cfg), tls.check_api_tls(cfg),
+        *(tls.check_database_tls(cfg, key) for key in tls.database_endpoints(cfg)),
+        *(rls_audit.audit_table(posture, t) for t in TENANT_TABLES), rls_audit.audit_role(posture),
+    ]
+    failed = [f"{c.name}: {c.message}" for c in checks if not c.ok]
+    assert not failed, failed
+    assert report.files > 0 and report.imports > 0
+    assert info.points > 0 and info.dimension == 1536
+    assert source.fragments_with_vector_id == info.points
+    assert sorted(rls_audit.display_name(t) for t in posture.tables) == TENANT_TABLES
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_every_isolation_probe_passes_with_a_seeing_control(stack_config: Any, table: str) -> None:
+    cfg = stack_config()
+    for probe in isolation.PROBES:
+        check = isolation.probe_table(cfg, table, probe)
+        assert check.ok, check.message
+        assert check.figures["b_rows"] > 0
+    read = isolation.probe_table(cfg, table, "read")
+    assert read.figures["app_rows_of_b"] == 0
+    assert read.figures["control_rows_of_b"] == read.figures["b_rows"]
+
+
+def test_private_tier_session_and_storage_probes_pass_on_the_clean_stack(stack_config: Any) -> None:
+    cfg = stack_config()
+    tier = isolation.check_private_tier(cfg)
+    assert tier.ok, tier.message
+    assert tier.figures["other_user_sees"] == 0 and tier.figures["owner_sees"] > 0
+    session = isolation.check_session_leakage(cfg)
+    assert session.ok, session.message
+    assert session.figures["same_backend_hits"] > 0 and session.figures["control_sightings"] > 0
+    storage = isolation.check_storage_isolation(cfg)
+    assert storage.ok, storage.message
+    assert storage.figures["a_listed"] == 0 and storage.figures["b_listed"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ database faults
+def test_rls_disabled_fails_the_audit_and_the_read_probe(stack_config: Any, planted: Any) -> None:
+    planted("rls-disabled", "alter table public.threads enable row level security;")
+    cfg = stack_config()
+    audit = rls_audit.audit_table(rls_audit.read_posture(cfg), "threads")
+    assert not audit.ok
+    assert audit.problems[0].startswith("RLS is DISABLED on threads: the app role sees every org's rows: run ALTER "
+                                        "TABLE threads ENABLE ROW LEVEL SECURITY")
+    probe = isolation.probe_table(cfg, "threads", "read")
+    assert not probe.ok and probe.message.startswith("RLS LEAK: threads as app_user with org ")
+
+
+def test_rls_not_forced_with_app_owner_names_the_fix(stack_config: Any, planted: Any) -> None:
+    planted("rls-not-forced", "alter table public.threads owner to postgres; alter table public.threads force row "
+                              "level security; grant select, insert, update, delete on public.threads to app_user;")
+    cfg = stack_config()
+    posture = rls_audit.read_posture(cfg)
+    audit = rls_audit.audit_table(posture, "threads")
+    assert audit.problems[0] == ("RLS is enabled but not FORCED on threads, and the table owner is the app role "
+                                 "app_user: run ALTER TABLE threads FORCE ROW LEVEL SECURITY (and ALTER TABLE threads "
+                                 "OWNER TO postgres)")
+    role = rls_audit.audit_role(posture)
+    assert not role.ok and "the app role app_user owns tenant tables threads" in role.message
+    assert isolation.probe_table(cfg, "threads", "read").message.startswith("RLS LEAK")
+
+
+def test_policy_using_true_is_named(stack_config: Any, planted: Any) -> None:
+    planted("policy-using-true", "drop policy threads_read_all on public.threads;")
+    cfg = stack_config()
+    audit = rls_audit.audit_table(rls_audit.read_posture(cfg), "threads")
+    assert audit.message.startswith("policy threads_read_all on threads (SELECT) is USING (true): every org's rows "
+                                    "pass it and permissive policies are OR'ed; run DROP POLICY threads_read_all ON "
+                                    "threads")
+    assert not isolation.probe_table(cfg, "threads", "read").ok
+
+
+def test_app_role_bypassrls_fails_the_role_audit(stack_config: Any, planted: Any) -> None:
+    planted("app-role-bypassrls", "app_user")
+    cfg = stack_config()
+    role = rls_audit.audit_role(rls_audit.read_posture(cfg))
+    assert not role.ok
+    assert role.problems[0].startswith("the app connects as postgres, which has BYPASSRLS (on Supabase `postgres` "
+                                       "has it): RLS never filters its queries")
+    probe = isolation.probe_table(cfg, "memory_fragments", "read")
+    assert probe.message.startswith("RLS LEAK: memory_fragments as postgres")
+
+
+def test_session_pooler_url_is_not_a_transaction_pooler(stack_config: Any, planted: Any) -> None:
+    planted("session-pooler-url", "transaction")
+    check = pooler.check_pooler(stack_config())
+    assert not check.ok and check.figures["pool_mode"] == "session"
+    assert check.problems[0].startswith("target.app_database_url (app_user@127.0.0.1:")
+    assert "is not a transaction pooler" in check.problems[0] and "port 6543" in check.problems[0]
+
+
+def test_bucket_public_fails_the_bucket_check(stack_config: Any, planted: Any) -> None:
+    planted("bucket-public", "update storage.buckets set public = false where id = 'attachments';")
+    cfg = stack_config()
+    check = target.check_bucket(target.target_facts(cfg), cfg)
+    assert check.message.startswith("storage bucket attachments is PUBLIC: anyone with an object's path reads it "
+                                    "without a JWT")
+
+
+def test_private_tier_leak_passes_the_static_audit_but_fails_the_probe(stack_config: Any, planted: Any) -> None:
+    planted("private-tier-leak", "drop policy memory_fragments_org_read on public.memory_fragments;")
+    cfg = stack_config()
+    audit = rls_audit.audit_table(rls_audit.read_posture(cfg), "memory_fragments")
+    assert audit.ok, audit.message  # org-bound, so the catalog alone cannot tell: the rls stage must probe
+    tier = isolation.check_private_tier(cfg)
+    assert not tier.ok
+    assert tier.problems[0].startswith("RLS LEAK: in org ")
+    assert "private fragments in memory_fragments: a permissive policy OR'ed with the tier policy" in tier.problems[0]
+
+
+def test_session_level_tenant_left_on_pooled_backends_is_detected(stack: Any, stack_config: Any) -> None:
+    cfg = stack_config()
+    setting = cfg.schema_.rls_org_setting
+
+    async def poison_all(value: str) -> None:
+        conns = [await db.connect(cfg.target.app_database_url, ca_file=cfg.target.ca_file, timeout=10)
+                 for _ in range(10)]
+        try:
+            async def one(conn: Any) -> None:
+                async with conn.transaction():
+                    await conn.execute("select set_config($1, $2, false)", setting, value)
+                    await asyncio.sleep(0.05)
+
+            await asyncio.gather(*(one(c) for c in conns))
+        finally:
+            for conn in conns:
+                await conn.close()
+
+    asyncio.run(poison_all("org_0001"))
+    try:
+        check = isolation.check_session_leakage(cfg)
+    finally:
+        asyncio.run(poison_all(""))
+    assert not check.ok
+    assert "already carries app.current_org_id='org_0001'" in check.message
+    assert isolation.check_session_leakage(cfg).ok
+
+
+# ------------------------------------------------------------------------------------------------ source/file faults
+def _copy_config(stack_config: Any, copy: Any) -> Any:
+    return stack_config(app={"source_dir": str(copy.app_dir)})
+
+
+@pytest.mark.parametrize(("fault", "check_name", "expected"), [
+    ("syntax-error", "syntax", r"app/search.py:\d+: SyntaxError: expected ':'"),
+    ("merge-conflict", "markers", r"app/config.py: merge-conflict markers on lines \d+"),
+    ("dirty-git", "git", r"1 uncommitted change\(s\) in .*app/config.py: commit \(or discard\) them and push"),
+    ("session-set", "context", r"app/security.py:\d+: set_config\('app.current_org_id', \.\.\., false\) is "
+                               r"session-scoped"),
+    ("statement-cache-on", "engine", r"no statement_cache_size=0 in the app's engine settings \(create_async_engine "
+                                     r"at app/database.py:\d+\)"),
+])
+def test_source_fault_fails_its_check(stack_config: Any, checkout_copy: Any, fault: str, check_name: str,
+                                      expected: str) -> None:
+    cfg = _copy_config(stack_config, checkout_copy)
+
+    def run() -> Any:
+        if check_name in ("syntax",):
+            return code.check_syntax(code.inspect_checkout(cfg), checkout_copy.app_dir)
+        return {"markers": code.check_merge_markers, "git": code.check_git, "context": app_source.check_rls_context,
+                "engine": app_source.check_engine_settings}[check_name](cfg)
+
+    clean = run()
+    assert clean.ok, clean.message
+    evidence = faults.plant(checkout_copy, fault)
+    check = run()
+    assert not check.ok, f"{fault} planted ({evidence}) but {check.name} passed: {check.evidence}"
+    assert any(re.search(expected, p) for p in check.problems), check.problems
+
+
+def test_merge_conflict_also_breaks_py_compile_and_collection(stack_config: Any, checkout_copy: Any) -> None:
+    cfg = _copy_config(stack_config, checkout_copy)
+    faults.plant(checkout_copy, "merge-conflict")
+    syntax = code.check_syntax(code.inspect_checkout(cfg), checkout_copy.app_dir)
+    assert not syntax.ok and syntax.problems[0].startswith("app/config.py:")
+    collect = code.check_collects(cfg)
+    assert not collect.ok and "`python -m pytest --collect-only`" in collect.message
+    git = code.check_git(cfg)
+    assert git.ok, git.message  # committed and pushed: only the markers and the syntax are wrong
+
+
+def test_unpushed_commit_fails_the_git_check(stack_config: Any, checkout_copy: Any) -> None:
+    import subprocess
+
+    cfg = _copy_config(stack_config, checkout_copy)
+    (checkout_copy.app_dir / "NOTES.md").write_text("release notes\n", encoding="utf-8")
+    for args in (["add", "NOTES.md"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notes"]):
+        subprocess.run(["git", "-C", str(checkout_copy.app_dir), *args], check=True, capture_output=True)
+    check = code.check_git(cfg)
+    assert check.problems == (f"1 commit(s) on main are not on origin/main (HEAD {check.figures['head']}): run "
+                              f"git push",)
+
+
+def test_stale_backup_fails_with_its_age(stack: Any, stack_config: Any, checkout_copy: Any) -> None:
+    shutil.copy2(stack.backup_path, checkout_copy.backup_path)
+    cfg = stack_config(backup={"path": str(checkout_copy.backup_path)})
+    assert backup.check_backup(cfg).ok
+    faults.plant(checkout_copy, "stale-backup")
+    check = backup.check_backup(cfg)
+    assert not check.ok
+    assert " is 72.0 h old, over thresholds.backup_max_age_hours = 24: take a fresh backup" in check.message
+
+
+# ------------------------------------------------------------------------------------------------ connection errors
+def test_connect_errors_name_the_cause(stack: Any, stack_config: Any) -> None:
+    from pytest_cutover.actions.pg import endpoint
+    from pytest_cutover.redact import Secret
+
+    cfg = stack_config()
+    url = cfg.target.app_database_url.get()
+    where = endpoint(url)
+
+    async def attempt(dsn: str, **kw: Any) -> None:
+        conn = await db.connect(Secret(dsn), ca_file=cfg.target.ca_file, timeout=5, what="target.app_database_url",
+                                **kw)
+        await conn.close()
+
+    closed = pooler_port_free()
+    with pytest.raises(db.UnreachableError, match=r"connection refused, nothing listens on that port.*6543"):
+        asyncio.run(attempt(url.replace(f":{where.port}/", f":{closed}/")))
+    with pytest.raises(db.CredentialsError, match=r"target.app_database_url \(app_user@127.0.0.1:\d+/postgres\): the "
+                                                   r"credentials were refused"):
+        asyncio.run(attempt(url.replace("app_user:", "app_user:x", 1)))
+    with pytest.raises(db.UnreachableError, match="host name cannot be resolved"):
+        asyncio.run(attempt(url.replace("127.0.0.1", "no-such-host.invalid")))
+    with pytest.raises(db.TlsError, match=r"refused TLS"):
+        asyncio.run(attempt(cfg.target.database_url.get(), require_tls=True))
+    with pytest.raises(db.TlsError, match="certificate is not trusted"):
+        asyncio.run(db.connect(Secret(url), ca_file=None, require_tls=True, timeout=5))
+
+
+def pooler_port_free() -> int:
+    from pytest_cutover.rehearsal.procs import free_port
+
+    return free_port()
