@@ -163,6 +163,8 @@ class MonitorConfig(_Section):
     error_rate_span_s: float | None = Field(300.0, description="sliding span of the error-rate trigger; none: all")
     min_requests: int = Field(20, ge=1, description="fewer requests in a span never fire the error-rate trigger")
     memory_slope_mb_per_min: float = Field(10.0, description="success: RSS grows slower than this")
+    memory_growth_floor_mb: float = Field(32.0, ge=0, description="growth below this over the whole window is "
+                                                                   "warm-up noise, whatever its slope")
     connection_growth_max: int = Field(10, ge=0, description="success: connections grow by at most this many")
     stop_on_trigger: bool = True
 

@@ -174,11 +174,14 @@ def memory_slope(samples: Sequence[Sample], settings: MonitorSettings) -> Criter
     limit = settings.memory_slope_mb_per_min
     if slope is None:
         return Criterion(MEMORY_SLOPE, False, None, "memory slope not measured: fewer than two RSS readings", False)
-    ok = slope < limit
     rss = [s.rss_bytes for s in samples if s.rss_bytes is not None]
+    growth = (max(rss) - rss[0]) / _MIB
+    # A short window's slope is dominated by warm-up: growth below the floor is noise, whatever its slope.
+    ok = slope < limit or growth < settings.memory_growth_floor_mb
     return Criterion(MEMORY_SLOPE, ok, slope, f"RSS slope {slope:+.2f} MiB/min ({rss[0] / _MIB:.1f} -> "
-                                              f"{rss[-1] / _MIB:.1f} MiB over {len(rss)} readings): "
-                                              f"{'below' if ok else 'not below'} {limit:g} MiB/min")
+                                              f"{rss[-1] / _MIB:.1f} MiB over {len(rss)} readings, growth "
+                                              f"{growth:.1f} MiB, noise floor {settings.memory_growth_floor_mb:g} "
+                                              f"MiB): {'below' if ok else 'not below'} {limit:g} MiB/min")
 
 
 def evaluate_criteria(samples: Sequence[Sample], settings: MonitorSettings, *,

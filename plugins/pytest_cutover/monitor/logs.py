@@ -178,9 +178,12 @@ class CommandFollower:
 class LogWatcher:
     """Turn a log source into per-interval counts by level and runbook category."""
 
-    def __init__(self, source: LogSource, *, evidence_per_sample: int = _EVIDENCE_PER_SAMPLE) -> None:
+    def __init__(self, source: LogSource, *, evidence_per_sample: int = _EVIDENCE_PER_SAMPLE,
+                 maintenance_paths: tuple[str, ...] = ()) -> None:
         self.source = source
         self.evidence_per_sample = evidence_per_sample
+        # A 503 on these paths is the app answering "maintenance" on purpose, not a failed request.
+        self.maintenance_paths = maintenance_paths
 
     def drain(self) -> LogCounts:
         """Count every line read since the last drain."""
@@ -201,7 +204,8 @@ class LogWatcher:
                 categories[event.category] += 1
             if event.status is not None:
                 requests += 1
-                request_errors += event.status >= 500
+                deliberate = event.status == 503 and event.path in self.maintenance_paths
+                request_errors += event.status >= 500 and not deliberate
             if (event.category or event.is_error) and len(evidence) < self.evidence_per_sample:
                 evidence.append(redact(line.strip())[:_EVIDENCE_CHARS])
         return LogCounts(lines=sum(levels.values()), levels=dict(levels), categories=dict(categories),

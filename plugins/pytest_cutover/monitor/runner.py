@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 __all__ = ["build_sampler", "run_monitor"]
 
 
+def _maintenance_paths(config: Any) -> tuple[str, ...]:
+    """The health path, when a maintenance answer there counts as up (``[monitor] allow_maintenance``)."""
+    from urllib.parse import urlsplit
+
+    if not config.monitor.allow_maintenance or not config.app.health_url:
+        return ()
+    return (urlsplit(config.app.health_url).path or "/",)
+
+
 def build_sampler(context: RunContext, *, stage: str = "monitor", settings: MonitorSettings | None = None,
                   prior_leaks: Sequence[str] = (), console: Console | None = None, progress: bool = True,
                   fresh: bool = False, on_sample: Callable[[Sample], None] | None = None,
@@ -54,7 +63,8 @@ def build_sampler(context: RunContext, *, stage: str = "monitor", settings: Moni
                                     timeout_s=mon.command_timeout_s)
     stamp: dict[str, Any] = context.stamp()
     return Sampler(settings or settings_from_config(config), series=MonitorSeries(context.run_dir / SERIES_NAME),
-                   probes=probes, logs=LogWatcher(source) if source is not None else None,
+                   probes=probes, logs=LogWatcher(source, maintenance_paths=_maintenance_paths(config))
+                   if source is not None else None,
                    system=system_sampler_from_config(config), ledger=context.ledger, stage=stage, stamp=stamp,
                    prior_leaks=prior_leaks, console=console, progress=progress, on_sample=on_sample, fresh=fresh)
 

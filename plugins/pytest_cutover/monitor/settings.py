@@ -32,6 +32,7 @@ class MonitorSettings:
     critical_probes: tuple[str, ...] = ("health", "threads")
     critical_failures: int = 3
     memory_slope_mb_per_min: float = 10.0
+    memory_growth_floor_mb: float = 32.0
     connection_growth_max: int = 10
     stop_on_trigger: bool = True
 
@@ -51,7 +52,8 @@ def settings_from_config(config: CutoverConfig | None, **overrides: Any) -> Moni
             error_rate_span_s=mon.error_rate_span_s, min_requests=mon.min_requests,
             conn_failure_count=mon.conn_failure_count, conn_failure_window_s=mon.conn_failure_window_s,
             critical_probes=tuple(mon.critical_probes), critical_failures=mon.critical_failures,
-            memory_slope_mb_per_min=mon.memory_slope_mb_per_min, connection_growth_max=mon.connection_growth_max,
+            memory_slope_mb_per_min=mon.memory_slope_mb_per_min, memory_growth_floor_mb=mon.memory_growth_floor_mb,
+            connection_growth_max=mon.connection_growth_max,
             stop_on_trigger=mon.stop_on_trigger,
         )
     return settings.with_(**{k: v for k, v in overrides.items() if v is not None})

@@ -55,9 +55,13 @@ async def discover_targets(dsn: Secret | str, schema: SchemaConfig | None = None
         rows = await conn.fetch(f"select {org} as org, count(*) as n from {_ident(s.threads_table)} "
                                 f"group by 1 order by 2 desc, 1 limit $1", count, timeout=timeout_s)
         orgs = tuple(str(r["org"]) for r in rows)
+        # A probe has no user: search by a shared fragment that has an embedding, or it finds nothing.
+        shared = (f" and {_ident(s.tier_column)} <> '{s.private_tier.replace(chr(39), chr(39) * 2)}'"
+                  if s.tier_column else "")
         fragments = await conn.fetch(
             f"select {org} as org, min({_ident(s.fragment_key)}) as id from {_ident(s.fragments_table)} "
-            f"where {org} = any($1::text[]) group by 1", list(orgs), timeout=timeout_s)
+            f"where {org} = any($1::text[]) and {_ident(s.embedding_column)} is not null{shared} group by 1",
+            list(orgs), timeout=timeout_s)
         attachments = await conn.fetch(
             f"select {org} as org, min({_ident(s.attachment_key)}) as id from {_ident(s.attachments_table)} "
             f"where {org} = any($1::text[]) group by 1", list(orgs), timeout=timeout_s)

@@ -55,7 +55,7 @@ COLLECTION = "dac_memory"
 BUCKET = "attachments"
 #: Variables the cutover.toml refers to as ``${VAR}`` (their values are in stack.env).
 TOML_VARS = ("OLD_DATABASE_URL", "SUPABASE_DB_URL", "SUPABASE_POOLER_URL", "SUPABASE_SESSION_POOLER_URL",
-             "SUPABASE_SERVICE_KEY", "ADMIN_TOKEN", "TEST_TOKEN", "POOLER_ADMIN_URL")
+             "SUPABASE_SERVICE_KEY", "SUPABASE_JWT_SECRET", "ADMIN_TOKEN", "TEST_TOKEN", "POOLER_ADMIN_URL")
 #: PgBouncer console user (stats_users: SHOW commands only).
 STATS_USER = "pgbouncer_stats"
 _SERVICES_MODULE = "pytest_cutover.rehearsal.services"
@@ -406,8 +406,9 @@ class EmbeddedStack:
         os.chmod(self.workdir, 0o711)
 
     def _make_secrets(self) -> None:
-        for name in ("ADMIN_TOKEN", "TEST_TOKEN", "JWT_SECRET"):
+        for name in ("ADMIN_TOKEN", "TEST_TOKEN", "SUPABASE_JWT_SECRET"):
             self._secrets[name] = Secret(secrets.token_urlsafe(32))
+        self._secrets["SUPABASE_JWT_SECRET"] = self._secrets["SUPABASE_JWT_SECRET"]
 
     def _make_certs(self) -> None:
         tls_dir = self._dir("tls")
@@ -487,7 +488,7 @@ class EmbeddedStack:
     def _start_storage(self) -> None:
         services = self._services()
         self._storage_port = free_port()
-        jwt_secret = self._secrets["JWT_SECRET"].get()
+        jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
         self._secrets["SUPABASE_SERVICE_KEY"] = Secret(services.mint_jwt(jwt_secret, role="service_role",
                                                                          ttl_s=7 * 24 * 3600))
         self.storage = services.storage_process(
@@ -571,7 +572,7 @@ class EmbeddedStack:
             storage_url=f"https://127.0.0.1:{self._storage_port}/storage/v1" if self._storage_port else None,
             ca_file=str(self.ca.cert_path), admin_token=self._secrets["ADMIN_TOKEN"],
             test_token=self._secrets["TEST_TOKEN"], service_key=self._secrets.get("SUPABASE_SERVICE_KEY"),
-            jwt_secret=self._secrets["JWT_SECRET"], qdrant_path=str(self.qdrant_path))
+            jwt_secret=self._secrets["SUPABASE_JWT_SECRET"], qdrant_path=str(self.qdrant_path))
 
     def app_database_url(self) -> Secret:
         """What ``target.app_database_url`` is now (the app's SQLAlchemy form; faults may change it)."""
@@ -599,7 +600,8 @@ class EmbeddedStack:
             'session_pooler_url = "${SUPABASE_SESSION_POOLER_URL}"',
         ]
         if urls.storage_url:
-            lines += [f"storage_url = {q(urls.storage_url)}", 'storage_key = "${SUPABASE_SERVICE_KEY}"']
+            lines += [f"storage_url = {q(urls.storage_url)}", 'storage_key = "${SUPABASE_SERVICE_KEY}"',
+                      'jwt_secret = "${SUPABASE_JWT_SECRET}"']
         lines += [f"bucket = {q(BUCKET)}", f"ca_file = {q(urls.ca_file)}", ""]
         if self.app_dir is not None and urls.api_url:
             lines += [

@@ -151,3 +151,12 @@ def test_evaluate_criteria_names_and_figures() -> None:
     assert figures["search_p95_ms"] == 38.0
     assert figures["latency_ms"]["search"] == {"n": 20, "p50": 29.0, "p95": 38.0, "p99": 39.0}
     assert figures["memory_slope_mib_per_min"] == 0.0
+
+
+@pytest.mark.parametrize(("growth_mib", "ok"), [(2.0, True), (31.9, True), (32.0, False), (200.0, False)])
+def test_memory_growth_below_the_noise_floor_passes_whatever_the_slope(growth_mib: float, ok: bool) -> None:
+    """An 8-second rehearsal window grows a little while warming up: a steep slope over tiny growth is noise."""
+    samples = [sample(n + 1, 1.0 * n, rss=int(90 * MIB + growth_mib * MIB * n / 8)) for n in range(9)]
+    got = c.memory_slope(samples, S)
+    assert got.figure > S.memory_slope_mb_per_min
+    assert got.ok is ok

@@ -74,8 +74,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
     path = env_file or Path(os.environ.get("APP_ENV_FILE") or ENV_FILE)
     values = {**read_env_file(path), **{k: v for k, v in os.environ.items() if k.isupper()}}
     backend = values.get("VECTOR_BACKEND", "qdrant").strip().lower()
-    if backend not in ("qdrant", "pgvector"):
-        raise ValueError(f"VECTOR_BACKEND must be qdrant or pgvector, got {backend!r}")
+    if backend not in ("qdrant", "pgvector", "auto"):
+        raise ValueError(f"VECTOR_BACKEND must be qdrant, pgvector or auto, got {backend!r}")
     return Settings(
         database_url=values.get("DATABASE_URL", ""),
         database_ssl_ca=_opt_path(values.get("DATABASE_SSL_CA")),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -78,6 +79,28 @@ async def _check_database() -> None:
         raise
 
 
+_HAS_EMBEDDINGS = text(
+    "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+    "WHERE table_name = 'memory_fragments' AND column_name = 'embedding')"
+)
+
+
+async def _resolve_auto_backend() -> None:
+    """VECTOR_BACKEND=auto: pgvector when the database the app runs on has the embedding column.
+
+    The same checkout then searches Qdrant on the old database and pgvector after the switch, which
+    is all the runbook's STEP 3 changes (the DATABASE_URL line).
+    """
+    global settings
+    if settings.vector_backend != "auto":
+        return
+    async with asyncio.timeout(15), engine.connect() as conn:
+        has_embeddings = bool((await conn.execute(_HAS_EMBEDDINGS)).scalar())
+    backend = "pgvector" if has_embeddings else "qdrant"
+    settings = dataclasses.replace(settings, vector_backend=backend)
+    vector_search.backend = backend
+
+
 async def _keep_qdrant_released() -> None:
     """Close the Qdrant local client whenever maintenance is on (see app.search for why)."""
     while True:
@@ -102,6 +125,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.critical("startup failed: configuration check raised (fault app-fails-start)")
         raise RuntimeError("startup failed (fault app-fails-start)")
     await _check_database()
+    await _resolve_auto_backend()
     watcher = asyncio.create_task(_keep_qdrant_released())
     warm: asyncio.Task[None] | None = None
     if settings.vector_backend == "qdrant" and settings.qdrant_path is not None:

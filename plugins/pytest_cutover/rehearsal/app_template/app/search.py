@@ -32,7 +32,8 @@ _PGVECTOR_BY_VECTOR = text(
     "ORDER BY embedding <=> CAST(:query AS vector) LIMIT :k"
 )
 _PGVECTOR_BY_FRAGMENT = text(
-    "WITH q AS (SELECT embedding FROM memory_fragments WHERE id = :fragment_id AND org_id = :org_id) "
+    "WITH q AS (SELECT embedding FROM memory_fragments WHERE id = :fragment_id AND org_id = :org_id "
+    "AND embedding IS NOT NULL) "
     "SELECT m.id, m.org_id, 1 - (m.embedding <=> q.embedding) AS score FROM memory_fragments m, q "
     "WHERE m.org_id = :org_id AND m.embedding IS NOT NULL "
     "ORDER BY m.embedding <=> q.embedding LIMIT :k"
