@@ -408,7 +408,6 @@ class EmbeddedStack:
     def _make_secrets(self) -> None:
         for name in ("ADMIN_TOKEN", "TEST_TOKEN", "SUPABASE_JWT_SECRET"):
             self._secrets[name] = Secret(secrets.token_urlsafe(32))
-        self._secrets["SUPABASE_JWT_SECRET"] = self._secrets["SUPABASE_JWT_SECRET"]
 
     def _make_certs(self) -> None:
         tls_dir = self._dir("tls")
