@@ -47,7 +47,8 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port
 
-__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "read_env_file", "services_available"]
+__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ", "read_env_file",
+           "services_available"]
 
 CONFIG_NAME = "cutover.toml"
 ENV_NAME = "stack.env"
@@ -264,6 +265,9 @@ class EmbeddedStack:
         finally:
             self._started = False
             self._restore_handlers()
+            if self._atexit_registered:
+                atexit.unregister(self._at_exit)
+                self._atexit_registered = False
             self._stopping.release()
 
     def plant(self, name: str) -> str:
