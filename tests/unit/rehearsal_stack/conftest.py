@@ -132,3 +132,14 @@ def shared_stack(scratch_package: Path) -> Iterator[object]:
 
     with EmbeddedStack(scratch_package / "shared-stack", size=TINY, services=services_available() is None) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def system_psql() -> str:
+    """The system ``psql`` (built with OpenSSL, unlike the wheel's), or skip."""
+    import subprocess
+
+    exe = shutil.which("psql")
+    if exe is None or subprocess.run([exe, "--version"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("psql client not installed (apt-get install postgresql-client)")
+    return exe

@@ -135,7 +135,7 @@ def test_transaction_pooler_runs_as_unprivileged_user(poolers) -> None:  # type:
     assert proc.is_running()
 
 
-def test_stats_user_reads_the_console_over_tls(bare_postgres, rehearsal_ca, scratch) -> None:  # type: ignore[no-untyped-def]
+def test_stats_user_reads_the_console_over_tls(bare_postgres, rehearsal_ca, scratch, system_psql) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
     from pytest_cutover.rehearsal import tls as tls_mod
@@ -147,8 +147,9 @@ def test_stats_user_reads_the_console_over_tls(bare_postgres, rehearsal_ca, scra
                        stats_users={"pgbouncer_stats": "pw-stats-5678"})
     try:
         pooler.start()
-        done = subprocess.run(["psql", "-X", "-A", "-t", "-F", "|", "-d", pooler.admin_dsn("pgbouncer_stats").get(),
-                               "-c", "SHOW CONFIG"], capture_output=True, text=True, timeout=30, check=False)
+        console = pooler.admin_dsn("pgbouncer_stats").get()
+        done = subprocess.run([system_psql, "-X", "-A", "-t", "-F", "|", "-d", console, "-c", "SHOW CONFIG"],
+                              capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, done.stderr
         settings = dict(line.split("|")[:2] for line in done.stdout.splitlines() if "|" in line)
         assert settings["pool_mode"] == "transaction"

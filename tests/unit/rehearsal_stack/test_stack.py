@@ -124,9 +124,10 @@ def test_config_loads_with_the_stack_env_and_keeps_secrets_out(stack: EmbeddedSt
                     "ADMIN_TOKEN", "TEST_TOKEN", "CA_FILE"}
 
 
-def test_psql_reaches_the_transaction_pooler_with_the_stack_env(stack: EmbeddedStack, tmp_path: Path) -> None:
+def test_psql_reaches_the_transaction_pooler_with_the_stack_env(stack: EmbeddedStack, tmp_path: Path,
+                                                                system_psql: str) -> None:
     env = read_env_file(stack.write_stack_env(tmp_path / "stack.env"))
-    done = subprocess.run(["psql", env["POOLER_URL"], "-Atc", "select current_user"], capture_output=True,
+    done = subprocess.run([system_psql, env["POOLER_URL"], "-Atc", "select current_user"], capture_output=True,
                           text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "app_user"
