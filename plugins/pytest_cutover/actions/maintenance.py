@@ -100,6 +100,23 @@ class Maintenance:
         return config_path(self.ctx, require(self.ctx, "app.maintenance_file", "use the file maintenance method"))
 
     def _set(self, on: bool, client: httpx.Client, deadline: Deadline) -> str:
+        if self.method in ("file", "env"):
+            what = self.set_flag(on)
+            if self.method == "file":
+                return what
+            from pytest_cutover.actions.restart import Restarter
+
+            restarter = Restarter(self.ctx, counter=self._counter, timeout_s=deadline.remaining())
+            # "up", not the wanted state: if the app ignores the flag, the verify step below says so plainly.
+            result = restarter.restart(expect="up", keep_maintenance=False)
+            return f"{what}; restarted in {result.duration_s:.1f} s"
+        return self._post(on, client, deadline)
+
+    def set_flag(self, on: bool) -> str:
+        """Set the env or file flag without restarting or verifying (the rollback restarts the app itself).
+
+        The endpoint method has no flag outside the running app: :class:`ActionError`.
+        """
         if self.method == "file":
             path = self._file()
             if on:
@@ -112,21 +129,18 @@ class Maintenance:
                 return f"{path} was already absent"
             return f"removed {path}"
         if self.method == "env":
-            from pytest_cutover.actions.restart import Restarter
-
             env_file = config_path(self.ctx, require(self.ctx, "app.env_file", "set MAINTENANCE_MODE"))
-            previous, changed = set_value(env_file, ENV_KEY, "true" if on else "false", append_if_missing=True)
-            restarter = Restarter(self.ctx, counter=self._counter, timeout_s=deadline.remaining())
-            # "up", not the wanted state: if the app ignores the flag, the verify step below says so plainly.
-            result = restarter.restart(expect="up", keep_maintenance=False)
-            what = f"set {ENV_KEY}={'true' if on else 'false'} in {env_file}" if changed else \
-                f"{ENV_KEY} was already {previous} in {env_file}"
-            return f"{what}; restarted in {result.duration_s:.1f} s"
-        return self._post(on, client, deadline)
+            value = "true" if on else "false"
+            previous, changed = set_value(env_file, ENV_KEY, value, append_if_missing=True)
+            if not changed:
+                return f"{ENV_KEY} was already {previous} in {env_file}"
+            return f"set {ENV_KEY}={value} in {env_file}"
+        raise ActionError("the endpoint maintenance method keeps its flag inside the running app: it cannot be set "
+                          "while the app is down", hint="start the app, then enable maintenance")
 
     def _post(self, on: bool, client: httpx.Client, deadline: Deadline) -> str:
         import httpx
-        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
         base = require(self.ctx, "app.api_base", "call the maintenance endpoint").rstrip("/")
         token = require(self.ctx, "app.admin_token", "authorise the maintenance endpoint")
@@ -134,7 +148,7 @@ class Maintenance:
         headers = {"Authorization": f"Bearer {token.get()}"}
         try:
             for attempt in Retrying(retry=retry_if_exception_type((httpx.ConnectError, httpx.ConnectTimeout)),
-                                    stop=stop_after_delay(max(1.0, deadline.remaining() / 2)),
+                                    stop=stop_after_attempt(5) | stop_after_delay(min(10.0, deadline.remaining())),
                                     wait=wait_exponential(multiplier=0.2, max=2.0), reraise=True):
                 with attempt:
                     response = client.post(url, headers=headers, timeout=min(10.0, max(1.0, deadline.remaining())))

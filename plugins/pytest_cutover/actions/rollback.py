@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_cutover.actions.base import ActionError, ActionResult, append_action, require
 from pytest_cutover.actions.env_switch import KEY, current_database_url, load_backup, restore_database_url
-from pytest_cutover.actions.health import HEALTHY, MAINTENANCE, http_client, probe_health
+from pytest_cutover.actions.health import HEALTHY, MAINTENANCE, UNREACHABLE, http_client, probe_health
 from pytest_cutover.actions.maintenance import Maintenance
 from pytest_cutover.actions.pg import endpoint, non_null_count, sample_org, table_counts, tenant_count
 from pytest_cutover.actions.restart import Restarter
@@ -76,7 +76,20 @@ class Rollback:
         return Maintenance(self.ctx, counter=self.counter)
 
     def step_maintenance_on(self) -> str:
-        return self._maintenance().enable().detail
+        m = self._maintenance()
+        with http_client(self.ctx.config) as client:
+            now = probe_health(client, m.health_url)
+        if m.method == "env":
+            # The .env flag is read at start and the restart step follows at once: setting it here spares a
+            # restart on the configuration being rolled back (which may be the reason the app is down).
+            return (f"{m.set_flag(True)}; takes effect at the restart step (the app now: {now.state}, "
+                    f"{now.evidence()})")
+        if now.state == UNREACHABLE:
+            # A rollback is often needed because the app is down: nobody is served, so go on and restore.
+            done = m.set_flag(True) + "; " if m.method == "file" else ""
+            return (f"{done}the app is down ({now.evidence()}): nobody is served; maintenance is verified after "
+                    "the restart step")
+        return m.enable().detail
 
     def step_restore_database_url(self) -> str:
         backup = load_backup(self.ctx)
@@ -85,10 +98,15 @@ class Rollback:
     def step_restart(self) -> str:
         # keep_maintenance: maintenance is on since the first step and must stay on through the restart.
         result = Restarter(self.ctx, counter=self.counter).restart(expect="up", keep_maintenance=True)
+        detail = result.detail
         if result.after.get("health") != MAINTENANCE:
-            raise ActionError(f"after the restart /health says {result.after.get('health')}, not maintenance",
-                              hint="enable maintenance by hand before anything else")
-        return result.detail
+            m = self._maintenance()
+            if m.method != "endpoint":
+                raise ActionError(f"after the restart /health says {result.after.get('health')} although the "
+                                  f"{m.method} maintenance flag is set: the app ignores it",
+                                  hint="block users another way (load balancer) before going on")
+            detail += "; maintenance set after the restart: " + m.enable().detail
+        return detail
 
     def step_verify_old_database(self) -> str:
         cfg = self.ctx.config

@@ -4,7 +4,8 @@
 Knobs in the .env: MAINTENANCE_MODE (env method), MAINTENANCE_FILE (file method), ADMIN_TOKEN, API_TOKEN,
 DATABASE_URL (threads are counted there, connecting per request), HOLD_DB_CONNECTION=true (keep one
 connection open with application_name=fakeapp while running), IGNORE_MAINTENANCE=true (/health never
-reports maintenance: the maintenance-ignored fault), APP_FAILS_START=true (startup raises), LOG_FILE.
+reports maintenance: the maintenance-ignored fault), APP_FAILS_START=true (startup raises),
+FAIL_START_IF_URL_CONTAINS=text (startup raises while DATABASE_URL contains it: a config that cannot start), LOG_FILE.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ async def threads(request: Request) -> JSONResponse:
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
     log("INFO", f"starting (maintenance={STATE['maintenance']})")
-    if ENV.get("APP_FAILS_START") == "true":
+    bad = ENV.get("FAIL_START_IF_URL_CONTAINS")
+    if ENV.get("APP_FAILS_START") == "true" or (bad and bad in ENV.get("DATABASE_URL", "")):
         log("ERROR", "startup failed: APP_FAILS_START is set")
         raise RuntimeError("startup failed: APP_FAILS_START is set")
     held = None

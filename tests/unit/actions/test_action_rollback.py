@@ -6,6 +6,7 @@ import httpx
 import pytest
 from action_helpers import API_TOKEN, EmbeddedPg, FakeBackend
 
+from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import switch_database_url
 from pytest_cutover.actions.health import http_client
 from pytest_cutover.actions.pg import ConnectionCount, table_counts
@@ -74,3 +75,33 @@ def test_a_failing_restore_step_stops_the_rollback_and_leaves_maintenance_on(bac
         ("maintenance-on", True), ("restore-database-url", False)]
     (summary,) = [r for r in records if r["kind"] == "action" and r["action"] == "rollback"]
     assert summary["ok"] is False and summary["detail"].startswith("rollback failed at step 'restore-database-url'")
+
+
+@pytest.mark.integration
+def test_rollback_recovers_an_app_that_cannot_start_after_the_switch(backend: FakeBackend,
+                                                                     embedded_pg: EmbeddedPg) -> None:
+    """The app-fails-start case with the env maintenance method: the app is down, so maintenance is only set in
+    the .env (no restart on the broken configuration) and takes effect at the rollback's own restart."""
+    backend.env.update(DATABASE_URL=embedded_pg.url("old_app", "app_user", "postgresql+asyncpg"),
+                       FAIL_START_IF_URL_CONTAINS=":6543/")
+    backend.sections["source"]["database_url"] = embedded_pg.url("old_app")
+    backend.sections["target"].update(database_url=embedded_pg.url("target_db"), app_database_url=BROKEN_POOLER)
+    backend.sections["app"]["maintenance"] = "env"
+    backend.sections["thresholds"]["health_timeout_s"] = 3.0
+    backend.write()
+    backend.start()
+    ctx = backend.ctx()
+    switch_database_url(ctx)
+    with pytest.raises(ActionError) as info:
+        Restarter(ctx).restart()
+    assert info.value.step == "health" and backend.health() == "unreachable"
+
+    steps = run_rollback(ctx)
+
+    assert [s.step for s in steps] == list(STEPS) and failed_step(steps) is None, steps
+    first = steps[0].detail
+    assert "set MAINTENANCE_MODE=true" in first
+    assert "takes effect at the restart step (the app now: unreachable" in first
+    assert steps[2].detail.endswith('health: HTTP 503 {"status":"maintenance"}'), steps[2].detail
+    assert "MAINTENANCE_MODE=false" in backend.env_file.read_text()
+    assert backend.health() == "healthy" and _threads(backend, "org_0001").json()["count"] == 3
