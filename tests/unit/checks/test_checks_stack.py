@@ -305,3 +305,22 @@ def pooler_port_free() -> int:
     from pytest_cutover.rehearsal.procs import free_port
 
     return free_port()
+
+
+def test_qdrant_count_falls_back_to_the_storage_file_when_the_folder_is_held(stack_config: Any) -> None:
+    import warnings
+
+    from qdrant_client import QdrantClient
+
+    cfg = stack_config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        holder = QdrantClient(path=cfg.source.qdrant_path)  # as the app holds it while serving searches
+    try:
+        held = counts.qdrant_info(cfg)
+    finally:
+        holder.close()
+    free = counts.qdrant_info(cfg)
+    assert (held.points, held.dimension) == (free.points, free.dimension)
+    assert held.via.endswith("storage.sqlite read-only (the folder is held by another process)")
+    assert free.via.startswith("qdrant-client at ")
