@@ -7,6 +7,7 @@ go to the ledger and the report (``figures.vectors`` per the report contract).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ async def _vectors(config: CutoverConfig, job: VectorJob, *, verify: bool, verif
                                "duration_s": round(result.duration_s, 3), "points_per_s": round(result.points_per_s, 1),
                                "written": result.written, "batches": result.batches_total,
                                "batches_sent": result.batches_sent, "resumed": result.resumed,
-                               "dry_run": job.dry_run}
+                               "dry_run": job.dry_run, "reader_ready_s": round(result.reader_ready_s, 3)}
     outcome = Outcome("vectors", verdict.ok, [verdict.message], figures)
     if job.dry_run:
         outcome.messages.append("dry run: nothing was written")
@@ -117,7 +118,10 @@ async def _vectors(config: CutoverConfig, job: VectorJob, *, verify: bool, verif
                                         f"{', '.join(src_bits.mismatches)}")
             else:
                 outcome.messages.append(f"verify-source: {src_bits.bit_exact} of {src_bits.checked} match qdrant")
-        if index:
+        if result.dropped_indexes and not index:
+            outcome.messages.append(f"hnsw index {', '.join(result.dropped_indexes)} was dropped for the load: "
+                                    "rebuilding it although the index build was not requested")
+        if index or result.dropped_indexes:
             build = await v.build_hnsw(conn, job.schema, workers=mig.hnsw_workers,
                                        maintenance_work_mem=mig.maintenance_work_mem, m=mig.hnsw_m,
                                        ef_construction=mig.hnsw_ef_construction)
@@ -178,7 +182,8 @@ async def _blobs(config: CutoverConfig, *, dry_run: bool, verify_only: bool, nul
     dsn = _require(reveal(target.database_url), "target.database_url")
     storage = b.StorageClient(_require(target.storage_url, "target.storage_url"),
                               _require(reveal(target.storage_key), "target.storage_key"),
-                              verify=target.ca_file or True, timeout=config.thresholds.connect_timeout_s * 3)
+                              verify=ssl.create_default_context(cafile=target.ca_file) if target.ca_file else True,
+                              timeout=config.thresholds.connect_timeout_s * 3)
     conn = await connect_target(dsn, timeout=config.thresholds.connect_timeout_s,
                                 app_database_url=reveal(target.app_database_url))
     schema = blob_schema(config)

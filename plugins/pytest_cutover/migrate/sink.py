@@ -299,6 +299,9 @@ class VectorSink:
     async def missing(self, sample: int = 5) -> tuple[int, list[str]]:
         """Rows with a key but no point among this run's seen ids."""
         sc = self.schema
+        # Fresh statistics first: on a never-analysed seen table the planner picked a nested loop that took
+        # 42 s at 20k rows (measured); with them it is a hash anti-join in milliseconds.
+        await self.conn.execute(f"ANALYZE {self._seen}")
         row = await self.conn.fetchrow(f"""
             SELECT count(*) AS n, (array_agg(t.{_ident(sc.key)}::text ORDER BY t.{_ident(sc.key)}))[1:{sample}] AS ids
             FROM {self._target} t WHERE t.{_ident(sc.key)} IS NOT NULL AND NOT EXISTS (

@@ -129,3 +129,15 @@ def test_dry_run_accounts_without_writing(make_world):
     assert "dry run: nothing was written" in outcome.messages
     assert world.sql("SELECT count(embedding) AS n FROM memory_fragments")[0]["n"] == 0
     assert world.sql("SELECT count(*) AS n FROM pg_class WHERE relname LIKE 'cutover_%'")[0]["n"] == 0
+
+
+def test_an_existing_hnsw_index_is_dropped_for_the_load_and_rebuilt_after(make_world):
+    world = make_world(200)
+    world.sql("CREATE INDEX app_embedding_idx ON memory_fragments USING hnsw (embedding vector_cosine_ops)")
+    outcome = api.vectors(world.config(), "reindex", index=False, parity=False)
+    assert outcome.ok
+    assert any("app_embedding_idx was dropped for the load" in m for m in outcome.messages)
+    names = [r["n"] for r in world.sql("SELECT indexrelid::regclass::text AS n FROM pg_index i JOIN pg_class c "
+                                       "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                                       "WHERE i.indrelid = 'memory_fragments'::regclass AND a.amname = 'hnsw'")]
+    assert names == ["memory_fragments_embedding_hnsw_idx"]

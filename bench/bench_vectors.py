@@ -1,0 +1,449 @@
+"""Where the time goes when moving 1536-d vectors Qdrant -> pgvector, measured in one run.
+
+Methods (issue 5): (a) raw Qdrant scroll, (b) raw asyncpg binary COPY, (c) the engine end to end (reader
+process; also with a reader thread, to show the GIL effect), (d) the runbook's per-point method (retrieve +
+UPDATE per fragment) on a subset, extrapolated, (e) vec2pg's approach (scroll 100 + COPY into its own table,
+plus the UPDATE it still needs).  Also: round trips per 10k points and the time at 1 ms per round trip,
+verification cost, the per-batch UPDATE plan, the HNSW build with and without a parallel worker, peak RSS.
+
+    python bench/bench_vectors.py --sizes 20000 [--sizes 100000] [--workdir /tmp/cutover-bench]
+
+Prints a table and writes reports/bench/vectors-<utc>.json.  Figures are timings on this machine: compare
+ratios measured in the same run, not absolute numbers across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIM = 1536
+PAGE = 2000
+RTT_S = 0.001
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _runtime_dir() -> None:
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(tempfile.gettempdir()) / f"cutover-runtime-{os.getuid()}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+class RoundTrips:
+    """Counts client<->server exchanges on asyncpg connections in this process (see README for the rules)."""
+
+    count = 0
+
+    @classmethod
+    def install(cls) -> None:
+        import asyncpg.connection as c
+
+        def wrap(name: str, cost: int) -> None:
+            original = getattr(c.Connection, name)
+
+            async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+                cls.count += cost(args, kwargs) if callable(cost) else cost
+                return await original(self, *args, **kwargs)
+
+            setattr(c.Connection, name, counted)
+
+        for name in ("execute", "fetch", "fetchrow", "fetchval"):
+            wrap(name, 1)
+        wrap("executemany", lambda a, k: 1)  # pipelined in one sync since asyncpg 0.22
+        wrap("copy_records_to_table", 2)     # COPY ... FROM STDIN -> CopyInResponse; data + CopyDone -> Complete
+
+
+# ---------------------------------------------------------------------------------------------- world
+def seed(work: Path, n: int, pg: Any) -> tuple[Path, list[str]]:
+    """Rows in the target + a qdrant local folder with n unit vectors (cached per size)."""
+    import asyncpg
+    from qdrant_client import QdrantClient, models
+
+    rng = np.random.default_rng(n)
+    ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
+    orgs = [f"org_{1 + i % 8:04d}" for i in range(n)]
+    qpath = work / f"qdrant-{n}"
+    if not (qpath / ".complete").exists():
+        client = QdrantClient(path=str(qpath))
+        if client.collection_exists("dac_memory"):
+            client.delete_collection("dac_memory")
+        client.create_collection("dac_memory", vectors_config=models.VectorParams(size=DIM,
+                                                                                 distance=models.Distance.COSINE))
+        vec_rng = np.random.default_rng(n + 1)
+        for s in range(0, n, 1000):
+            m = vec_rng.standard_normal((min(1000, n - s), DIM)).astype(np.float32)
+            m /= np.linalg.norm(m, axis=1, keepdims=True)
+            client.upsert("dac_memory", points=models.Batch(ids=ids[s:s + len(m)], vectors=m.tolist(),
+                                                             payloads=[{"org_id": o} for o in orgs[s:s + len(m)]]))
+        client.close()
+        (qpath / ".complete").touch()
+
+    async def rows() -> None:
+        admin = await asyncpg.connect(pg.admin_dsn.get())
+        await admin.execute("DROP TABLE IF EXISTS public.cutover_migration_checkpoint, public.cutover_migration_seen,"
+                            " public.cutover_vector_staging, public.bench_copy, public.vec2pg_dac_memory;"
+                            "DROP INDEX IF EXISTS memory_fragments_embedding_hnsw_idx;"
+                            "TRUNCATE memory_fragments, attachments, messages, threads, users, orgs CASCADE")
+        await admin.close()
+        conn = await asyncpg.connect(pg.target_dsn.get())
+        await conn.executemany("INSERT INTO orgs(id, name) VALUES ($1, $1)", [(o,) for o in sorted(set(orgs))])
+        await conn.executemany("INSERT INTO users(id, org_id, email) VALUES ($1, $2, 'x')",
+                               [(f"user_{o[-4:]}_01", o) for o in sorted(set(orgs))])
+        await conn.copy_records_to_table("memory_fragments", columns=["org_id", "user_id", "content", "vector_id"],
+                                         records=[(o, f"user_{o[-4:]}_01", "c", uuid.UUID(v))
+                                                  for o, v in zip(orgs, ids, strict=True)])
+        await conn.execute("ANALYZE memory_fragments")
+        await conn.close()
+
+    asyncio.run(rows())
+    return qpath, ids
+
+
+async def _reset_embeddings(dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("UPDATE memory_fragments SET embedding = NULL WHERE embedding IS NOT NULL;"
+                       "DROP TABLE IF EXISTS public.cutover_migration_checkpoint, public.cutover_migration_seen")
+    await conn.execute("VACUUM memory_fragments")
+    await conn.close()
+
+
+# ---------------------------------------------------------------------------------------------- methods
+def raw_scroll(qpath: Path, page: int = PAGE) -> dict[str, Any]:
+    from qdrant_client import QdrantClient
+
+    t0 = time.perf_counter()
+    client = QdrantClient(path=str(qpath))
+    opened = time.perf_counter()
+    offset, n, calls = None, 0, 0
+    while True:
+        recs, offset = client.scroll("dac_memory", limit=page, offset=offset, with_vectors=True, with_payload=True)
+        n += len(recs)
+        calls += 1
+        if offset is None:
+            break
+    done = time.perf_counter()
+    client.close()
+    return {"points": n, "open_s": opened - t0, "scroll_s": done - opened, "seconds": done - t0, "qdrant_calls": calls}
+
+
+def raw_copy(dsn: str, n: int) -> dict[str, Any]:
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    rng = np.random.default_rng(5)
+    matrix = rng.standard_normal((min(n, 20000), DIM)).astype(np.float32)
+    keys = [uuid.uuid4() for _ in range(n)]
+
+    async def go() -> float:
+        conn = await asyncpg.connect(dsn)
+        await register_vector(conn)
+        await conn.execute("DROP TABLE IF EXISTS bench_copy; CREATE UNLOGGED TABLE bench_copy (k uuid, e vector)")
+        start = RoundTrips.count
+        t0 = time.perf_counter()
+        for s in range(0, n, PAGE):
+            rows = [(keys[i], matrix[i % len(matrix)]) for i in range(s, min(n, s + PAGE))]
+            async with conn.transaction():
+                await conn.copy_records_to_table("bench_copy", records=rows)
+        seconds = time.perf_counter() - t0
+        trips = RoundTrips.count - start + 2 * math.ceil(n / PAGE)  # BEGIN + COMMIT per batch
+        await conn.execute("DROP TABLE bench_copy")
+        await conn.close()
+        return seconds, trips
+
+    seconds, trips = asyncio.run(go())
+    return {"points": n, "seconds": seconds, "db_round_trips": trips}
+
+
+def engine(dsn: str, qpath: Path, reader: str, run_id: str) -> dict[str, Any]:
+    from pytest_cutover.migrate.engine import VectorJob, migrate_vectors
+    from pytest_cutover.migrate.sink import VectorSchema, connect_target
+    from pytest_cutover.migrate.source import SourceSpec
+    from pytest_cutover.migrate.verify import verify_digests
+
+    asyncio.run(_reset_embeddings(dsn))
+    job = VectorJob(source=SourceSpec(collection="dac_memory", path=str(qpath)), target_dsn=dsn, run_id=run_id,
+                    batch_size=PAGE, reader=reader)
+    start = RoundTrips.count
+    result = asyncio.run(migrate_vectors(job))
+    trips = RoundTrips.count - start
+
+    async def check() -> Any:
+        conn = await connect_target(dsn)
+        try:
+            return await verify_digests(conn, VectorSchema(), run_id, "public")
+        finally:
+            await conn.close()
+
+    bits = asyncio.run(check())
+    books = result.accounting
+    return {"points": books.points, "migrated": books.migrated, "seconds": result.duration_s,
+            "db_round_trips": trips, "qdrant_calls": result.batches_sent + 1, "bit_exact": bits.bit_exact,
+            "verify_s": bits.duration_s, "batches": result.batches_sent, "reader_ready_s": result.reader_ready_s,
+            "dropped_indexes": result.dropped_indexes}
+
+
+def per_point(dsn: str, qpath: Path, ids: list[str], subset: int) -> dict[str, Any]:
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+    from qdrant_client import QdrantClient
+
+    asyncio.run(_reset_embeddings(dsn))
+    client = QdrantClient(path=str(qpath))
+
+    async def go() -> float:
+        conn = await asyncpg.connect(dsn)
+        await register_vector(conn)
+        t0 = time.perf_counter()
+        for pid in ids[:subset]:  # the runbook's loop: one retrieve and one UPDATE per fragment
+            point = client.retrieve("dac_memory", [pid], with_vectors=True)[0]
+            await conn.execute("UPDATE memory_fragments SET embedding = $1 WHERE vector_id = $2",
+                               np.asarray(point.vector, dtype=np.float32), uuid.UUID(pid))
+        seconds = time.perf_counter() - t0
+        await conn.close()
+        return seconds
+
+    seconds = asyncio.run(go())
+    client.close()
+    return {"points": subset, "seconds": seconds, "db_round_trips": subset, "qdrant_calls": subset}
+
+
+def vec2pg(dsn: str, qpath: Path) -> dict[str, Any]:
+    """vec2pg's shape: scroll pages of 100 into its own table (one COPY per page), no pipelining, no
+    verification; then the UPDATE ... FROM that the app's table still needs (vec2pg does not do it)."""
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+    from qdrant_client import QdrantClient
+
+    asyncio.run(_reset_embeddings(dsn))
+    t0 = time.perf_counter()
+    client = QdrantClient(path=str(qpath))
+
+    async def go() -> tuple[int, int, float]:
+        conn = await asyncpg.connect(dsn)
+        await register_vector(conn)
+        await conn.execute("DROP TABLE IF EXISTS vec2pg_dac_memory; CREATE TABLE vec2pg_dac_memory "
+                           "(id uuid primary key, values vector, metadata jsonb)")
+        start = RoundTrips.count
+        offset, n, calls = None, 0, 0
+        while True:
+            recs, offset = client.scroll("dac_memory", limit=100, offset=offset, with_vectors=True,
+                                         with_payload=True)
+            calls += 1
+            rows = [(uuid.UUID(str(r.id)), np.asarray(r.vector, dtype=np.float32), json.dumps(r.payload))
+                    for r in recs]
+            await conn.copy_records_to_table("vec2pg_dac_memory", records=rows)
+            n += len(rows)
+            if offset is None:
+                break
+        copied = time.perf_counter()
+        await conn.execute("UPDATE memory_fragments t SET embedding = v.values FROM vec2pg_dac_memory v "
+                           "WHERE t.vector_id = v.id")
+        trips = RoundTrips.count - start
+        await conn.execute("DROP TABLE vec2pg_dac_memory")
+        await conn.close()
+        return n, calls, trips, copied
+
+    n, calls, trips, copied = asyncio.run(go())
+    client.close()
+    done = time.perf_counter()
+    return {"points": n, "seconds": done - t0, "copy_s": copied - t0, "update_s": done - copied,
+            "db_round_trips": trips, "qdrant_calls": calls}
+
+
+def update_plan(dsn: str) -> str:
+    """EXPLAIN of the engine's per-batch UPDATE with one batch staged: must be a nested loop on the key index."""
+    import asyncpg
+
+    async def go() -> str:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("CREATE TEMP TABLE s AS SELECT vector_id AS key, org_id::text AS org_id, embedding, "
+                           f"NULL::bytea AS digest, NULL::text AS reason FROM memory_fragments LIMIT {PAGE}")
+        plan = await conn.fetch("EXPLAIN UPDATE memory_fragments t SET embedding = s.embedding FROM s "
+                                "WHERE t.vector_id = s.key AND t.org_id::text = s.org_id AND s.reason IS NULL "
+                                "AND s.embedding IS NOT NULL AND t.embedding IS DISTINCT FROM s.embedding")
+        await conn.close()
+        return "\n".join(r[0] for r in plan)
+
+    return asyncio.run(go())
+
+
+def hnsw(dsn: str, workers: int) -> float:
+    from pytest_cutover.migrate.sink import VectorSchema, connect_target
+    from pytest_cutover.migrate.verify import build_hnsw
+
+    async def go() -> float:
+        conn = await connect_target(dsn)
+        try:
+            return (await build_hnsw(conn, VectorSchema(), workers=workers, maintenance_work_mem="2GB")).seconds
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------------------- RSS
+def measure_child(argv: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Run one method in a child process; sample the RSS of it and its children (the reader) every 20 ms."""
+    import psutil
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = {"main": 0, "children": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                peak["main"] = max(peak["main"], ps.memory_info().rss)
+                kids = sum(c.memory_info().rss for c in ps.children(recursive=True))
+                peak["children"] = max(peak["children"], kids)
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, _ = proc.communicate(timeout=3600)
+    stop.set()
+    thread.join()
+    if proc.returncode != 0:
+        from pytest_cutover.redact import redact
+
+        raise SystemExit(redact(f"benchmark child failed: {argv}"))
+    return json.loads(out.strip().splitlines()[-1]), peak
+
+
+def child_main(args: argparse.Namespace) -> None:
+    RoundTrips.install()
+    qpath = Path(args.qdrant)
+    if args.one == "scroll":
+        out = raw_scroll(qpath)
+    elif args.one == "copy":
+        out = raw_copy(args.dsn, args.n)
+    elif args.one in ("engine", "engine-thread"):
+        out = engine(args.dsn, qpath, "thread" if args.one == "engine-thread" else "process", f"bench-{args.one}")
+    elif args.one == "per-point":
+        out = per_point(args.dsn, qpath, json.loads(Path(args.ids).read_text()), args.subset)
+    elif args.one == "vec2pg":
+        out = vec2pg(args.dsn, qpath)
+    else:
+        raise SystemExit(f"unknown method {args.one}")
+    print(json.dumps(out))
+
+
+# ---------------------------------------------------------------------------------------------- main
+def run_size(pg: Any, work: Path, n: int, subset: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    qpath, ids = seed(work, n, pg)
+    ids_file = work / f"ids-{n}.json"
+    ids_file.write_text(json.dumps(ids))
+    print(f"[{n}] seeded in {time.perf_counter() - t0:.1f}s", flush=True)
+    dsn = pg.target_dsn.get()
+    base = [sys.executable, __file__, "--dsn", dsn, "--qdrant", str(qpath), "--n", str(n)]
+    res: dict[str, Any] = {"points": n}
+    # the engine runs last so that the HNSW builds below index a fully loaded table
+    for method in ("scroll", "copy", "per-point", "vec2pg", "engine-thread", "engine"):
+        argv = [*base, "--one", method, "--ids", str(ids_file), "--subset", str(subset)]
+        out, peak = measure_child(argv)
+        out["peak_rss_mb"] = round(peak["main"] / 2**20, 1)
+        out["peak_rss_reader_mb"] = round(peak["children"] / 2**20, 1)
+        res[method] = out
+        print(f"[{n}] {method}: {out}", flush=True)
+    res["update_plan"] = update_plan(dsn)
+    res["hnsw_s"] = {}
+    for workers in (0, 1):
+        res["hnsw_s"][str(workers)] = round(hnsw(dsn, workers), 2)
+        print(f"[{n}] hnsw workers={workers}: {res['hnsw_s'][str(workers)]}s", flush=True)
+    return res
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    head = (f"{'points':>7} {'method':<34} {'seconds':>8} {'points/s':>9} {'RT/10k':>7} {'s @1ms RT':>9} "
+            f"{'RSS MB':>7} {'reader MB':>9}")
+    lines.append(head)
+    lines.append("-" * len(head))
+    for res in results:
+        n = res["points"]
+        for key, label in (("scroll", "(a) raw qdrant scroll (incl. open)"), ("copy", "(b) raw binary COPY"),
+                           ("engine", "(c) engine, reader process"), ("engine-thread", "(c') engine, reader thread"),
+                           ("per-point", "(d) runbook per-point (extrap.)"), ("vec2pg", "(e) vec2pg + UPDATE")):
+            m = res[key]
+            scale = n / m["points"] if m["points"] else 1
+            seconds = m["seconds"] * scale
+            trips = (m.get("db_round_trips", 0) + m.get("qdrant_calls", 0)) * scale
+            per10k = trips / n * 10000
+            lines.append(f"{n:>7} {label:<34} {seconds:>8.2f} {n / seconds:>9,.0f} {per10k:>7,.0f} "
+                         f"{seconds + trips * RTT_S:>9.2f} {m['peak_rss_mb']:>7.0f} {m['peak_rss_reader_mb']:>9.0f}")
+        e, a, b, v, d = res["engine"], res["scroll"], res["copy"], res["vec2pg"], res["per-point"]
+        thread = res["engine-thread"]
+        ratios = [f"c/a {a['seconds'] / e['seconds']:.2f} (scroll alone {a['scroll_s'] / e['seconds']:.2f})",
+                  f"c/min(a,b) {min(a['seconds'], b['seconds']) / e['seconds']:.2f}",
+                  f"c/e {v['seconds'] / e['seconds']:.2f}",
+                  f"c'/c {e['seconds'] / thread['seconds']:.2f}",
+                  f"verify/migration {e['verify_s'] / e['seconds']:.3f}",
+                  f"bit-exact {e['bit_exact']}/{e['points']}",
+                  f"d is {d['seconds'] * n / d['points'] / e['seconds']:.1f}x slower than c"]
+        lines.append(f"{n:>7} ratios: " + ", ".join(ratios))
+        indexed = "Index Scan" in res["update_plan"] and "Hash Join" not in res["update_plan"]
+        lines.append(f"{n:>7} hnsw build: {res['hnsw_s']['0']}s without, {res['hnsw_s']['1']}s with 1 parallel "
+                     f"worker; per-batch UPDATE uses the key index: {indexed}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    _runtime_dir()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", action="append", type=int, help="points (repeatable; default 20000)")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cutover-bench")
+    parser.add_argument("--subset", type=int, default=1000, help="points for the per-point method")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--qdrant", help=argparse.SUPPRESS)
+    parser.add_argument("--ids", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        child_main(args)
+        return
+    from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    pg = EmbeddedPostgres(args.workdir / "pg")
+    pg.start()
+    try:
+        results = [run_size(pg, args.workdir, n, args.subset) for n in (args.sizes or [20000])]
+    finally:
+        pg.stop()
+    text = table(results)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = args.out / f"vectors-{stamp}.json"
+    load = os.getloadavg()
+    path.write_text(json.dumps({"sizes": [r["points"] for r in results], "results": results, "table": text,
+                                "machine": {"cpus": os.cpu_count(), "loadavg": load},
+                                "command": " ".join(sys.argv)}, indent=2, default=str))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
