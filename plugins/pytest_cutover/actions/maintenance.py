@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_cutover.actions.base import ActionError, ActionResult, Deadline, config_path, recorded, require
 from pytest_cutover.actions.envfile import atomic_write, read_value, set_value
-from pytest_cutover.actions.health import HEALTHY, MAINTENANCE, HealthObservation, http_client, probe_health
+from pytest_cutover.actions.health import (
+    HEALTHY,
+    MAINTENANCE,
+    UNREACHABLE,
+    HealthObservation,
+    http_client,
+    probe_health,
+)
 from pytest_cutover.actions.health import wait_for_health as _wait
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.redact import redact
@@ -193,13 +200,16 @@ class Maintenance:
                 except ActionError as exc:
                     last = probe_health(client, self.health_url)
                     rec.after = MaintenanceStatus(self.method, self._flag(), last).as_dict()
+                    if last.state == UNREACHABLE:
+                        hint = "the app stopped answering: check that it runs and read its log"
+                    elif on:
+                        hint = (f"the app ignores the {self.method} maintenance flag: make it honour it before the "
+                                "sync (users would keep writing to the old database)")
+                    else:
+                        hint = "the app did not leave maintenance: check the flag and the app log"
                     raise ActionError(
                         f"maintenance was {verb} via {self.method} but /health still says {last.state} after "
-                        f"{verify.elapsed():.1f} s ({last.evidence()})",
-                        hint=(f"the app ignores the {self.method} maintenance flag: make it honour it before the "
-                              "sync (users would keep writing to the old database)") if on else
-                             "the app did not leave maintenance: check the flag and the app log", step="verify",
-                    ) from exc
+                        f"{verify.elapsed():.1f} s ({last.evidence()})", hint=hint, step="verify") from exc
                 rec.after = MaintenanceStatus(self.method, self._flag(), observed).as_dict()
                 rec.detail = f"{how}; /health: {observed.evidence()}"
         return rec.outcome()

@@ -99,12 +99,22 @@ def default_connection_counter(ctx: RunContext) -> tuple[ConnectionCounter | Non
     timeout = cfg.thresholds.connect_timeout_s
 
     def count() -> ConnectionCount:
-        total, parts = 0, []
+        total, parts, reached = 0, [], 0
         for label, watch, role, pooled in watches:
-            seen = app_connections(watch, role=role, application_name=cfg.app.db_application_name,
-                                   busy_only=pooled, timeout=timeout)
+            try:
+                seen = app_connections(watch, role=role, application_name=cfg.app.db_application_name,
+                                       busy_only=pooled, timeout=timeout)
+            except ActionError as exc:
+                # A database we cannot reach holds no connection of the app we could wait for (a rollback
+                # is often run because the target is down); say so instead of failing the restart.
+                parts.append(f"{label}: not reachable, not watched ({exc.message})")
+                continue
+            reached += 1
             total += seen.count
             parts.append(f"{label}: {seen.evidence}")
+        if not reached:
+            raise ActionError("no database could be reached to watch the drain: " + "; ".join(parts),
+                              hint="check [source] database_url and [target] database_url")
         return ConnectionCount(total, "; ".join(parts))
 
     scope = " and ".join(f"{'busy backends' if pooled else 'backends'} of role {role or '*'} on {label} "
@@ -235,7 +245,7 @@ class Restarter:
             polls += 1
             if observed.count == 0:
                 return {"step": "drain", "ok": True,
-                        "detail": f"0 {scope} after {drain.elapsed():.1f} s ({polls} polls)"}
+                        "detail": f"0 {scope} after {drain.elapsed():.1f} s ({polls} polls): {observed.evidence}"}
             if drain.expired():
                 raise self._fail("drain", f"{observed.count} {scope} still open after {drain.elapsed():.1f} s "
                                  f"({polls} polls): {observed.evidence}",
