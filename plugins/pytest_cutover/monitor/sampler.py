@@ -22,8 +22,11 @@ holds the figures, the criteria and the fired triggers.
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +73,27 @@ class MonitorResult:
     def ok(self) -> bool:
         """The window ran to its end, no trigger fired and every criterion holds."""
         return self.complete and not self.fired and all(c.ok for c in self.criteria)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while a sample and its trigger records are written, then raise it.
+
+    A KeyboardInterrupt landing inside a write (between the series and the ledger,
+    or inside the appender's ``finally`` that releases its ``flock``) would leave the
+    files disagreeing, or a lock held by a descriptor nobody closes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class _Progress:
@@ -185,7 +209,7 @@ class Sampler:
         else:
             window, samples, recorded = state.window, list(state.samples), dict(state.triggers)
         # A resumed window continues on its schedule: the next tick after the last stored sample.
-        offset = samples[-1].elapsed_s + settings.interval_s if samples else 0.0
+        offset = round(samples[-1].elapsed_s + settings.interval_s, 3) if samples else 0.0
         self.series.start_session(window, resumed_at_s=offset)
         progress = _Progress(self.console, self.progress, settings.window_s)
         runner = asyncio.Runner()
@@ -208,13 +232,14 @@ class Sampler:
                     complete = True
                     break
                 sample = runner.run(self._collect(len(samples) + 1, elapsed))
-                self.series.append_sample(window, sample)
-                samples.append(sample)
-                fired = [t for t in evaluate_triggers(samples, settings, prior_leaks=self.prior_leaks) if t.fired]
-                for trigger in fired:
-                    if trigger.name not in recorded:
-                        recorded[trigger.name] = trigger.evidence
-                        self._record_trigger(window, trigger, sample.elapsed_s)
+                with _sigint_deferred():
+                    self.series.append_sample(window, sample)
+                    samples.append(sample)
+                    fired = [t for t in evaluate_triggers(samples, settings, prior_leaks=self.prior_leaks) if t.fired]
+                    for trigger in fired:
+                        if trigger.name not in recorded:
+                            recorded[trigger.name] = trigger.evidence
+                            self._record_trigger(window, trigger, sample.elapsed_s)
                 progress.update(samples, settings.window_s, list(recorded))
                 if self.on_sample is not None:
                     self.on_sample(sample)
@@ -246,8 +271,9 @@ class Sampler:
                 if self.logs is not None:
                     self.logs.close()
         elapsed = samples[-1].elapsed_s if samples else elapsed
-        self.series.append_end(window, cut_short=cut_short, complete=complete, reason=reason, elapsed_s=elapsed)
-        return self._finish(window, samples, elapsed, cut_short, complete, stopped_by, reason)
+        with _sigint_deferred():
+            self.series.append_end(window, cut_short=cut_short, complete=complete, reason=reason, elapsed_s=elapsed)
+            return self._finish(window, samples, elapsed, cut_short, complete, stopped_by, reason)
 
     def _finish(self, window: int, samples: list[Sample], elapsed: float, cut_short: bool, complete: bool,
                 stopped_by: str | None, reason: str) -> MonitorResult:
