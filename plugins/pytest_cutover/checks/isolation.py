@@ -122,7 +122,16 @@ async def _tenants(control: asyncpg.Connection, config: CutoverConfig, table: st
     b = rows[0]
     a = rows[1] if len(rows) > 1 else None
     return Tenants(table=table, key=key, key_type=key_type, org_b=b["org"], b_rows=int(b["n"]),
-                   org_a=a["org"] if a else _PHANTOM_ORG, a_rows=int(a["n"]) if a else 0)
+                   org_a=a["org"] if a else _phantom_org(key_type), a_rows=int(a["n"]) if a else 0)
+
+
+def _phantom_org(key_type: str) -> str:
+    """An org id no tenant has, valid for the key's type (org A when only one org owns rows)."""
+    if key_type == "uuid":
+        return "00000000-0000-0000-0000-000000000000"
+    if key_type in ("integer", "bigint", "smallint", "numeric"):
+        return "-1"
+    return _PHANTOM_ORG
 
 
 def _count_sql(t: Tenants) -> str:

@@ -324,3 +324,31 @@ def test_qdrant_count_falls_back_to_the_storage_file_when_the_folder_is_held(sta
     assert (held.points, held.dimension) == (free.points, free.dimension)
     assert held.via.endswith("storage.sqlite read-only (the folder is held by another process)")
     assert free.via.startswith("qdrant-client at ")
+
+
+def test_uuid_tenant_key_with_one_org_and_identity_always(stack: Any, stack_config: Any) -> None:
+    """A table unlike the seed's: uuid tenant key, GENERATED ALWAYS identity, a single org (A is a phantom org)."""
+    org = "6f1c1d2e-0000-4000-8000-000000000001"
+    stack.target_sql(
+        "set role postgres;\n"
+        "create table public.selftest_notes (id bigint generated always as identity primary key, org_id uuid not "
+        "null, body text not null);\n"
+        "alter table public.selftest_notes enable row level security;\n"
+        "alter table public.selftest_notes force row level security;\n"
+        "create policy selftest_all on public.selftest_notes for all using (org_id = nullif(current_setting("
+        "'app.current_org_id', true), '')::uuid) with check (org_id = nullif(current_setting('app.current_org_id', "
+        "true), '')::uuid);\n"
+        "grant select, insert, update, delete on public.selftest_notes to app_user;\n"
+        f"insert into public.selftest_notes (org_id, body) values ('{org}', 'a'), ('{org}', 'b');\n"
+        "reset role;")
+    try:
+        cfg = stack_config()
+        posture = rls_audit.read_posture(cfg)
+        assert rls_audit.audit_table(posture, "selftest_notes").ok
+        for probe in isolation.PROBES:
+            check = isolation.probe_table(cfg, "selftest_notes", probe)
+            assert check.ok, f"{probe}: {check.message}"
+            assert check.figures["org_a"] == "00000000-0000-0000-0000-000000000000"
+        assert isolation.probe_table(cfg, "selftest_notes", "insert").figures["app_sqlstate"] == "42501"
+    finally:
+        stack.target_sql("drop table public.selftest_notes;")
