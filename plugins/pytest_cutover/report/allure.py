@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,12 +27,14 @@ from pytest_cutover.redact import redact, redact_obj, registered_secrets
 __all__ = [
     "AWESOME_OPTIONS",
     "CATEGORIES",
+    "POSTPROCESS",
     "AllureOutcome",
     "archive_results",
     "find_allure",
     "generate_html",
     "results_digest",
     "scrub_results",
+    "strip_analytics",
     "write_metadata",
 ]
 
@@ -49,6 +52,8 @@ CATEGORIES: list[dict[str, Any]] = [
 ]
 # One self-contained file; the tree follows the runbook: stage (epic), then runbook item (story).
 AWESOME_OPTIONS: dict[str, Any] = {"singleFile": True, "groupBy": ["epic", "story"]}
+# What we change in Allure's page after it is generated (part of the "is the HTML up to date" check).
+POSTPROCESS = "strip-analytics-1"
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
 _TEXT_SUFFIXES = (".json", ".txt", ".log", ".properties", ".xml", ".csv", ".html", ".md", ".uri")
 
@@ -192,5 +197,21 @@ def generate_html(results: Path, out_dir: Path, *, project_dir: Path, name: str,
             tail = redact((proc.stderr or proc.stdout).strip().splitlines()[-3:])
             return AllureOutcome(None, f"allure generate failed (exit {proc.returncode}): {tail}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(index, out_dir / "index.html")
+        page = index.read_text("utf-8")
+        (out_dir / "index.html").write_text(strip_analytics(page), "utf-8")
     return AllureOutcome(out_dir / "index.html", "allure HTML generated (single file)")
+
+
+# Allure 3.18's "awesome" page always embeds Google Analytics (plugin-awesome/dist/generators.js sets
+# analyticsEnable: true; ALLURE_NO_ANALYTICS only reaches the allure2 plugin).  A sign-off artefact must open
+# offline and must not report its viewers to a third party, so the tag and its inline config are removed.
+_ANALYTICS = re.compile(
+    r'<script async src="https://www\.googletagmanager\.com/[^"]*"></script>\s*<script>\s*'
+    r"window\.dataLayer.*?</script>",
+    re.S,
+)
+
+
+def strip_analytics(page: str) -> str:
+    """``page`` without Allure's Google Analytics tag."""
+    return _ANALYTICS.sub("<!-- analytics removed by pytest-cutover -->", page)

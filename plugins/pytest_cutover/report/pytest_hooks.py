@@ -11,6 +11,7 @@ the JUnit file and Allure results, archives them into the run, and refreshes the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ class ReportPlugin:
         if self.is_worker or self.config.option.collectonly:
             return
         cutover = self.config.stash.get(SESSION_KEY, None)
-        if cutover is None or not cutover.staged:
+        # Under xdist the controller collects nothing (``staged`` stays False) but writes the stage verdicts.
+        if cutover is None or not (cutover.staged or cutover.written):
             return
         from pytest_cutover.report.writer import write_report_files
 
@@ -148,6 +150,8 @@ class ReportPlugin:
                 junit=Path(xmlpath) if xmlpath else None,
                 allure_results=Path(alluredir) if alluredir and self._allure_on() else None,
                 invocation=cutover.invocation,
+                # CUTOVER_ALLURE_HTML=0 skips `npx allure generate` (the results are still archived and listed).
+                generate_allure=os.environ.get("CUTOVER_ALLURE_HTML", "1").lower() not in ("0", "off", "no", "false"),
             )
         except (CutoverError, OSError) as exc:
             self.error = redact(f"cutover report not written: {exc}")

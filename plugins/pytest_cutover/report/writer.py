@@ -125,8 +125,8 @@ def _allure(run_dir: Path, report: dict[str, Any], allure_results: Path | None, 
     from pytest_cutover.report.sign import sha256_file
 
     # The HTML depends on the results and on how we ask Allure to render them.
-    digest = sha256_file(archive) + "+" + hashlib.sha256(json.dumps(allure.AWESOME_OPTIONS, sort_keys=True)
-                                                         .encode()).hexdigest()[:12]
+    recipe = json.dumps({"options": allure.AWESOME_OPTIONS, "post": allure.POSTPROCESS}, sort_keys=True)
+    digest = sha256_file(archive) + "+" + hashlib.sha256(recipe.encode()).hexdigest()[:12]
     html, stamp = run_dir / ALLURE_HTML, run_dir / _DIGEST_FILE
     if html.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         report["allure"] = {"html": ALLURE_HTML, "results_sha256": digest}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -136,12 +137,18 @@ def test_renders_in_headless_chromium(tmp_path: Path) -> None:
 @pytest.mark.skipif(find_allure(REPO) is None or shutil.which("npx") is None,
                     reason="Allure 3 not installed: run `npm ci` in the project root")
 def test_allure_html_is_generated_once_as_a_single_file(tmp_path: Path) -> None:
+    from pytest_cutover.redact import register_secret
+
+    secret = "allure-PLANTED-5e7d9c"
+    register_secret(secret)  # as the config loader does for every secret value
     results = tmp_path / "allure-results"
     results.mkdir()
     (results / "abc-result.json").write_text(json.dumps({
-        "uuid": "abc", "name": "test_syntax", "fullName": "test_stage#test_syntax", "status": "passed",
+        "uuid": "abc", "name": "test_syntax", "fullName": "test_stage#test_syntax", "status": "failed",
+        "statusDetails": {"message": f"cannot connect with token {secret}"},
         "stage": "finished", "start": 1_700_000_000_000, "stop": 1_700_000_001_000,
         "labels": [{"name": "epic", "value": "precutover"}, {"name": "story", "value": "No merge conflicts"}]}))
+    (results / "log-attachment.txt").write_text(f"stdout: {secret}\n")
     ctx = _demo_run(tmp_path, trigger=False)
     first = write_report_files(ctx, allure_results=results, project_dir=REPO)
     html = ctx.run_dir / "allure-report" / "index.html"
@@ -149,6 +156,12 @@ def test_allure_html_is_generated_once_as_a_single_file(tmp_path: Path) -> None:
     assert html.stat().st_size > 100_000
     assert sorted(p.name for p in html.parent.iterdir()) == [".results-sha256", "index.html"]
     assert "allure-report/index.html" in first.report["artifacts"]
+    page = html.read_text()
+    assert "googletagmanager" not in page and not re.search(r"""<script[^>]*\bsrc=["']https?://""", page)
+    # The page carries the results as base64 files: d("data/...","<base64>").
+    data = b"".join(base64.b64decode(v) for _, v in re.findall(r'd\("([^"]{1,300})","([A-Za-z0-9+/=]*)"\)', page))
+    assert b"cannot connect with token ***" in data
+    assert secret.encode() not in data and secret not in page
     again = write_report_files(ctx, allure_results=results, project_dir=REPO)
     assert not again.changed  # same results: no regeneration, same digests
 

@@ -70,7 +70,7 @@ def inner_run(tmp_path_factory: pytest.TempPathFactory) -> InnerRun:
     (root / "test_stage.py").write_text(SUITE)
     (root / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     env = {k: v for k, v in os.environ.items() if k not in ("CUTOVER_RUN", "CUTOVER_REPORTS_DIR")}
-    env.update(PLANTED)
+    env.update(PLANTED, CUTOVER_ALLURE_HTML="0")  # Allure's HTML has its own test (test_report_html.py)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "precutover", "--cutover-config", "cutover.toml",
          "--junitxml", "junit.xml", "--alluredir", "allure-results", "-p", "pytest_cutover.report.pytest_hooks",
@@ -116,9 +116,8 @@ def test_report_is_refreshed_at_session_end(inner_run: InnerRun) -> None:
     assert report["figures"]["precutover"] == {"files_compiled": 12}
     assert sorted(report["artifacts"]) == sorted(
         ["allure-results.zip", "ledger.jsonl", "report.html", *[f"junit/{p.name}" for p in
-                                                                  (pytester.path / "reports/sec/junit").glob("*.xml")]]
-        + (["allure-report/index.html"] if "allure-report/index.html" in report["artifacts"] else []))
-    assert report["allure"]["html"] or "allure HTML skipped" in report["allure"]["reason"]
+                                                                  (pytester.path / "reports/sec/junit").glob("*.xml")]])
+    assert report["allure"] == {"html": None, "reason": "allure HTML not generated (disabled)"}
 
 
 def test_allure_labels_attachments_and_metadata(inner_run: InnerRun) -> None:
@@ -138,6 +137,28 @@ def test_allure_labels_attachments_and_metadata(inner_run: InnerRun) -> None:
     assert "cutover.run=sec\n" in props and "cutover.status=INCOMPLETE\n" in props
     assert "host.target.database_url=postgresql://db.example.com:6543/postgres\n" in props
     assert json.loads((results / "executor.json").read_text())["buildName"] == "cutover sec"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist not installed")
+def test_under_xdist_the_controller_writes_the_report_and_workers_label(tmp_path: Path) -> None:
+    (tmp_path / "cutover.toml").write_text(CONFIG)
+    (tmp_path / "test_stage.py").write_text(SUITE)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CUTOVER_RUN", "CUTOVER_REPORTS_DIR")}
+    env.update(PLANTED, CUTOVER_ALLURE_HTML="0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-m", "precutover", "--cutover-config", "cutover.toml",
+         "--junitxml", "junit.xml", "--alluredir", "allure-results", "-p", "no:cacheprovider"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "reports" / "sec" / "report.json").read_text())
+    assert [t["outcome"] for t in report["stages"][0]["tests"]] in (["passed", "failed"], ["failed", "passed"])
+    assert report["allure"] == {"html": None, "reason": "allure HTML not generated (disabled)"}
+    results = [json.loads(p.read_text()) for p in (tmp_path / "allure-results").glob("*-result.json")]
+    assert all({"name": "epic", "value": "precutover"} in r["labels"] for r in results) and len(results) == 2
+    files = _all_files(tmp_path)
+    assert [(str(p), n) for p in files for n in NEEDLES if n in p.read_bytes()] == []
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pytest_html") is None, reason="pytest-html not installed")
