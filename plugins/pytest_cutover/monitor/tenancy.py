@@ -100,6 +100,8 @@ class DatabaseLeakOracle:
         return {r["id"]: r["org"] for r in rows}
 
     async def aclose(self) -> None:
+        """Close the connection; the oracle can be used again from another event loop afterwards."""
         if self._conn is not None:
-            await self._conn.close(timeout=self.timeout_s)
-            self._conn = None
+            conn, self._conn = self._conn, None
+            await conn.close(timeout=self.timeout_s)
+        self._lock = asyncio.Lock()  # a lock binds to the loop that first waited on it

@@ -107,3 +107,11 @@ def test_slow_search_fails_the_p95_criterion(context: RunContext, stack: object,
     result = run_monitor(context, settings=_settings(context), progress=False)
     p95 = {c.name: c for c in result.criteria}["vector-search-p95"]
     assert not p95.ok and p95.figure >= 250, p95.message
+
+
+def test_error_spike_raises_the_error_rate_trigger(context: RunContext, stack: object, faults: object) -> None:
+    faults.plant(stack, "error-spike")
+    result = run_monitor(context, settings=_settings(context, 3.0), progress=False)
+    assert result.stopped_by == "error-rate", [t.evidence for t in result.fired]
+    assert "above the 5.0% rollback rate" in result.fired[0].evidence
+    assert sum(s.logs.request_errors for s in result.samples) > 0  # the app logged its 500s
