@@ -332,6 +332,7 @@ def measure_child(argv: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
 
 def child_main(args: argparse.Namespace) -> None:
     RoundTrips.install()
+    args.dsn = os.environ["CUTOVER_BENCH_DSN"]
     qpath = Path(args.qdrant)
     if args.one == "scroll":
         out = raw_scroll(qpath)
@@ -356,7 +357,8 @@ def run_size(pg: Any, work: Path, n: int, subset: int) -> dict[str, Any]:
     ids_file.write_text(json.dumps(ids))
     print(f"[{n}] seeded in {time.perf_counter() - t0:.1f}s", flush=True)
     dsn = pg.target_dsn.get()
-    base = [sys.executable, __file__, "--dsn", dsn, "--qdrant", str(qpath), "--n", str(n)]
+    os.environ["CUTOVER_BENCH_DSN"] = dsn  # the environment, not argv: argv is visible to every user in ps
+    base = [sys.executable, __file__, "--qdrant", str(qpath), "--n", str(n)]
     res: dict[str, Any] = {"points": n}
     # the engine runs last so that the HNSW builds below index a fully loaded table
     for method in ("scroll", "copy", "per-point", "vec2pg", "engine-thread", "engine"):
@@ -416,7 +418,6 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=1000, help="points for the per-point method")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--qdrant", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)

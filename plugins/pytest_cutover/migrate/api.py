@@ -121,7 +121,11 @@ async def _vectors(config: CutoverConfig, job: VectorJob, *, verify: bool, verif
         if result.dropped_indexes and not index:
             outcome.messages.append(f"hnsw index {', '.join(result.dropped_indexes)} was dropped for the load: "
                                     "rebuilding it although the index build was not requested")
-        if index or result.dropped_indexes:
+        existing = await v.hnsw_indexes(conn, job.schema)
+        if existing and not result.batches_sent and not result.dropped_indexes:
+            figures.update(hnsw_index=existing[0], hnsw_build_s=0.0)
+            outcome.messages.append(f"hnsw index {existing[0]} kept: nothing was sent in this run")
+        elif index or result.dropped_indexes:
             build = await v.build_hnsw(conn, job.schema, workers=mig.hnsw_workers,
                                        maintenance_work_mem=mig.maintenance_work_mem, m=mig.hnsw_m,
                                        ef_construction=mig.hnsw_ef_construction)

@@ -147,12 +147,13 @@ class _Reader:
                 return self.queue.get(timeout=0.5)
             except queue_mod.Empty:
                 alive = self.worker.is_alive()
-                if not alive or time.monotonic() > deadline:
-                    code = getattr(self.worker, "exitcode", None)
-                    raise SourceError(f"the vector reader {'exited (code ' + str(code) + ')' if not alive else ''}"
-                                      f"{'' if not alive else 'sent nothing for ' + str(self.job.read_timeout_s) + 's'}"
-                                      f" while reading {self.job.source.where()}",
-                                      hint="check that qdrant is reachable and the folder is not locked") from None
+                if alive and time.monotonic() <= deadline:
+                    continue
+                what = (f"sent nothing for {self.job.read_timeout_s:g}s" if alive else
+                        f"exited (code {getattr(self.worker, 'exitcode', None)}) without finishing")
+                raise SourceError(f"the vector reader {what} while reading {self.job.source.where()}",
+                                  hint="check that qdrant is reachable and its folder is not locked by another "
+                                       "process") from None
 
     def stop(self) -> None:
         if isinstance(self.worker, threading.Thread):

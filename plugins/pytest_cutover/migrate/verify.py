@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from pytest_cutover.migrate.source import PointSource
 
-__all__ = ["BitCheck", "IndexBuild", "SearchParity", "build_hnsw", "search_parity", "verify_digests",
-           "verify_source"]
+__all__ = ["BitCheck", "IndexBuild", "SearchParity", "build_hnsw", "drop_hnsw", "hnsw_indexes", "search_parity",
+           "verify_digests", "verify_source"]
 
 
 @dataclass
@@ -114,13 +114,18 @@ async def build_hnsw(conn: asyncpg.Connection, schema: VectorSchema, *, workers:
     return IndexBuild(name, seconds, workers, maintenance_work_mem)
 
 
-async def drop_hnsw(conn: asyncpg.Connection, schema: VectorSchema) -> list[str]:
-    """Drop every HNSW index on the embedding column (the load is faster without it); returns their names."""
-    names = [r["name"] for r in await conn.fetch(
+async def hnsw_indexes(conn: asyncpg.Connection, schema: VectorSchema) -> list[str]:
+    """The HNSW indexes on the embedding column."""
+    return [r["name"] for r in await conn.fetch(
         "SELECT i.indexrelid::regclass::text AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
         "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass($1) AND am.amname = 'hnsw' AND a.attname = $2",
         _ident(schema.table), schema.embedding)]
+
+
+async def drop_hnsw(conn: asyncpg.Connection, schema: VectorSchema) -> list[str]:
+    """Drop every HNSW index on the embedding column (the load is faster without it); returns their names."""
+    names = await hnsw_indexes(conn, schema)
     for name in names:
         await conn.execute(f"DROP INDEX IF EXISTS {name}")
     return names

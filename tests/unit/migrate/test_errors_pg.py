@@ -76,3 +76,17 @@ def test_transaction_pooler_dsn_is_refused_before_connecting(make_world):
     world = make_world(5)
     with pytest.raises(TargetError, match=r"refusing to migrate through the transaction pooler \(port 6543\)"):
         api.vectors(_with(world, target__database_url="postgresql://postgres:pw@127.0.0.1:6543/postgres"), "e6")
+
+
+def test_a_locked_local_folder_is_reported_by_the_reader_process(make_world):
+    from qdrant_client import QdrantClient
+
+    world = make_world(5)
+    holder = QdrantClient(path=str(world.qdrant_path))  # the app still holds the folder: maintenance not on
+    try:
+        with pytest.raises(SourceError) as err:
+            api.vectors(world.config(), "e7")
+    finally:
+        holder.close()
+    assert str(err.value).startswith(f"cannot open qdrant at {world.qdrant_path}: ")
+    assert "already accessed by another instance" in str(err.value)

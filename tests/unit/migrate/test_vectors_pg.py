@@ -141,3 +141,13 @@ def test_an_existing_hnsw_index_is_dropped_for_the_load_and_rebuilt_after(make_w
                                        "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
                                        "WHERE i.indrelid = 'memory_fragments'::regclass AND a.amname = 'hnsw'")]
     assert names == ["memory_fragments_embedding_hnsw_idx"]
+
+
+def test_resuming_a_finished_run_sends_nothing_and_keeps_the_index(make_world):
+    world = make_world(150)
+    first = api.vectors(world.config(), "finished", parity=False)
+    again = api.vectors(world.config(), "finished", resume=True, parity=False)
+    assert first.ok and again.ok
+    assert again.figures["batches_sent"] == 0 and again.figures["resumed"] is True
+    assert (again.figures["points"], again.figures["migrated"], again.figures["bit_exact"]) == (150, 150, 150)
+    assert any("kept: nothing was sent" in m for m in again.messages)
