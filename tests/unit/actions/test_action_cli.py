@@ -52,6 +52,8 @@ def test_restart_with_a_restart_command_waiting_for_up(backend: FakeBackend) -> 
     payload = json.loads(result.output)
     assert payload["action"] == "restart" and payload["ok"] is True
     assert [s["step"] for s in payload["after"]["steps"]] == ["restart", "drain", "health"]
+    assert payload["after"]["steps"][1]["detail"].startswith("not observed: only a restart_command is configured")
+    assert backend.health() == "healthy"
 
 
 def test_rollback_json_names_the_failed_step(backend: FakeBackend) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from action_helpers import HERE, EmbeddedPg, FakeBackend
+from action_helpers import EmbeddedPg, FakeBackend
 
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.maintenance import Maintenance
@@ -17,7 +17,7 @@ from pytest_cutover.actions.restart import Restarter, default_connection_counter
 NO_DB = {"counter": lambda: ConnectionCount(0, "none")}  # tests without a database: drain reports zero
 
 
-def test_restart_runs_stop_drain_start_health_in_order(backend: FakeBackend) -> None:
+def test_restart_runs_stop_drain_start_health_and_keeps_maintenance_on(backend: FakeBackend) -> None:
     backend.start()
     pid_before = (backend.app_dir / "app.pid").read_text()
     result = Restarter(backend.ctx(), **NO_DB).restart()
@@ -26,10 +26,8 @@ def test_restart_runs_stop_drain_start_health_in_order(backend: FakeBackend) -> 
     assert (backend.app_dir / "app.pid").read_text() != pid_before
     assert backend.health() == "healthy"
 
-
-def test_a_restart_inside_the_maintenance_window_keeps_maintenance_on(backend: FakeBackend) -> None:
-    """The fake app keeps the endpoint flag in memory, so the restart loses it: it must be set again."""
-    backend.start()
+    # Inside the maintenance window: the fake app keeps the endpoint flag in memory, so the restart loses it
+    # and it must be set again (a restart must not let users in).
     Maintenance(backend.ctx()).enable()
     result = Restarter(backend.ctx(), **NO_DB).restart()
     assert [s["step"] for s in result.after["steps"]] == ["stop", "drain", "start", "health", "maintenance"]
@@ -84,36 +82,11 @@ def test_a_hanging_stop_command_is_killed_at_its_timeout(backend: FakeBackend) -
     assert time.monotonic() - started < 10
 
 
-def test_restart_command_only_says_the_drain_was_not_observed(backend: FakeBackend) -> None:
-    ctl = f"{sys.executable} {HERE / 'appctl.py'}"
-    backend.sections["app"].update(stop_command=None, start_command=None,
-                                   restart_command=f"{ctl} stop {backend.app_dir} && {ctl} start {backend.app_dir}")
-    backend.write()
-    backend.start()
-    result = Restarter(backend.ctx()).restart()
-    assert "drain: not observed: only a restart_command is configured" in result.detail
-    assert backend.health() == "healthy"
-
-
 def _use_database(backend: FakeBackend, pg: EmbeddedPg) -> None:
     backend.env.update(DATABASE_URL=pg.url("old_app", "app_user", "postgresql+asyncpg"), HOLD_DB_CONNECTION="true")
     backend.sections["source"]["database_url"] = pg.url("old_app")
     backend.sections["target"]["database_url"] = pg.url("target_db")
     backend.write()
-
-
-@pytest.mark.integration
-def test_drain_watches_the_apps_backends_in_pg_stat_activity(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
-    _use_database(backend, embedded_pg)
-    backend.start()
-    seen = app_connections(embedded_pg.url("old_app"), role="app_user")
-    assert seen.count == 1 and "idle as app_user (fakeapp)" in seen.evidence
-    assert app_connections(embedded_pg.url("target_db"), role="app_user").count == 0, "counted per database"
-
-    result = Restarter(backend.ctx()).restart()
-    drain = next(s for s in result.after["steps"] if s["step"] == "drain")
-    assert drain["detail"].startswith("0 backends of role app_user on source.database_url")
-    assert app_connections(embedded_pg.url("old_app"), role="app_user").count == 1  # the new instance
 
 
 @pytest.mark.integration
@@ -142,12 +115,23 @@ def test_connections_that_do_not_drain_fail_with_who_holds_them(backend: FakeBac
 
 
 @pytest.mark.integration
-def test_drain_waits_for_a_connection_that_closes_late(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
-    """The drain polls until the last backend is gone (not a fixed sleep): a worker finishing late is waited for."""
+def test_drain_watches_the_apps_backends_and_waits_for_late_ones(backend: FakeBackend,
+                                                                  embedded_pg: EmbeddedPg) -> None:
+    """The drain polls pg_stat_activity until the last backend is gone (never a fixed sleep)."""
     import asyncpg
 
     _use_database(backend, embedded_pg)
     backend.start()
+    seen_before = app_connections(embedded_pg.url("old_app"), role="app_user")
+    assert seen_before.count == 1 and "idle as app_user (fakeapp)" in seen_before.evidence
+    assert app_connections(embedded_pg.url("target_db"), role="app_user").count == 0, "counted per database"
+
+    result = Restarter(backend.ctx()).restart()
+    drain = next(s for s in result.after["steps"] if s["step"] == "drain")
+    assert drain["detail"].startswith("0 backends of role app_user on source.database_url")
+    assert app_connections(embedded_pg.url("old_app"), role="app_user").count == 1  # the new instance
+
+    # A worker that finishes late: the real counter sees it, and the drain waits until it has closed.
     real_counter, _ = default_connection_counter(backend.ctx())
     assert real_counter is not None
     seen: list[int] = []
