@@ -2,11 +2,13 @@
 
 Two sources with one interface, ``read_lines()`` (never blocks) and ``close()``:
 
-- :class:`FileFollower` tails a file by polling: it starts at the end (or a
-  saved offset), follows rotation (the path now names another inode: the rest of
-  the old file is read, then the new one from its start) and truncation (the file
-  is shorter than the offset: read again from the start), and holds back a
-  partial last line until its newline arrives.
+- :class:`FileFollower` tails a file by polling: it starts at the end (only
+  lines written during the window count; ``from_start=True`` reads it all),
+  follows rotation (the path now names another inode: the rest of the old file
+  is read, then the new one from its start) and truncation (the file is shorter
+  than the offset: read again from the start), and holds back a partial last
+  line until its newline arrives.  A file truncated and refilled past the old
+  offset between two polls is not noticed (polling cannot tell).
 - :class:`CommandFollower` runs ``log_command`` in its own process group (the
   runbook's ``docker compose logs -f``, ``journalctl -f``, ``pm2 logs``,
   ``kubectl logs -f``), reads its output on a thread, and stops it by pid with
@@ -34,7 +36,8 @@ from pytest_cutover.monitor.errors import MonitorError
 from pytest_cutover.monitor.samples import LogCounts
 from pytest_cutover.redact import redact
 
-__all__ = ["CommandFollower", "FileFollower", "LogSource", "LogWatcher", "log_source_from_config"]
+__all__ = ["CommandFollower", "FileFollower", "LogSource", "LogWatcher", "log_source_from_config",
+           "wait_for_lines"]
 
 _READ_LIMIT = 4 * 1024 * 1024
 _EVIDENCE_PER_SAMPLE = 5

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shlex
 import shutil
 import ssl
 import subprocess
@@ -290,7 +289,3 @@ def system_sampler_from_config(config: CutoverConfig) -> SystemSampler:
                          target_dsn=config.target.database_url, pooler_admin_url=mon.pooler_admin_url,
                          ca_file=config.target.ca_file, timeout_s=mon.command_timeout_s)
 
-
-def describe_command(command: str) -> str:
-    """A command as it may be shown (redacted)."""
-    return redact(shlex.join(shlex.split(command)))
