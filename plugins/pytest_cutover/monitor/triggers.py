@@ -235,10 +235,9 @@ def vector_search_trigger(samples: Sequence[Sample], settings: MonitorSettings) 
             run.append(sample)
             longest = max(longest, len(run))
             if len(run) >= need:
-                bad = [p for p in searches]
-                leaking = all(p.leak for p in bad)
+                leaking = all(p.leak for p in searches)
                 how = "returned other orgs' rows" if leaking else "failed or leaked"
-                shown = ", ".join(_describe(p) + (" (leak)" if p.leak else "") for p in bad[:_EXAMPLES])
+                shown = ", ".join(_describe(p) + (" (leak)" if p.leak else "") for p in searches[:_EXAMPLES])
                 return Trigger(VECTOR_SEARCH_BROKEN, True, redact(
                     f"every search probe {how} in {len(run)} consecutive samples "
                     f"(samples {run[0].seq}-{run[-1].seq}); last: {shown}"), len(run))
