@@ -53,6 +53,23 @@ def _wait_for_signal() -> None:
             signal.signal(sig, handler)
 
 
+def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
+    """Sign the report; a rehearsal without a key gets a throwaway one whose public half stays beside it."""
+    import tempfile
+
+    from pytest_cutover.report.sign import keygen, sign_report
+
+    if key is None:
+        with tempfile.TemporaryDirectory(prefix="cutover-rehearsal-key-") as tmp:
+            private, public, _ = keygen(Path(tmp) / "rehearsal.key")
+            sig = sign_report(report_path, private, signer="rehearsal")
+            (run_dir / "rehearsal-signing-key.pub").write_bytes(public.read_bytes())
+    else:
+        sig = sign_report(report_path, key)
+    return (f"signed {report_path.name} with key {sig['public_key_fingerprint']}; check it with "
+            f"`cutover report verify {report_path}`")
+
+
 @click.command()
 @click.option("--run", "run", default=None, metavar="ID", help="Run id (default: rehearsal-<UTC time>).")
 @click.option("--fault", "faults", multiple=True, metavar="NAME", help="Plant a fault (repeatable).")
@@ -66,13 +83,26 @@ def _wait_for_signal() -> None:
 @click.option("--size", default="small", show_default=True, help="Seed size: small or large.")
 @click.option("--monitor-window", type=float, default=8.0, show_default=True, help="Monitor window, seconds.")
 @click.option("--suite", type=click.Path(path_type=Path), default=None, help="The acceptance suite folder.")
+@click.option("--until", type=click.Choice(STAGES), default=None,
+              help="Run the stages up to and including this one (the later ones are not run).")
+@click.option("--matrix", is_flag=True,
+              help="Run one rehearsal per fault (all, or those given with --fault), each up to the stage that "
+                   "guards it, and print fault -> stage -> message.")
 @click.option("--pytest-arg", "pytest_args", multiple=True, help="Extra argument for pytest (repeatable).")
+@click.option("--sign-key", type=click.Path(path_type=Path), default=None,
+              help="Ed25519 key to sign the report with (default: a throwaway key for this rehearsal; its public "
+                   "key is written beside the report).")
 def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbose: bool, auto_rollback: bool,
              keep: bool, serve: bool, reports_dir: Path | None, size: str, monitor_window: float,
-             suite: Path | None, pytest_args: tuple[str, ...]) -> int:
+             suite: Path | None, pytest_args: tuple[str, ...], sign_key: Path | None, until: str | None,
+             matrix: bool) -> int:
     """Build the embedded stack and run precutover → sync → switch → smoke → rls → monitor against it."""
     if list_faults:
         return _list_faults(verbose)
+    if matrix:
+        from pytest_cutover.rehearsal.matrix import run_matrix
+
+        return run_matrix(faults, reports_dir=reports_dir, monitor_window=monitor_window, echo=click.echo)
     import pytest
 
     from pytest_cutover.rehearsal.faults import validate_faults
@@ -102,7 +132,8 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         args = [str(suite_dir), "-p", "no:cacheprovider", "-q", "-rfEs",
                 "-W", "ignore::pytest.PytestAssertRewriteWarning",
                 f"--cutover-config={stack.config_path}", f"--cutover-run={run}", f"--cutover-reports-dir={reports}",
-                "-m", " or ".join(STAGES), f"--junitxml={run_dir / 'junit.xml'}",
+                "-m", " or ".join(STAGES[: STAGES.index(until) + 1] if until else STAGES),
+                f"--junitxml={run_dir / 'junit.xml'}",
                 f"--alluredir={run_dir / 'allure-results'}", *(["--cutover-auto-rollback"] if auto_rollback else []),
                 *pytest_args]
         hooks = RehearsalHooks(stack, say, monitor_window)
@@ -114,6 +145,8 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
             _wait_for_signal()
     report_path = run_dir / "report.json"
     status = json.loads(report_path.read_text())["status"] if report_path.exists() else "INCOMPLETE"
+    if report_path.exists():
+        say(_sign(report_path, sign_key, run_dir))
     from pytest_cutover.ledger import Ledger
 
     for row in stage_rows(Ledger.for_run(reports, run).stage_records()):
