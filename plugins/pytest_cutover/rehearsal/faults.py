@@ -327,15 +327,20 @@ def _first_user(stack: FaultTarget, *, exclude_org: str | None = None) -> tuple[
 
 
 def _add_fragment_row(stack: FaultTarget, org: str, user: str, vector_id: str, content: str) -> int:
-    """The same fragment row in the old and the target database (so relational parity still holds)."""
+    """The same fragment row in the old and the target database (so relational parity still holds).
+
+    Every column is copied, ``created_at`` included: a second ``now()`` would differ and break parity.
+    """
     cols = "(org_id, user_id, tier, content, vector_id)"
     vals = f"({_sql_literal(org)}, {_sql_literal(user)}, 'shared', {_sql_literal(content)}, {_sql_literal(vector_id)})"
-    out = stack.old_sql(f"insert into public.memory_fragments {cols} values {vals} returning id;")
-    frag_id = int(next(x.strip() for x in out.splitlines() if x.strip()))
+    out = stack.old_sql(f"insert into public.memory_fragments {cols} values {vals} "
+                        "returning id || '|' || created_at::text;")
+    frag_text, created = next(x.strip() for x in out.splitlines() if x.strip()).split("|", 1)
+    frag_id = int(frag_text)
     stack.target_sql(
-        f"insert into public.memory_fragments (id, org_id, user_id, tier, content, vector_id) overriding system value "
-        f"values ({frag_id}, {_sql_literal(org)}, {_sql_literal(user)}, 'shared', {_sql_literal(content)}, "
-        f"{_sql_literal(vector_id)});\n"
+        "insert into public.memory_fragments (id, org_id, user_id, tier, content, vector_id, created_at) "
+        f"overriding system value values ({frag_id}, {_sql_literal(org)}, {_sql_literal(user)}, 'shared', "
+        f"{_sql_literal(content)}, {_sql_literal(vector_id)}, {_sql_literal(created)}::timestamptz);\n"
         "select setval(pg_get_serial_sequence('public.memory_fragments', 'id'), "
         "(select max(id) from public.memory_fragments));")
     return frag_id
