@@ -139,6 +139,7 @@ def test_allure_labels_attachments_and_metadata(inner_run: InnerRun) -> None:
     assert json.loads((results / "executor.json").read_text())["buildName"] == "cutover sec"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist not installed")
 def test_under_xdist_the_controller_writes_the_report_and_workers_label(tmp_path: Path) -> None:
     (tmp_path / "cutover.toml").write_text(CONFIG)
@@ -147,7 +148,8 @@ def test_under_xdist_the_controller_writes_the_report_and_workers_label(tmp_path
     env = {k: v for k, v in os.environ.items() if k not in ("CUTOVER_RUN", "CUTOVER_REPORTS_DIR")}
     env.update(PLANTED, CUTOVER_ALLURE_HTML="0")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "-m", "precutover", "--cutover-config", "cutover.toml",
+        # One worker is enough: the controller/worker split is what differs from a plain run.
+        [sys.executable, "-m", "pytest", "-n", "1", "-m", "precutover", "--cutover-config", "cutover.toml",
          "--junitxml", "junit.xml", "--alluredir", "allure-results", "-p", "no:cacheprovider"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
@@ -182,24 +184,36 @@ def test_pytest_html_gets_the_signoff_block_and_no_secret(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(shutil.which("cutover") is None, reason="the cutover console script is not installed")
-def test_installed_script_signs_and_verifies_the_run(inner_run: InnerRun, tmp_path: Path) -> None:
-    def cutover(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["cutover", *args], cwd=inner_run.path, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, **PLANTED})
+def test_sign_the_run_and_verify_with_the_installed_script(inner_run: InnerRun, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from pytest_cutover.cli import cli
+
+    monkeypatch.chdir(inner_run.path)
+    for name, value in PLANTED.items():
+        monkeypatch.setenv(name, value)
+
+    def cutover(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, list(args), standalone_mode=False, catch_exceptions=False)
+        return result.return_value, result.output
 
     key = tmp_path / "lead.key"
-    assert cutover("keygen", "--out", str(key)).returncode == 0
-    rebuilt = cutover("report", "--run", "sec", "--config", "cutover.toml")
-    assert rebuilt.returncode == 1 and rebuilt.stdout.startswith("INCOMPLETE: precutover failed")
-    signed = cutover("report", "sign", "--run", "sec", "--config", "cutover.toml", "--key", str(key))
-    assert signed.returncode == 0, signed.stderr
-    report = inner_run.path / "reports" / "sec" / "report.json"
-    ok = cutover("report", "verify", str(report), "--pubkey", f"{key}.pub")
+    assert cutover("keygen", "--out", str(key))[0] == 0
+    code, out = cutover("report", "--run", "sec", "--config", "cutover.toml", "--no-allure")
+    assert code == 1 and out.startswith("INCOMPLETE: precutover failed")
+    assert cutover("report", "sign", "--run", "sec", "--config", "cutover.toml", "--key", str(key))[0] == 0
+
+    def verify() -> subprocess.CompletedProcess[str]:  # the installed console script, as an auditor runs it
+        return subprocess.run(["cutover", "report", "verify", "reports/sec/report.json", "--pubkey", f"{key}.pub"],
+                              cwd=inner_run.path, capture_output=True, text=True, timeout=120)
+
+    ok = verify()
     assert ok.returncode == 0 and ok.stdout.startswith("OK:"), ok.stdout + ok.stderr
-    archive = report.parent / "allure-results.zip"
+    archive = inner_run.path / "reports" / "sec" / "allure-results.zip"
     data = bytearray(archive.read_bytes())
     data[-30] ^= 0x01
     archive.write_bytes(bytes(data))
-    bad = cutover("report", "verify", str(report))
+    bad = verify()
     assert bad.returncode == 1
     assert "allure-results.zip: changed (sha256 " in bad.stderr
