@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -105,3 +106,21 @@ def test_unknown_user_is_a_clear_error(tmp_path: Path) -> None:
     proc = ManagedProcess("as-nobody", _py("pass"), log_path=tmp_path / "u.log", user="no_such_user_xyz")
     with pytest.raises(RehearsalError, match="system user no_such_user_xyz does not exist"):
         proc.start(lambda: True)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="running as another user needs root")
+def test_user_runs_the_child_as_that_user(tmp_path: Path) -> None:
+    import pwd
+
+    user = "nobody"
+    uid = pwd.getpwnam(user).pw_uid
+    log = tmp_path / "who.log"
+    # /bin/sh, not this interpreter: the user may not be able to traverse to a Python under /root.
+    proc = ManagedProcess("as-nobody", ["/bin/sh", "-c", "echo uid $(id -u); exec sleep 30"], log_path=log,
+                          user=user, cwd=Path("/"))
+    proc.start(lambda: "uid" in log.read_text(), timeout=10)
+    try:
+        assert psutil.Process(proc.pid).uids().real == uid
+        assert f"uid {uid}" in proc.log_tail()
+    finally:
+        proc.stop()
