@@ -69,12 +69,16 @@ def test_clean_stack_window(context: RunContext) -> None:
     result = run_monitor(context, settings=_settings(context), progress=False)
     assert result.complete and result.fired == [], [t.evidence for t in result.fired]
     by_name = {c.name: c for c in result.criteria}
-    for name in ("error-rate", "no-rls-leaks", "vector-search-p95", "storage-operations", "database-stable"):
-        assert by_name[name].ok, by_name[name].message
+    for name in ("error-rate", "no-rls-leaks", "vector-search-p95", "storage-operations", "database-stable",
+                 "memory-slope"):
+        assert by_name[name].ok and by_name[name].measured, by_name[name].message
     first = result.samples[0]
     assert {p.kind for p in first.probes} == {"health", "threads", "search", "attachment"}
     assert sorted({p.org for p in first.probes if p.org}) == ["org_0001", "org_0002"]  # discovered on the target
-    assert first.db_connections is not None and first.db_connections >= 1
+    assert first.db_connections is not None and first.db_connections >= 1  # pg_stat_activity on the target
+    assert first.pooler_connections is not None  # SHOW POOLS on the transaction pooler's console (TLS, psql)
+    assert first.rss_bytes is not None and first.rss_bytes > 10 * 1024 * 1024  # the app's pid file, psutil
+    assert first.notes == ()
     assert sum(s.logs.requests for s in result.samples) >= len(result.samples) * 6  # the app's own request log
     (record,) = [r for r in Ledger(context.run_dir / "ledger.jsonl").records() if r["kind"] == "monitor"]
     assert record["run"] == "monitor-it" and record["complete"] is True
