@@ -120,7 +120,14 @@ class CommandFollower:
 
     def __init__(self, command: str | list[str], *, start_timeout_s: float = 10.0, env: dict[str, str] | None = None,
                  ) -> None:
-        self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        if isinstance(command, str):
+            if not command.strip():
+                raise MonitorError("log command is empty", hint="set app.log_command, or app.log_file instead")
+            # Through the shell, so that the runbook's pipelines work (`docker compose logs -f backend | ...`);
+            # the whole pipeline shares one process group and stops together.
+            self.argv = ["/bin/sh", "-c", command]
+        else:
+            self.argv = list(command)
         if not self.argv:
             raise MonitorError("log command is empty", hint="set app.log_command, or app.log_file instead")
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pytest_cutover.monitor.errors import MonitorError
@@ -107,7 +108,30 @@ def test_command_follower_reports_exit() -> None:
 
 def test_command_that_cannot_start() -> None:
     with pytest.raises(MonitorError, match="log command 'no-such-command-xyz -f' cannot start"):
-        CommandFollower("no-such-command-xyz -f")
+        CommandFollower(["no-such-command-xyz", "-f"])
+    follower = CommandFollower("no-such-command-xyz -f")  # through the shell: it starts, then exits 127
+    wait_for_lines(follower, 1, timeout_s=10)
+    deadline = time.monotonic() + 10
+    while follower.error is None and time.monotonic() < deadline:
+        follower.read_lines()
+        time.sleep(0.02)
+    assert follower.error == "log command exited with status 127"
+    follower.close()
+
+
+def test_command_pipeline_runs_in_the_shell_and_stops_as_a_group(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("")
+    follower = CommandFollower(f"tail -n0 -F {log} | grep --line-buffered ERROR")
+    deadline = time.monotonic() + 10
+    got: list[str] = []
+    while not got and time.monotonic() < deadline:  # tail may start after the first append: append again
+        _append(log, "INFO fine", "ERROR connection refused")
+        got = wait_for_lines(follower, 1, timeout_s=0.3)
+    assert got and set(got) == {"ERROR connection refused"}
+    follower.close(timeout=5)
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if str(log) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
 
 
 def test_watcher_counts_levels_categories_requests_and_redacts_evidence(tmp_path: Path) -> None:
