@@ -279,7 +279,9 @@ def check_collects(config: CutoverConfig, timeout: float = _TIMEOUT_S) -> CheckR
         problems.append(f"the app's test suite in {root} collects no tests: add tests (runbook: 'Test suite "
                         f"created and ready')")
     elif done.returncode != 0:
-        detail = redact("\n".join((done.stdout + done.stderr).strip().splitlines()[-6:]))
+        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith(("E ", "ERROR")) or "Error" in line]
+        detail = redact(" | ".join((errors or lines)[-4:]))
         problems.append(f"`python -m pytest --collect-only` in {root} failed (exit {done.returncode}): {detail}; fix "
                         f"the collection errors")
     return result("code-tests-collect", problems, f"{collected} tests collected in {root}: {redact(summary)}",

@@ -330,9 +330,15 @@ def audit_table(posture: Posture, table: str) -> CheckResult:
             problems.append(f"RLS is enabled but not FORCED on {name} (owner {t.owner}): the owner is not filtered; "
                             f"run ALTER TABLE {tname} FORCE ROW LEVEL SECURITY")
     if t.owner == role and (t.forced or not t.enabled):
-        problems.append(f"the app role {role} owns {name}: an owner can turn RLS off and rewrite its policies; run "
-                        f"ALTER TABLE {tname} OWNER TO {posture.admin_role_hint} and GRANT SELECT, INSERT, UPDATE, "
-                        f"DELETE ON {tname} TO {role}")
+        if posture.admin_role_hint == role:  # the app logs in as the admin/owner role itself
+            problems.append(f"the app role {role} owns {name}: the app logs in as the tables' owner, which can turn "
+                            f"RLS off and rewrite its policies; give the app a least-privilege role (CREATE ROLE "
+                            f"app_user LOGIN NOSUPERUSER NOBYPASSRLS; GRANT SELECT, INSERT, UPDATE, DELETE ON {tname} "
+                            f"TO app_user) and put it in target.app_database_url")
+        else:
+            problems.append(f"the app role {role} owns {name}: an owner can turn RLS off and rewrite its policies; "
+                            f"run ALTER TABLE {tname} OWNER TO {posture.admin_role_hint} and GRANT SELECT, INSERT, "
+                            f"UPDATE, DELETE ON {tname} TO {role}")
     applying = [p for p in t.policies if p.applies_to_app and p.permissive]
     covered = set().union(*(p.commands() for p in applying)) if applying else set()
     missing = [c for c in COMMANDS if c not in covered]
@@ -376,7 +382,10 @@ def audit_role(posture: Posture) -> CheckResult:
                         f"never filters its queries; point target.app_database_url (the app's DATABASE_URL) at a "
                         f"role without BYPASSRLS, or run ALTER ROLE {r.name} NOBYPASSRLS if nothing else needs it")
     owned = posture.owned_by_app()
-    if owned:
+    if owned and posture.admin_role_hint == r.name:
+        problems.append(f"the app role {r.name} owns tenant tables {', '.join(owned)}: the app logs in as the owner; "
+                        f"use a dedicated least-privilege role in target.app_database_url")
+    elif owned:
         problems.append(f"the app role {r.name} owns tenant tables {', '.join(owned)}: an owner can switch RLS off; "
                         f"run ALTER TABLE <table> OWNER TO {posture.admin_role_hint} for each")
     evidence = (f"app role {r.name}: superuser={r.superuser} bypassrls={r.bypassrls} owns "

@@ -145,10 +145,17 @@ def test_policy_using_true_is_named(stack_config: Any, planted: Any) -> None:
 def test_app_role_bypassrls_fails_the_role_audit(stack_config: Any, planted: Any) -> None:
     planted("app-role-bypassrls", "app_user")
     cfg = stack_config()
-    role = rls_audit.audit_role(rls_audit.read_posture(cfg))
+    posture = rls_audit.read_posture(cfg)
+    role = rls_audit.audit_role(posture)
     assert not role.ok
     assert role.problems[0].startswith("the app connects as postgres, which has BYPASSRLS (on Supabase `postgres` "
                                        "has it): RLS never filters its queries")
+    assert "the app logs in as the owner; use a dedicated least-privilege role" in role.problems[1]
+    table = rls_audit.audit_table(posture, "threads")
+    assert table.problems == ("the app role postgres owns threads: the app logs in as the tables' owner, which can "
+                              "turn RLS off and rewrite its policies; give the app a least-privilege role (CREATE ROLE "
+                              "app_user LOGIN NOSUPERUSER NOBYPASSRLS; GRANT SELECT, INSERT, UPDATE, DELETE ON threads "
+                              "TO app_user) and put it in target.app_database_url",)
     probe = isolation.probe_table(cfg, "memory_fragments", "read")
     assert probe.message.startswith("RLS LEAK: memory_fragments as postgres")
 
