@@ -19,7 +19,8 @@ from pytest_cutover.stages import STAGE_HELP, STAGES
 
 __all__ = ["render_html", "stage_gantt"]
 
-_TILE_ORDER = ("points", "rows", "total", "migrated", "verified", "rejected", "missing", "bit_exact", "recall_at_10")
+_TILE_ORDER = ("points", "rows", "total", "migrated", "verified", "rejected", "missing", "bit_exact", "recall_at_10",
+               "verify_failed", "rows_without_data")
 _COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "blocked": "#bf8700", "not-run": "#8c959f"}
 
 
@@ -145,11 +146,12 @@ def _accounting(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
                 value = fig.get(key)
                 if isinstance(value, int) and value > 0:
                     bar.append({"key": key, "value": value, "pct": 100 * value / total, "colour": colour})
-        order = {k: i for i, k in enumerate(_TILE_ORDER)}
-        tiles = [{"key": k, "value": v} for k, v in sorted(fig.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))
-                 if isinstance(v, int | float) and not isinstance(v, bool)]
-        details = {k: v for k, v in fig.items() if isinstance(v, Mapping | list)}
-        out.append({"section": section, "total": total, "bar": bar, "tiles": tiles,
+        numbers = {k: v for k, v in fig.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        # The accounting itself as big tiles; the engine's operational figures (timings, batches) as a table.
+        tiles = [{"key": k, "value": numbers[k]} for k in _TILE_ORDER if k in numbers]
+        extra = {k: _human(k, v) for k, v in sorted(numbers.items()) if k not in _TILE_ORDER}
+        details = {k: v for k, v in fig.items() if isinstance(v, Mapping | list) and v}
+        out.append({"section": section, "total": total, "bar": bar, "tiles": tiles, "extra": extra,
                     "details": details})
     return out
 
@@ -167,6 +169,33 @@ def _issue_kind(issue: str) -> str:
     if ": blocked - " in issue:
         return "blocked"
     return "failure"
+
+
+_MONITOR_HEADLINE = ("error_rate", "log_error_rate", "search_p95_ms", "rls_leaks", "db_connection_failures",
+                     "memory_slope_mib_per_min", "samples", "elapsed_s")
+
+
+def _monitor_tiles(fig: Any) -> dict[str, Any]:
+    """The monitor's headline figures as tiles, the other scalars as a table."""
+    if not isinstance(fig, Mapping):
+        return {"tiles": [], "extra": {}}
+    scalars = {k: v for k, v in fig.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
+    tiles = [{"key": k, "value": _human(k, scalars[k]) if not isinstance(scalars[k], str) else scalars[k]}
+             for k in _MONITOR_HEADLINE if k in scalars]
+    extra = {k: (_human(k, v) if not isinstance(v, str) else v) for k, v in sorted(scalars.items())
+             if k not in _MONITOR_HEADLINE}
+    return {"tiles": tiles, "extra": extra}
+
+
+def _human(key: str, value: float) -> str:
+    """A figure as a person reads it: bytes in MiB, seconds with a unit."""
+    if key.endswith("bytes") and value >= 1024:
+        return f"{value / 1048576:.1f} MiB"
+    if key.endswith("_s") and not key.endswith("per_s"):
+        return _duration(value)
+    if "rate" in key and 0 <= value <= 1 and not key.endswith("per_s"):
+        return f"{value * 100:.2f}%"
+    return _value(value)
 
 
 def _value(value: Any) -> str:
@@ -220,6 +249,7 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
         checklist_total=len(boxes),
         steps_done=sum(1 for i in steps if i["state"] == "passed"),
         steps_total=len(steps),
+        monitor_tiles=_monitor_tiles((report.get("figures") or {}).get("monitor")),
         other_figures={k: v for k, v in (report.get("figures") or {}).items()
                        if k not in ("vectors", "blobs", "monitor")},
         window=_window(report.get("started"), report.get("finished")),
