@@ -119,15 +119,19 @@ def env_restore(config_path: Path | None, run: str | None, reports_dir: Path | N
               help="The /health state to wait for after the start ('up' accepts healthy or maintenance).")
 @click.option("--keep-maintenance/--no-keep-maintenance", default=True, show_default=True,
               help="An app in maintenance before the restart must be in maintenance after it (set again if lost).")
+@click.option("--expect-database", type=click.Choice(["source", "target"]), default=None,
+              help="Fail when the evidence says the restarted app uses the other database (an .env edit that did "
+                   "not take effect).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def restart(config_path: Path | None, run: str | None, reports_dir: Path | None, expect: str,
-            keep_maintenance: bool, as_json: bool) -> int:
+            keep_maintenance: bool, expect_database: str | None, as_json: bool) -> int:
     """Stop the app, wait for its connections to drain, start it, wait for /health."""
     from pytest_cutover.actions.restart import Restarter
 
     ctx = _context(config_path, run, reports_dir)
     restarter = Restarter(ctx)
-    return _run(lambda: restarter.restart(expect, keep_maintenance=keep_maintenance), as_json, _show_result)
+    return _run(lambda: restarter.restart(expect, keep_maintenance=keep_maintenance,
+                                          expect_database=expect_database), as_json, _show_result)
 
 
 @action.command("rollback")

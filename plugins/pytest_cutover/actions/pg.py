@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_cutover.actions.base import ActionError, run_sync
 from pytest_cutover.redact import Secret, redact, reveal
 
-__all__ = ["ConnectionCount", "Endpoint", "app_connections", "asyncpg_dsn", "endpoint", "non_null_count", "quote_ident",
-           "sample_org", "table_counts", "tenant_count"]
+__all__ = ["OUR_APPLICATION_NAME", "ConnectionCount", "Endpoint", "app_connections", "asyncpg_dsn", "endpoint",
+           "non_null_count", "quote_ident", "recent_backends", "sample_org", "table_counts", "tenant_count"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ def asyncpg_dsn(url: Secret | str) -> str:
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
 
 
+OUR_APPLICATION_NAME = "pytest-cutover-actions"
+_NOT_OURS = f"application_name IS DISTINCT FROM '{OUR_APPLICATION_NAME}' "
+
+
 def quote_ident(name: str) -> str:
     """Quote ``table`` or ``schema.table`` as SQL identifiers."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
@@ -65,7 +70,8 @@ async def _connect(url: Secret | str, timeout: float):  # type: ignore[no-untype
     import asyncpg
 
     try:
-        return await asyncpg.connect(asyncpg_dsn(url), timeout=timeout, statement_cache_size=0)
+        return await asyncpg.connect(asyncpg_dsn(url), timeout=timeout, statement_cache_size=0,
+                                     server_settings={"application_name": OUR_APPLICATION_NAME})
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise ActionError(f"cannot connect to {endpoint(url)}: {exc.__class__.__name__}: {redact(exc)}",
                           hint="check that the database is up and the URL in the config is right") from exc
@@ -73,19 +79,24 @@ async def _connect(url: Secret | str, timeout: float):  # type: ignore[no-untype
 
 @dataclass(frozen=True)
 class ConnectionCount:
-    """Connections of the app still open on a database, with a short description of them."""
+    """Connections of the app still open on a database, with a short description of them.
+
+    ``server_now`` is the database server's clock at the count (for :func:`recent_backends`).
+    """
 
     count: int
     evidence: str
+    server_now: datetime | None = None
 
 
 def app_connections(url: Secret | str, *, role: str | None, application_name: str | None = None,
                     busy_only: bool = False, timeout: float = 10.0) -> ConnectionCount:
     """Count the app's backends on the database ``url`` names, from ``pg_stat_activity`` (ours excluded).
 
-    ``busy_only`` ignores idle backends: a transaction pooler keeps idle server
-    connections open after its clients leave, and those are not the app's.  A
-    backend whose state we may not see (no ``pg_read_all_stats``) counts as busy.
+    ``busy_only`` (the app reaches this database through a pooler) ignores idle backends: the pooler
+    keeps idle server connections after its clients leave, and those are not the app's.  Without
+    ``pg_read_all_stats`` the state of other roles' backends is hidden: such a backend counts on a
+    direct connection (it is the app's own) and does not through a pooler, and the evidence says so.
     """
     if not role and not application_name:
         raise ActionError("cannot tell the app's connections apart: neither its role nor its application_name is "
@@ -94,19 +105,50 @@ def app_connections(url: Secret | str, *, role: str | None, application_name: st
     async def ask() -> ConnectionCount:
         conn = await _connect(url, timeout)
         try:
+            # backend_type is NULL too for other roles' backends when their details are hidden from us.
             rows = await conn.fetch(
-                "SELECT usename, application_name, coalesce(state, '(hidden)') AS state, count(*) AS n "
-                "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                "SELECT usename, application_name, state, count(*) AS n "
+                "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND " + _NOT_OURS +
+                "AND (backend_type = 'client backend' OR backend_type IS NULL) "
                 "AND datname = current_database() "
                 "AND ($1::text IS NULL OR usename = $1) AND ($2::text IS NULL OR application_name = $2) "
-                "AND (NOT $3::bool OR state IS DISTINCT FROM 'idle') "
-                "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", role, application_name, busy_only)
+                "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", role, application_name)
+            now = await conn.fetchval("SELECT now()")
         finally:
             await conn.close()
-        total = sum(r["n"] for r in rows)
-        parts = [f"{r['n']} {r['state']} as {r['usename']} ({r['application_name'] or 'no application_name'})"
-                 for r in rows]
-        return ConnectionCount(total, "; ".join(parts) or "none")
+        total, parts = 0, []
+        for r in rows:
+            counted = not busy_only or (r["state"] is not None and r["state"] != "idle")
+            total += r["n"] if counted else 0
+            state = r["state"] or "hidden-state"
+            parts.append(f"{r['n']} {state} as {r['usename']} ({r['application_name'] or 'no application_name'})"
+                         + ("" if counted else " not counted"))
+        return ConnectionCount(total, "; ".join(parts) or "none", now)
+
+    return run_sync(ask(), timeout=timeout + 5)
+
+
+def recent_backends(url: Secret | str, *, role: str, since: datetime, timeout: float = 10.0) -> tuple[int | None, str]:
+    """How many backends of ``role`` on this database started or ran a statement since ``since`` (server clock).
+
+    ``None`` when their timestamps are hidden from us (no ``pg_read_all_stats``): then nobody can tell.
+    """
+
+    async def ask() -> tuple[int | None, str]:
+        conn = await _connect(url, timeout)
+        try:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE greatest(backend_start, state_change) >= $2) AS recent, "
+                "count(*) FILTER (WHERE backend_start IS NULL) AS hidden, count(*) AS total "
+                "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND " + _NOT_OURS +
+                "AND (backend_type = 'client backend' OR backend_type IS NULL) "
+                "AND datname = current_database() AND usename = $1", role, since)
+        finally:
+            await conn.close()
+        assert row is not None
+        if row["hidden"]:
+            return None, f"{row['hidden']} of {row['total']} backends of {role} hide their timestamps from us"
+        return int(row["recent"]), f"{row['recent']} of {row['total']} backends of {role} active since the start"
 
     return run_sync(ask(), timeout=timeout + 5)
 

@@ -12,8 +12,11 @@ says so.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pytest_cutover.actions.base import ActionError, ActionResult, Deadline, config_path, recorded, require
@@ -28,14 +31,15 @@ from pytest_cutover.actions.health import (
     probe_health,
     wait_for_health,
 )
-from pytest_cutover.actions.pg import ConnectionCount, app_connections, endpoint
+from pytest_cutover.actions.pg import ConnectionCount, app_connections, endpoint, recent_backends
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.redact import Secret
 
 if TYPE_CHECKING:
     from pytest_cutover.context import RunContext
 
-__all__ = ["EXPECT", "ConnectionCounter", "Restarter", "default_connection_counter", "restart_app"]
+__all__ = ["EXPECT", "ConnectionCounter", "Restarter", "Watch", "WatchCounter", "app_watches",
+           "default_connection_counter", "restart_app"]
 
 ConnectionCounter = Callable[[], ConnectionCount]
 EXPECT: dict[str, frozenset[str]] = {HEALTHY: frozenset({HEALTHY}), MAINTENANCE: frozenset({MAINTENANCE}),
@@ -71,55 +75,117 @@ def _app_urls(ctx: RunContext) -> tuple[str | None, str | None]:
     return old, new
 
 
-def default_connection_counter(ctx: RunContext) -> tuple[ConnectionCounter | None, str]:
-    """Count the app's backends on the old database and on the target, or say why that cannot be watched.
+@dataclass(frozen=True)
+class Watch:
+    """One database the app may hold connections on, and how its backends are recognised there."""
+
+    label: str
+    url: Secret
+    role: str | None
+    pooled: bool
+
+    def describe(self) -> str:
+        kind = "busy backends" if self.pooled else "backends"
+        return f"{kind} of role {self.role or '*'} on {self.label} {endpoint(self.url)}"
+
+
+def _server_role(user: str, pooled: bool) -> str:
+    """The role a pooled login becomes on the server: Supavisor logins are ``<role>.<project_ref>``."""
+    return user.split(".", 1)[0] if pooled and "." in user else user
+
+
+def app_watches(ctx: RunContext) -> tuple[list[Watch], str]:
+    """The databases to watch for the app's backends (old and target), or why none can be watched.
 
     Both are watched: during a switch or a rollback the ``.env`` already names the database the app
     will use next, not the one the running app is connected to.  The old database is watched through
     ``[source] database_url`` for the role in the app's old URL, the target through ``[target]
-    database_url`` for the role in ``app_database_url``.  Where the app reaches a database through a
-    pooler (its URL is not the watching URL's server), the pooler keeps idle server connections after
-    the app has gone, so only busy backends count there.
+    database_url`` for the role in ``app_database_url`` (``[app] db_role`` overrides both).  Where the
+    app reaches a database through a pooler (its URL is not the watching URL's server), the pooler keeps
+    idle server connections after the app has gone, so only busy backends count there.
     """
     cfg = ctx.config
     if cfg is None:
-        return None, "no config"
+        return [], "no config"
     old, new = _app_urls(ctx)
-    watches: list[tuple[str, Secret, str | None, bool]] = []
+    watches: list[Watch] = []
     for label, watch, app_url in (("source.database_url", cfg.source.database_url, old),
                                   ("target.database_url", cfg.target.database_url, new)):
         if watch is None or app_url is None:
             continue
-        role = cfg.app.db_role or endpoint(app_url).user or None
         pooled = not endpoint(watch).same_place(endpoint(app_url))
-        watches.append((label, watch, role, pooled))
+        role = cfg.app.db_role or _server_role(endpoint(app_url).user, pooled) or None
+        watches.append(Watch(label, watch, role, pooled))
     if not watches:
-        return None, ("neither the old nor the target database can be watched (need [source] database_url with "
-                      "the app's old DATABASE_URL, or [target] database_url with target.app_database_url)")
-    timeout = cfg.thresholds.connect_timeout_s
+        return [], ("neither the old nor the target database can be watched (need [source] database_url with "
+                    "the app's old DATABASE_URL, or [target] database_url with target.app_database_url)")
+    return watches, " and ".join(w.describe() for w in watches)
 
-    def count() -> ConnectionCount:
+
+class WatchCounter:
+    """The default :data:`ConnectionCounter`: the app's backends summed over its watched databases.
+
+    It also remembers each database's own clock at the last count, so that the restart can ask which
+    database the new instance talks to (:func:`~pytest_cutover.actions.pg.recent_backends`).
+    """
+
+    def __init__(self, ctx: RunContext, watches: list[Watch]) -> None:
+        cfg = ctx.config
+        assert cfg is not None
+        self.watches = watches
+        self.application_name = cfg.app.db_application_name
+        self.timeout = cfg.thresholds.connect_timeout_s
+        self.last_now: dict[str, datetime] = {}
+        self.unreachable: dict[str, str] = {}
+
+    def __call__(self) -> ConnectionCount:
         total, parts, reached = 0, [], 0
-        for label, watch, role, pooled in watches:
+        for w in self.watches:
+            if w.label in self.unreachable:  # asked once per restart: connect timeouts add up otherwise
+                parts.append(f"{w.label}: not reachable, not watched ({self.unreachable[w.label]})")
+                continue
             try:
-                seen = app_connections(watch, role=role, application_name=cfg.app.db_application_name,
-                                       busy_only=pooled, timeout=timeout)
+                seen = app_connections(w.url, role=w.role, application_name=self.application_name,
+                                       busy_only=w.pooled, timeout=self.timeout)
             except ActionError as exc:
                 # A database we cannot reach holds no connection of the app we could wait for (a rollback
                 # is often run because the target is down); say so instead of failing the restart.
-                parts.append(f"{label}: not reachable, not watched ({exc.message})")
+                self.unreachable[w.label] = exc.message
+                parts.append(f"{w.label}: not reachable, not watched ({exc.message})")
                 continue
             reached += 1
             total += seen.count
-            parts.append(f"{label}: {seen.evidence}")
+            if seen.server_now is not None:
+                self.last_now[w.label] = seen.server_now
+            parts.append(f"{w.label}: {seen.evidence}")
         if not reached:
             raise ActionError("no database could be reached to watch the drain: " + "; ".join(parts),
                               hint="check [source] database_url and [target] database_url")
         return ConnectionCount(total, "; ".join(parts))
 
-    scope = " and ".join(f"{'busy backends' if pooled else 'backends'} of role {role or '*'} on {label} "
-                         f"{endpoint(watch)}" for label, watch, role, pooled in watches)
-    return count, scope
+    def database_in_use(self) -> tuple[str, str]:
+        """Which database the app has used since the last count: source, target, both or unknown."""
+        recent: dict[str, int | None] = {}
+        parts = []
+        for w in self.watches:
+            since = self.last_now.get(w.label)
+            if since is None or not w.role or w.label in self.unreachable:
+                recent[w.label], note = None, "not watched"
+            else:
+                try:
+                    recent[w.label], note = recent_backends(w.url, role=w.role, since=since, timeout=self.timeout)
+                except ActionError as exc:
+                    recent[w.label], note = None, f"not reachable ({exc.message})"
+            parts.append(f"{w.label}: {note}")
+        old, new = recent.get("source.database_url"), recent.get("target.database_url")
+        verdict = ("both" if old and new else "source" if old else "target" if new else "unknown")
+        return verdict, "; ".join(parts)
+
+
+def default_connection_counter(ctx: RunContext) -> tuple[WatchCounter | None, str]:
+    """A :class:`WatchCounter` over :func:`app_watches`, or ``None`` and the reason nothing can be watched."""
+    watches, scope = app_watches(ctx)
+    return (WatchCounter(ctx, watches) if watches else None), scope
 
 
 class Restarter:
@@ -146,14 +212,22 @@ class Restarter:
                               "needed to restart the app", hint="set both [app] stop_command and start_command "
                               "(so the drain can be observed), or [app] restart_command")
 
-    def restart(self, expect: str = HEALTHY, *, keep_maintenance: bool = True) -> ActionResult:
+    def restart(self, expect: str = HEALTHY, *, keep_maintenance: bool = True,
+                expect_database: str | None = None) -> ActionResult:
         """Stop, drain, start, wait for ``/health`` in state ``expect`` (``healthy``, ``maintenance`` or ``up``).
 
         With ``keep_maintenance`` (the default), an app that was in maintenance before the restart must be in
         maintenance after it: a restart inside the maintenance window must not let users in.  A flag the
         restart lost (an endpoint flag kept in the app's memory) is set again; the app then reports
         maintenance whatever ``expect`` said.
+
+        With the default watches, the record says which database the new instance has used since its start
+        (``after["database"]``: ``source``, ``target``, ``both`` or ``unknown``).  ``expect_database``
+        (``source`` or ``target``) fails the restart when the evidence says the other one: an ``.env``
+        edit that did not take effect (the app reads another file, or the process environment wins).
         """
+        if expect_database not in (None, "source", "target"):
+            raise ConfigError(f"unknown database expectation {expect_database!r}", hint="use source or target")
         if expect not in EXPECT:
             raise ConfigError(f"unknown health expectation {expect!r}", hint="use healthy, maintenance or up")
         deadline = Deadline(self.timeout_s, "restart")
@@ -163,12 +237,15 @@ class Restarter:
             keep = keep_maintenance and before.state == MAINTENANCE
             with recorded(self.ctx, "restart", before={"health": before.state, "evidence": before.evidence()}) as rec:
                 try:
+                    counter, scope = self._counter_and_scope()
                     if self.stop_command and self.start_command:
                         steps.append(self._command("stop", self.stop_command, deadline))
-                        steps.append(self._drain(deadline))
+                        steps.append(self._drain(counter, scope, deadline))
                         steps.append(self._command("start", self.start_command, deadline))
                     else:
                         assert self.restart_command is not None
+                        if isinstance(counter, WatchCounter):
+                            self._count_quietly(counter)  # the databases' clocks before the restart
                         steps.append(self._command("restart", self.restart_command, deadline))
                         steps.append({"step": "drain", "ok": True, "detail": "not observed: only a restart_command "
                                       "is configured, so there is no moment between stop and start"})
@@ -177,9 +254,21 @@ class Restarter:
                     if keep and observed.state != MAINTENANCE:
                         steps.append(self._maintenance_again())
                         observed = probe_health(client, self.health_url)
+                    database = "unknown"
+                    if isinstance(counter, WatchCounter):
+                        database, evidence = counter.database_in_use()
+                        other = {"source": "target", "target": "source"}.get(expect_database or "")
+                        if other is not None and database == other:
+                            raise self._fail("database", f"the app has used the {database} database since the start, "
+                                             f"not the {expect_database} one ({evidence}): the DATABASE_URL edit "
+                                             "did not take effect", hint="check that the app reads [app] env_file "
+                                             "and that DATABASE_URL is not also set in its process environment")
+                        steps.append({"step": "database", "ok": True,
+                                      "detail": f"the app has used {database} since the start ({evidence})"})
                 finally:
                     rec.after = {"steps": steps}
                 rec.after["health"] = observed.state
+                rec.after["database"] = database
                 rec.detail = "; ".join(f"{s['step']}: {s['detail']}" for s in steps)
         return rec.outcome()
 
@@ -227,11 +316,17 @@ class Restarter:
             return str(path) if path.is_dir() else None
         return None
 
-    def _drain(self, deadline: Deadline) -> dict[str, Any]:
+    def _counter_and_scope(self) -> tuple[ConnectionCounter | None, str]:
         if self._counter is not None:
-            counter, scope = self._counter, "app connections (configured counter)"
-        else:
-            counter, scope = default_connection_counter(self.ctx)
+            return self._counter, "app connections (configured counter)"
+        return default_connection_counter(self.ctx)
+
+    @staticmethod
+    def _count_quietly(counter: WatchCounter) -> None:
+        with contextlib.suppress(ActionError):
+            counter()
+
+    def _drain(self, counter: ConnectionCounter | None, scope: str, deadline: Deadline) -> dict[str, Any]:
         if counter is None:
             return {"step": "drain", "ok": True, "detail": f"not observed: {scope}"}
         drain = deadline.sub(self.drain_timeout, "drain")

@@ -97,7 +97,8 @@ class Rollback:
 
     def step_restart(self) -> str:
         # keep_maintenance: maintenance is on since the first step and must stay on through the restart.
-        result = Restarter(self.ctx, counter=self.counter).restart(expect="up", keep_maintenance=True)
+        result = Restarter(self.ctx, counter=self.counter).restart(expect="up", keep_maintenance=True,
+                                                                   expect_database="source")
         detail = result.detail
         if result.after.get("health") != MAINTENANCE:
             m = self._maintenance()

@@ -45,14 +45,18 @@ def test_restart_with_a_restart_command_waiting_for_up(backend: FakeBackend) -> 
     ctl = f"{sys.executable} {HERE / 'appctl.py'}"
     backend.sections["app"].update(stop_command=None, start_command=None,
                                    restart_command=f"{ctl} stop {backend.app_dir} && {ctl} start {backend.app_dir}")
+    refused = "postgresql://app_user:pw@127.0.0.1:9/dac"  # nothing listens on the discard port: refused at once
+    backend.sections["source"]["database_url"] = refused
+    backend.sections["target"]["database_url"] = refused.replace("/dac", "/postgres")
     backend.write()
     backend.start()
     result = _invoke(backend, "restart", "--expect", "up", "--json")
     assert result.return_value == 0, result.output
     payload = json.loads(result.output)
     assert payload["action"] == "restart" and payload["ok"] is True
-    assert [s["step"] for s in payload["after"]["steps"]] == ["restart", "drain", "health"]
+    assert [s["step"] for s in payload["after"]["steps"]] == ["restart", "drain", "health", "database"]
     assert payload["after"]["steps"][1]["detail"].startswith("not observed: only a restart_command is configured")
+    assert payload["after"]["database"] == "unknown"
     assert backend.health() == "healthy"
 
 

@@ -10,6 +10,7 @@ import pytest
 from action_helpers import EmbeddedPg, FakeBackend
 
 from pytest_cutover.actions.base import ActionError
+from pytest_cutover.actions.env_switch import switch_database_url
 from pytest_cutover.actions.maintenance import Maintenance
 from pytest_cutover.actions.pg import ConnectionCount, app_connections
 from pytest_cutover.actions.restart import Restarter, default_connection_counter
@@ -160,3 +161,26 @@ def test_drain_watches_the_apps_backends_and_waits_for_late_ones(backend: FakeBa
     drain = asyncio.run(close_late_and_restart())
     assert seen[0] == 1 and seen[-1] == 0 and len(seen) >= 2, seen
     assert float(drain["detail"].split(" after ")[1].split(" s ")[0]) >= 0.4, drain["detail"]
+
+
+@pytest.mark.integration
+def test_an_env_edit_that_does_not_take_effect_is_caught(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
+    """The design's switch fault: the config names another .env than the one the app reads, so the switch edits
+    a file the app ignores; after the restart the app still talks to the old database and the restart says so."""
+    _use_database(backend, embedded_pg)
+    decoy = backend.root / "decoy.env"
+    decoy.write_bytes(backend.env_file.read_bytes())
+    backend.sections["app"]["env_file"] = str(decoy)
+    backend.sections["target"]["app_database_url"] = "postgresql+asyncpg://app_user:pw@127.0.0.1:6543/target_db"
+    backend.write()
+    backend.start()
+    switch_database_url(backend.ctx())
+
+    with pytest.raises(ActionError) as info:
+        Restarter(backend.ctx()).restart(expect_database="target")
+
+    assert info.value.step == "database"
+    message = str(info.value)
+    assert "the app has used the source database since the start, not the target one" in message
+    assert "source.database_url: 1 of 1 backends of app_user active since the start" in message
+    assert "the DATABASE_URL edit did not take effect" in message
