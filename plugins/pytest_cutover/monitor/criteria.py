@@ -177,11 +177,17 @@ def memory_slope(samples: Sequence[Sample], settings: MonitorSettings) -> Criter
     rss = [s.rss_bytes for s in samples if s.rss_bytes is not None]
     growth = (max(rss) - rss[0]) / _MIB
     # A short window's slope is dominated by warm-up: growth below the floor is noise, whatever its slope.
-    ok = slope < limit or growth < settings.memory_growth_floor_mb
+    floor = settings.memory_growth_floor_mb
+    ok = slope < limit or growth < floor
+    if slope < limit:
+        verdict = f"below {limit:g} MiB/min"
+    elif ok:
+        verdict = f"not below {limit:g} MiB/min, but the growth is under the {floor:g} MiB noise floor"
+    else:
+        verdict = f"not below {limit:g} MiB/min, and the growth reaches the {floor:g} MiB noise floor"
     return Criterion(MEMORY_SLOPE, ok, slope, f"RSS slope {slope:+.2f} MiB/min ({rss[0] / _MIB:.1f} -> "
                                               f"{rss[-1] / _MIB:.1f} MiB over {len(rss)} readings, growth "
-                                              f"{growth:.1f} MiB, noise floor {settings.memory_growth_floor_mb:g} "
-                                              f"MiB): {'below' if ok else 'not below'} {limit:g} MiB/min")
+                                              f"{growth:.1f} MiB): {verdict}")
 
 
 def evaluate_criteria(samples: Sequence[Sample], settings: MonitorSettings, *,

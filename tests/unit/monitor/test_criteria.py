@@ -160,3 +160,5 @@ def test_memory_growth_below_the_noise_floor_passes_whatever_the_slope(growth_mi
     got = c.memory_slope(samples, S)
     assert got.figure > S.memory_slope_mb_per_min
     assert got.ok is ok
+    floor = "but the growth is under" if ok else "and the growth reaches"
+    assert got.message.endswith(f"not below 10 MiB/min, {floor} the 32 MiB noise floor"), got.message
