@@ -178,3 +178,32 @@ def test_allure_html_skipped_with_a_reason_without_node_modules(tmp_path: Path,
     assert f"node_modules/.bin/allure not found from {tmp_path}" in result.report["allure"]["reason"]
     assert "npm ci" in result.report["allure"]["reason"]
     assert "allure-results.zip" in result.report["artifacts"]
+
+
+@pytest.mark.parametrize(("key", "value", "shown"), [
+    ("bytes", 4_630_342, "4.4 MiB"),
+    ("duration_s", 5.342, "5.3 s"),
+    ("verify_s", 0.656, "656 ms"),
+    ("points_per_s", 273.9, "273.9"),
+    ("error_rate", 0.0125, "1.25%"),
+    ("written", 1463, "1463"),
+])
+def test_operational_figures_are_shown_with_units(key: str, value: float, shown: str) -> None:
+    from pytest_cutover.report.html import _human
+
+    assert _human(key, value) == shown
+
+
+@pytest.mark.parametrize(("issue", "kind"), [
+    ("rollback trigger error-rate (monitor): 7%", "trigger"),
+    ("rollback step restart failed: exit 1", "trigger"),
+    ("precutover: t::a skipped without a waiver: missing config key x", "skip"),
+    ("precutover: t::a skipped, waived: INC-9", "waived"),
+    ("sync: forced over a gate (blocked: ...); reason given: DBA ok", "forced"),
+    ("switch: blocked - blocked: stage `sync` failed", "blocked"),
+    ("sync: t::b failed: 3 vectors differ", "failure"),
+])
+def test_issue_lines_are_classified_for_colour(issue: str, kind: str) -> None:
+    from pytest_cutover.report.html import _issue_kind
+
+    assert _issue_kind(issue) == kind
