@@ -54,8 +54,9 @@ def test_switch_then_rollback_on_the_embedded_stack(tmp_path) -> None:  # type: 
 
         Maintenance(ctx()).enable()
         switch_database_url(ctx())
-        restarted = Restarter(ctx()).restart(expect="up")
+        restarted = Restarter(ctx()).restart(expect="up", expect_database="target")
         assert restarted.after["health"] == "maintenance", restarted.detail  # the restart kept maintenance on
+        assert restarted.after["database"] != "source", restarted.detail
         Maintenance(ctx()).disable()
         assert threads().json()["count"] == old_count  # served through the transaction pooler now
 
@@ -63,6 +64,7 @@ def test_switch_then_rollback_on_the_embedded_stack(tmp_path) -> None:  # type: 
 
         assert failed_step(steps) is None, steps
         assert [s.step for s in steps] == list(STEPS)
+        assert "the app has used source since the start" in steps[2].detail, steps[2].detail
         assert stack.env_file.read_bytes() == original_env
         assert threads().json()["count"] == old_count
         assert table_counts(cfg.target.database_url, cfg.schema_.parity_tables) == target_before
