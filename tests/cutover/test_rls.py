@@ -36,13 +36,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def verify(request: pytest.FixtureRequest, cutover_context: Any, record_figure: Callable[[str, Any], None]
            ) -> Callable[[CheckResult, str], None]:
-    """``verify(check, prefix)``: record figures; on a leak, record the rollback trigger; fail with the problems."""
+    """``verify(check, prefix)``: record figures; on a leak, record the rollback trigger; fail with the problems.
+
+    The trigger is appended from whichever process ran the test (also an xdist worker): the ledger's append
+    is flock-serialised, and a leak must turn the run into ROLLBACK even when the stage ran in parallel.
+    """
 
     def check_it(check: CheckResult, prefix: str) -> None:
         for name, value in check.figures.items():
             record_figure(f"{prefix}{name}", value)
         leaks = [p for p in check.problems if "LEAK" in p]
-        if leaks and not hasattr(request.config, "workerinput"):  # only the controller writes the ledger
+        if leaks:
             from pytest_cutover.monitor.records import record_trigger
             from pytest_cutover.monitor.triggers import RLS_LEAK, Trigger
 
