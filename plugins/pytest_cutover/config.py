@@ -136,6 +136,8 @@ class Thresholds(_Section):
     health_timeout_s: float = 120.0
     drain_timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
+    maintenance_verify_s: float = Field(15.0, gt=0, description="how long /health may take to confirm an endpoint "
+                                                                "or file maintenance change (env: health_timeout_s)")
 
 
 class MonitorConfig(_Section):

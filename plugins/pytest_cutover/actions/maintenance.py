@@ -78,10 +78,11 @@ class Maintenance:
             raise ConfigError(f"unknown maintenance method {chosen!r}", hint="use one of: " + ", ".join(METHODS))
         self.method: str = chosen
         self.health_url: str = require(ctx, "app.health_url", "verify maintenance mode through /health")
-        health_timeout = ctx.config.thresholds.health_timeout_s if ctx.config is not None else 120.0
+        t = ctx.config.thresholds if ctx.config is not None else None
+        health_timeout = t.health_timeout_s if t is not None else 120.0
+        quick = t.maintenance_verify_s if t is not None else _QUICK_VERIFY_S
         # The env method restarts the app, so it gets the full health timeout; the others act at once.
-        self.verify_timeout_s = verify_timeout_s or (
-            health_timeout if self.method == "env" else min(_QUICK_VERIFY_S, health_timeout))
+        self.verify_timeout_s = verify_timeout_s or (health_timeout if self.method == "env" else quick)
         self._counter = counter
 
     # -- the three methods -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -38,14 +39,17 @@ def test_endpoint_method_on_and_off_is_verified_by_health(backend: FakeBackend) 
 
 def test_a_maintenance_flag_the_app_ignores_is_a_failure_with_evidence(backend: FakeBackend) -> None:
     backend.env["IGNORE_MAINTENANCE"] = "true"
+    backend.sections["thresholds"]["maintenance_verify_s"] = 0.6
     backend.write()
     backend.start()
     started = time.monotonic()
     with pytest.raises(ActionError) as info:
-        Maintenance(backend.ctx(), verify_timeout_s=0.6).enable()
+        Maintenance(backend.ctx()).enable()
     assert time.monotonic() - started < 10
     message = str(info.value)
-    assert "maintenance was enabled via endpoint but /health still says healthy after" in message
+    waited = re.search(r"maintenance was enabled via endpoint but /health still says healthy after ([0-9.]+) s",
+                       message)
+    assert waited is not None and 0.6 <= float(waited.group(1)) < 5, message  # [thresholds] maintenance_verify_s
     assert 'HTTP 200 {"status":"healthy"}' in message
     assert "the app ignores the endpoint maintenance flag" in (info.value.hint or "")
     assert info.value.step == "verify"
