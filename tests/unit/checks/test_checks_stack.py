@@ -359,3 +359,25 @@ def test_uuid_tenant_key_with_one_org_and_identity_always(stack: Any, stack_conf
         assert isolation.probe_table(cfg, "selftest_notes", "insert").figures["app_sqlstate"] == "42501"
     finally:
         stack.target_sql("drop table public.selftest_notes;")
+
+
+def test_storage_checks_catch_a_loose_policy_and_a_public_bucket(stack: Any, stack_config: Any,
+                                                                  planted: Any) -> None:
+    cfg = stack_config()
+    stack.target_sql("create policy attachments_any_user_reads on storage.objects for select to authenticated "
+                     "using (bucket_id = 'attachments');")
+    try:
+        static = target.check_storage_rls(target.target_facts(cfg), cfg)
+        assert not static.ok
+        assert static.problems[0].startswith("storage policy attachments_any_user_reads (SELECT, roles authenticated) "
+                                             "USING has a branch that ignores the caller: bucket_id = "
+                                             "'attachments'::text")
+        probe = isolation.check_storage_isolation(cfg)
+        assert not probe.ok and probe.problems[0].startswith("STORAGE LEAK: a user of org ")
+        assert probe.figures["a_listed"] > 0 and probe.figures["a_read_status"] == 200
+    finally:
+        stack.target_sql("drop policy attachments_any_user_reads on storage.objects;")
+    planted("bucket-public", "update storage.buckets set public = false where id = 'attachments';")
+    public = isolation.check_storage_isolation(stack_config())
+    assert [p for p in public.problems if p.startswith("STORAGE LEAK: a user of org ")
+            and "downloads org" in p], public.problems
