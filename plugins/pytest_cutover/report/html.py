@@ -156,6 +156,9 @@ def _accounting(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+_ISSUE_RANK = ("trigger", "failure", "blocked", "forced", "skip", "waived")
+
+
 def _issue_kind(issue: str) -> str:
     """A CSS class for one issue line (the lines are written by ``build.py`` in these shapes)."""
     if issue.startswith(("rollback trigger", "rollback step")):
@@ -249,6 +252,8 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
         checklist_total=len(boxes),
         steps_done=sum(1 for i in steps if i["state"] == "passed"),
         steps_total=len(steps),
+        # Rollback triggers first: they decide the status; then failures, blocks, forced gates, skips, waivers.
+        issues_first=sorted(report.get("issues") or [], key=lambda i: _ISSUE_RANK.index(_issue_kind(i))),
         monitor_tiles=_monitor_tiles((report.get("figures") or {}).get("monitor")),
         other_figures={k: v for k, v in (report.get("figures") or {}).items()
                        if k not in ("vectors", "blobs", "monitor")},
