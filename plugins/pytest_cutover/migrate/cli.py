@@ -55,6 +55,7 @@ def _progress(enabled: bool, label: str):  # type: ignore[no-untyped-def]
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -72,7 +73,8 @@ def _progress(enabled: bool, label: str):  # type: ignore[no-untyped-def]
             return Text(f"{task.speed or 0:,.0f} points/s")
 
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), _Rate(""),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False) as bar:
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+                  console=Console(stderr=True)) as bar:  # stdout stays clean for --json
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int | None) -> None:

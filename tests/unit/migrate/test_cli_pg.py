@@ -37,3 +37,13 @@ def test_public_api_is_pinned():
 
     assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "parity", "source_spec",
                                                   "vector_job", "vector_schema", "vectors"]
+
+
+def test_progress_callback_reports_points_and_total(capsys):
+    from pytest_cutover.migrate.cli import _progress
+
+    with _progress(True, "vectors") as update:
+        update(0, 10)
+        update(10, 10)
+    err = capsys.readouterr().err
+    assert "10/10" in err and "points/s" in err and "ETA" in err
