@@ -161,7 +161,11 @@ def write_report_files(ctx: RunContext, *, notes: str | None = None, allure_resu
     messages: list[str] = []
     report = build_report(ctx.ledger, ctx.config, ctx.run, notes=notes)
     report["thresholds"] = (ctx.config.thresholds if ctx.config else Thresholds()).model_dump()
-    report["checklist"] = tick(report["stages"])
+    try:
+        report["checklist"] = tick(report["stages"])
+    except FileNotFoundError:  # a wheel built without the packaged checklist (package-data must include *.md)
+        report["checklist"] = []
+        messages.append("runbook checklist not packaged (templates/cutover-checklist.md): checklist left empty")
     if junit is not None and junit.is_file():
         _collect_junit(junit, run_dir, invocation)
     _allure(run_dir, report, allure_results, project_dir or ctx.suite_dir, generate_allure, messages)
