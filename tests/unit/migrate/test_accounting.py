@@ -113,3 +113,10 @@ def test_float64_source_values_are_digested_as_the_float32_actually_sent():
 ])
 def test_normalise_key(point_id, kind, expected):
     assert normalise_key(point_id, kind) == expected
+
+
+def test_a_point_without_a_dense_vector_is_a_wrong_dimension():
+    # the rehearsal's wrong-dim-vector fault: the point carries only a legacy named vector
+    batch = screen_page([(_uuid(1), "o", {"legacy-768": [0.1] * 2}), (_uuid(2), "o", [0.5] * 4)], seq=0, dim=4,
+                        seen=set())
+    assert batch.reasons == [WRONG_DIMENSION, None]

@@ -151,3 +151,26 @@ def test_resuming_a_finished_run_sends_nothing_and_keeps_the_index(make_world):
     assert again.figures["batches_sent"] == 0 and again.figures["resumed"] is True
     assert (again.figures["points"], again.figures["migrated"], again.figures["bit_exact"]) == (150, 150, 150)
     assert any("kept: nothing was sent" in m for m in again.messages)
+
+
+def test_verify_source_skips_points_without_a_dense_vector(make_world):
+    import asyncio
+
+    from pytest_cutover.migrate import verify
+    from pytest_cutover.migrate.sink import connect_target
+    from pytest_cutover.migrate.source import FakeSource
+
+    world = make_world(3)
+    assert api.vectors(world.config(), "skip", index=False, parity=False).ok
+    points = [(world.ids[i], world.orgs[i], world.vectors[i]) for i in range(3)]
+    points.append(("6f9619ff-8b86-d011-b42d-00c04fc964ff", "org_0001", {"legacy-768": [0.1] * 768}))
+
+    async def check():
+        conn = await connect_target(world.target_dsn)
+        try:
+            return await verify.verify_source(conn, FakeSource(1536, points), api.vector_schema(world.config()))
+        finally:
+            await conn.close()
+
+    bits = asyncio.run(check())
+    assert (bits.checked, bits.bit_exact) == (3, 3)
