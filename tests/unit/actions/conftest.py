@@ -1,5 +1,5 @@
-"""Fixtures for the action tests live in ``action_helpers`` (a unique module name, so it never clashes)."""
+"""Fixtures for the action tests; they live in ``action_helpers`` beside this file."""
 
-from action_helpers import backend, embedded_pg, tls_files
+from .action_helpers import backend, embedded_pg, tls_files
 
 __all__ = ["backend", "embedded_pg", "tls_files"]

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from action_helpers import ADMIN_TOKEN, HERE, FakeBackend
 from click.testing import CliRunner
 
 from pytest_cutover.cli import cli
 from pytest_cutover.errors import ConfigError
+
+from .action_helpers import ADMIN_TOKEN, HERE, FakeBackend
 
 
 def _invoke(backend: FakeBackend, *args: str):  # type: ignore[no-untyped-def]

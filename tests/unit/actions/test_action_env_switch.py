@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from action_helpers import NEW_PASSWORD, OLD_PASSWORD, OLD_URL, POOLER_URL, SESSION_URL, FakeBackend
 
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import (
@@ -18,6 +17,8 @@ from pytest_cutover.actions.env_switch import (
     restore_database_url,
     switch_database_url,
 )
+
+from .action_helpers import NEW_PASSWORD, OLD_PASSWORD, OLD_URL, POOLER_URL, SESSION_URL, FakeBackend
 
 ORIGINAL = (
     b"# production settings\r\n"

@@ -6,12 +6,13 @@ import re
 import time
 
 import pytest
-from action_helpers import ADMIN_TOKEN, FakeBackend
 
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.health import http_client, probe_health
 from pytest_cutover.actions.maintenance import Maintenance
 from pytest_cutover.actions.pg import ConnectionCount
+
+from .action_helpers import ADMIN_TOKEN, FakeBackend
 
 
 def _actions(backend: FakeBackend) -> list[tuple[str, bool]]:

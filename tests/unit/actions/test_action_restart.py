@@ -7,13 +7,14 @@ import sys
 import time
 
 import pytest
-from action_helpers import EmbeddedPg, FakeBackend
 
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import switch_database_url
 from pytest_cutover.actions.maintenance import Maintenance
 from pytest_cutover.actions.pg import ConnectionCount, app_connections
 from pytest_cutover.actions.restart import Restarter, default_connection_counter
+
+from .action_helpers import EmbeddedPg, FakeBackend
 
 NO_DB = {"counter": lambda: ConnectionCount(0, "none")}  # tests without a database: drain reports zero
 

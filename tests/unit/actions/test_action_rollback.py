@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from action_helpers import API_TOKEN, EmbeddedPg, FakeBackend
 
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import switch_database_url
@@ -12,6 +11,8 @@ from pytest_cutover.actions.health import http_client
 from pytest_cutover.actions.pg import ConnectionCount, table_counts
 from pytest_cutover.actions.restart import Restarter
 from pytest_cutover.actions.rollback import STEPS, failed_step, run_rollback
+
+from .action_helpers import API_TOKEN, EmbeddedPg, FakeBackend
 
 BROKEN_POOLER = "postgresql+asyncpg://app_user:Pooler-Pw-77@127.0.0.1:6543/target_db"
 
