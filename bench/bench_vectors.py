@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import subprocess
 import sys
@@ -162,7 +161,7 @@ def raw_copy(dsn: str, n: int) -> dict[str, Any]:
             async with conn.transaction():
                 await conn.copy_records_to_table("bench_copy", records=rows)
         seconds = time.perf_counter() - t0
-        trips = RoundTrips.count - start + 2 * math.ceil(n / PAGE)  # BEGIN + COMMIT per batch
+        trips = RoundTrips.count - start  # conn.transaction() sends BEGIN/COMMIT through execute: counted
         await conn.execute("DROP TABLE bench_copy")
         await conn.close()
         return seconds, trips
@@ -353,7 +352,7 @@ def child_main(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def run_size(pg: Any, work: Path, n: int, subset: int) -> dict[str, Any]:
+def run_size(pg: Any, work: Path, n: int, subset: int, repeat: int = 3) -> dict[str, Any]:
     t0 = time.perf_counter()
     qpath, ids = seed(work, n, pg)
     ids_file = work / f"ids-{n}.json"
@@ -363,14 +362,22 @@ def run_size(pg: Any, work: Path, n: int, subset: int) -> dict[str, Any]:
     os.environ["CUTOVER_BENCH_DSN"] = dsn  # the environment, not argv: argv is visible to every user in ps
     base = [sys.executable, __file__, "--qdrant", str(qpath), "--n", str(n)]
     res: dict[str, Any] = {"points": n}
-    # the engine runs last so that the HNSW builds below index a fully loaded table
-    for method in ("scroll", "copy", "per-point", "vec2pg", "engine-thread", "engine"):
+    # The machine is shared: the load changes during a run.  The methods compared in the ratios (a, c, c') run
+    # interleaved, ``repeat`` rounds, and each keeps its median run; the slow reference methods run once.
+    # The engine runs last in every round, so the HNSW builds below index a fully loaded table.
+    runs: dict[str, list[dict[str, Any]]] = {}
+    plan = ["copy", "per-point", "vec2pg"] + ["scroll", "engine-thread", "engine"] * repeat
+    for method in plan:
         argv = [*base, "--one", method, "--ids", str(ids_file), "--subset", str(subset)]
         out, peak = measure_child(argv)
         out["peak_rss_mb"] = round(peak["main"] / 2**20, 1)
         out["peak_rss_reader_mb"] = round(peak["children"] / 2**20, 1)
-        res[method] = out
+        out["loadavg_1m"] = round(os.getloadavg()[0], 2)
+        runs.setdefault(method, []).append(out)
         print(f"[{n}] {method}: {out}", flush=True)
+    for method, outs in runs.items():
+        ordered = sorted(outs, key=lambda o: o["seconds"])
+        res[method] = {**ordered[len(ordered) // 2], "runs_s": [round(o["seconds"], 2) for o in outs]}
     res["update_plan"] = update_plan(dsn)
     res["hnsw_s"] = {}
     for workers in (0, 1):
@@ -419,6 +426,7 @@ def main() -> None:
     parser.add_argument("--sizes", action="append", type=int, help="points (repeatable; default 20000)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cutover-bench")
     parser.add_argument("--subset", type=int, default=1000, help="points for the per-point method")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds of (a), (c'), (c); medians kept")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--qdrant", help=argparse.SUPPRESS)
@@ -434,7 +442,7 @@ def main() -> None:
     pg = EmbeddedPostgres(args.workdir / "pg")
     pg.start()
     try:
-        results = [run_size(pg, args.workdir, n, args.subset) for n in (args.sizes or [20000])]
+        results = [run_size(pg, args.workdir, n, args.subset, args.repeat) for n in (args.sizes or [20000])]
     finally:
         pg.stop()
     text = table(results)
