@@ -303,6 +303,9 @@ class Restarter:
         if result.timed_out:
             raise self._fail(step, f"`{result.command}` did not finish within {timeout:.1f} s (killed)",
                              hint=f"run `{result.command}` by hand to see why it hangs", output=result)
+        if result.returncode is None:
+            raise self._fail(step, f"`{result.command}` could not be started: {result.output}",
+                             hint=f"check [app] {step}_command (is the program installed and on PATH?)")
         if not result.ok:
             raise self._fail(step, f"`{result.command}` exited {result.returncode}",
                              hint=f"fix what `{result.command}` reports, then run `cutover action restart` again",
