@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,28 @@ def _props(report: pytest.TestReport) -> dict[str, Any]:
     return props
 
 
+@dataclass(frozen=True)
+class _Crash:
+    path: str
+    lineno: int
+    message: str
+
+
+class _RedactedRepr:
+    """A failure's text with secrets masked; keeps the one-line crash message for ``-ra`` summaries."""
+
+    def __init__(self, text: str, crash: _Crash | None) -> None:
+        self.text = text
+        self.reprcrash = crash
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def _redact_report(report: pytest.TestReport) -> None:
     """Mask secrets in a staged test's failure text and captured output before anything prints them."""
     longrepr = report.longrepr
@@ -131,7 +154,9 @@ def _redact_report(report: pytest.TestReport) -> None:
         text = str(longrepr)
         clean = redact(text)
         if clean != text:
-            report.longrepr = clean
+            crash = getattr(longrepr, "reprcrash", None)
+            report.longrepr = _RedactedRepr(clean, _Crash(str(crash.path), crash.lineno, redact(crash.message))
+                                            if crash is not None else None)
     report.sections = [(title, redact(content)) for title, content in report.sections]
 
 

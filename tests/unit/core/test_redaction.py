@@ -87,6 +87,9 @@ def test_planted_secrets_never_reach_reports_or_terminal(cutover_pytester: Cutov
     run = cutover_pytester.run("-rA", "-v", "--cutover-force", f"ok {PLANTED['ADMIN_TOKEN'][0]}", subprocess=True)
     assert run.verdicts() == {"precutover": "passed", "sync": "failed"}
     assert "could not connect to postgresql://postgres:***@db.example:5432/postgres" in run.output
+    # the one-line summary keeps the (masked) assertion message, not the first line of the traceback
+    assert "FAILED test_cutover_suite.py::test_failing - AssertionError: could not conn" \
+        in run.output
     files = [p for p in (cutover_pytester.path / "reports").rglob("*") if p.is_file()]
     assert files, "the run wrote no report files to check"
     for _, secret in PLANTED.values():
