@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from pytest_cutover.rehearsal.backends import DEFAULT_STACK, get_stack_class, stack_names
 from pytest_cutover.stages import STAGES, SUCCESS
 
 __all__ = ["find_suite", "rehearse"]
@@ -88,6 +89,8 @@ def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
 @click.option("--matrix", is_flag=True,
               help="Run one rehearsal per fault (all, or those given with --fault), each up to the stage that "
                    "guards it, and print fault -> stage -> message.")
+@click.option("--stack", "stack_name", type=click.Choice(stack_names()), default=DEFAULT_STACK, show_default=True,
+              help="Which stack to build: embedded (no Docker) or containers (testcontainers; needs Docker).")
 @click.option("--pytest-arg", "pytest_args", multiple=True, help="Extra argument for pytest (repeatable).")
 @click.option("--sign-key", type=click.Path(path_type=Path), default=None,
               help="Ed25519 key to sign the report with (default: a throwaway key for this rehearsal; its public "
@@ -95,7 +98,7 @@ def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
 def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbose: bool, auto_rollback: bool,
              keep: bool, serve: bool, reports_dir: Path | None, size: str, monitor_window: float,
              suite: Path | None, pytest_args: tuple[str, ...], sign_key: Path | None, until: str | None,
-             matrix: bool) -> int:
+             matrix: bool, stack_name: str = DEFAULT_STACK) -> int:
     """Build the embedded stack and run precutover → sync → switch → smoke → rls → monitor against it."""
     if list_faults:
         return _list_faults(verbose)
@@ -107,7 +110,6 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
 
     from pytest_cutover.rehearsal.faults import validate_faults
     from pytest_cutover.rehearsal.hooks import RehearsalHooks
-    from pytest_cutover.rehearsal.stack import EmbeddedStack
     from pytest_cutover.status import stage_rows
 
     validate_faults(faults)
@@ -119,9 +121,10 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
     def say(line: str) -> None:
         click.echo(line)
 
-    say(f"rehearsal {run}: building the embedded stack" + (f" with faults {', '.join(faults)}" if faults else ""))
-    stack = EmbeddedStack(None, size=size, faults=faults, keep=keep or serve, run_id=run,
-                          monitor_window_s=monitor_window, monitor_interval_s=max(0.5, monitor_window / 8))
+    say(f"rehearsal {run}: building the {stack_name} stack" + (f" with faults {', '.join(faults)}" if faults else ""))
+    stack = get_stack_class(stack_name)(None, size=size, faults=faults, keep=keep or serve, run_id=run,
+                                        monitor_window_s=monitor_window,
+                                        monitor_interval_s=max(0.5, monitor_window / 8))
     with stack:
         say(f"stack up in {stack.startup_s:.1f}s: {stack.describe()}")
         for name, evidence in stack.planted.items():

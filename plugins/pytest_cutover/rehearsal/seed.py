@@ -319,21 +319,26 @@ async def write_postgres(dsn: str | Secret, data: SeedData, *, timeout: float = 
         await conn.close()
 
 
-def write_qdrant(path: Path, data: SeedData, *, collection: str = COLLECTION, batch_size: int = 256) -> int:
+def write_qdrant(path: Path | None, data: SeedData, *, collection: str = COLLECTION, batch_size: int = 256,
+                 url: str | None = None) -> int:
     """(Re)create ``collection`` (1536-d, Cosine) in the local-mode folder ``path`` and upsert every point.
 
-    Returns the collection's exact point count read back.  The client is closed before returning, also on error,
-    because local mode locks the folder to one process.
+    With ``url`` (and ``path=None``) the collection is written to a Qdrant server instead (the testcontainers
+    stack).  Returns the collection's exact point count read back.  The client is closed before returning, also
+    on error, because local mode locks the folder to one process.
     """
     from qdrant_client import QdrantClient, models
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        client = QdrantClient(path=str(path))
-    except RuntimeError as exc:
-        raise RehearsalError(f"seed: cannot open the qdrant folder {path}: {exc}",
-                             hint="another process (the app?) holds it open; close it first") from None
+    if url is not None:
+        client = QdrantClient(url=url, timeout=30)
+    else:
+        path = Path(path)  # type: ignore[arg-type]
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as exc:
+            raise RehearsalError(f"seed: cannot open the qdrant folder {path}: {exc}",
+                                 hint="another process (the app?) holds it open; close it first") from None
     try:
         if client.collection_exists(collection):
             client.delete_collection(collection)
@@ -388,8 +393,8 @@ async def _read_counts(dsn: str | Secret) -> dict[str, int]:
 
 
 async def seed_all_async(*, old_dsn: str | Secret, target_dsn: str | Secret | None, qdrant_path: Path | None,
-                         seed: int = 42, size: str | SeedSize = "small",
-                         collection: str = COLLECTION) -> tuple[SeedSummary, SeedData]:
+                         seed: int = 42, size: str | SeedSize = "small", collection: str = COLLECTION,
+                         qdrant_url: str | None = None) -> tuple[SeedSummary, SeedData]:
     """Generate, write old + target + Qdrant, and read the counts back (see :func:`seed_all`)."""
     started = time.monotonic()
     size_name, _ = _resolve_size(size)
@@ -401,6 +406,8 @@ async def seed_all_async(*, old_dsn: str | Secret, target_dsn: str | Secret | No
     points = 0
     if qdrant_path is not None:
         points = await asyncio.to_thread(write_qdrant, Path(qdrant_path), data, collection=collection)
+    elif qdrant_url is not None:
+        points = await asyncio.to_thread(write_qdrant, None, data, collection=collection, url=qdrant_url)
     counts = await _read_counts(old_dsn)
     summary = SeedSummary(seed=seed, size=size_name, points=points, digest=data.digest,
                           seconds=round(time.monotonic() - started, 3), **counts)
@@ -408,7 +415,8 @@ async def seed_all_async(*, old_dsn: str | Secret, target_dsn: str | Secret | No
 
 
 def seed_all(*, old_dsn: str | Secret, target_dsn: str | Secret | None, qdrant_path: Path | None, seed: int = 42,
-             size: str | SeedSize = "small", collection: str = COLLECTION) -> SeedSummary:
+             size: str | SeedSize = "small", collection: str = COLLECTION,
+             qdrant_url: str | None = None) -> SeedSummary:
     """Seed the old database, the target's relational rows and the Qdrant collection; return what was written.
 
     ``target_dsn`` should log in as ``postgres`` (BYPASSRLS, owner) and ``old_dsn`` as the old database's owner.
@@ -416,7 +424,7 @@ def seed_all(*, old_dsn: str | Secret, target_dsn: str | Secret | None, qdrant_p
     with its own loop (and blocks the caller until done); async code should rather await :func:`seed_all_async`.
     """
     coro = seed_all_async(old_dsn=old_dsn, target_dsn=target_dsn, qdrant_path=qdrant_path, seed=seed, size=size,
-                          collection=collection)
+                          collection=collection, qdrant_url=qdrant_url)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

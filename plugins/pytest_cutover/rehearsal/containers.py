@@ -1,0 +1,613 @@
+"""The rehearsal stack with containers (testcontainers): the same interface as ``EmbeddedStack``, real images.
+
+Why a second stack: on a machine with Docker the rehearsal can use the real servers instead of their
+stand-ins: ``pgvector/pgvector`` (PostgreSQL 18 + pgvector) holding the old and the Supabase-like target
+database (the same ``fixtures/sql`` files), a ``qdrant/qdrant`` SERVER holding the source collection (seeded
+through its URL; ``source.qdrant_url`` in the cutover.toml), three ``edoburu/pgbouncer`` containers
+terminating client TLS with the rehearsal CA (transaction = the 6543 analogue, session = 5432, and a TLS
+front for the old database), and the real ``supabase/storage-api`` server (file backend; it creates the
+``storage`` schema with its own migrations, then the bucket and RLS policies of ``03_storage.sql`` are
+applied).  The reference app still runs as a local process from its git checkout (services.py, ctl.py).
+
+All containers share one Docker network (PostgreSQL is ``db`` there); the host reaches them on mapped
+ports.  Everything that does not need a daemon (images, environments, PgBouncer ini, storage env, the
+cutover.toml) is built by pure functions below and unit-tested without Docker.
+
+Not supported here (they need the local-mode folder or local storage files): the faults listed in
+:data:`UNSUPPORTED_FAULTS`.  The app template reads Qdrant from ``QDRANT_PATH`` only, so before the switch
+its Qdrant search has no backend in this stack (it gets ``QDRANT_URL`` for when the template learns it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pytest_cutover.redact import Secret, redact, register_secret
+from pytest_cutover.rehearsal import tls
+from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, EmbeddedStack, _Part
+
+__all__ = [
+    "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
+    "ContainerStack", "docker_unavailable_reason", "pgbouncer_ini", "pgbouncer_userlist", "postgres_command",
+    "postgres_env", "require_docker", "storage_env", "storage_policies_sql", "target_schema_steps",
+    "to_container_config",
+]
+
+#: Images, pinned (a moving tag would change the rehearsal under you).  PostgreSQL 18 as the embedded wheel;
+#: Qdrant within one minor version of qdrant-client 1.20 (its compatibility check warns otherwise).
+PGVECTOR_IMAGE = "pgvector/pgvector:0.8.1-pg18"
+QDRANT_IMAGE = "qdrant/qdrant:v1.19.0"
+PGBOUNCER_IMAGE = "edoburu/pgbouncer:v1.25.1-p0"
+STORAGE_IMAGE = "supabase/storage-api:v1.70.6"
+IMAGES: dict[str, str] = {"postgres": PGVECTOR_IMAGE, "qdrant": QDRANT_IMAGE, "pgbouncer": PGBOUNCER_IMAGE,
+                          "storage": STORAGE_IMAGE}
+
+DB_ALIAS = "db"                 # PostgreSQL's name on the stack's Docker network
+PG_PORT = 5432
+PGBOUNCER_PORT = 6432           # inside the PgBouncer containers (mapped to a free host port)
+QDRANT_PORT = 6333              # REST
+STORAGE_PORT = 5000
+PGBOUNCER_DIR = "/etc/pgbouncer"
+STORAGE_FILE_PATH = "/var/lib/storage"
+STORAGE_TENANT = "stub"         # as Supabase's self-hosting compose file sets TENANT_ID/REGION/GLOBAL_S3_BUCKET
+DOCKER_PING_TIMEOUT = 3.0
+
+#: Faults that need the embedded stack's local Qdrant folder or local storage files.
+UNSUPPORTED_FAULTS: dict[str, str] = {
+    "nan-vector": "writes a NaN point straight into the qdrant local-mode folder; a qdrant server rejects it",
+    "wrong-dim-vector": "writes a 768-d point straight into the qdrant local-mode folder; a server rejects it",
+    "payload-org-mismatch": "edits points in the qdrant local-mode folder, not a server",
+    "blob-corrupt": "corrupts a file of the local storage service; supabase/storage-api keeps its files in a container",
+}
+
+
+# ------------------------------------------------------------------------------------------------ Docker
+def docker_unavailable_reason(timeout: float = DOCKER_PING_TIMEOUT) -> str | None:
+    """``None`` when a Docker engine answers a ping within ``timeout`` seconds, else why not (redacted)."""
+    try:
+        import docker
+    except ImportError as exc:
+        return f"the docker python package is not installed ({exc})"
+    client = None
+    try:
+        client = docker.from_env(timeout=max(1, int(timeout)))
+        if not client.ping():
+            return "the engine did not answer the ping"
+    except Exception as exc:  # docker raises DockerException, requests errors, OSError... all mean "not usable"
+        return redact(f"{type(exc).__name__}: {exc}")
+    finally:
+        if client is not None:
+            client.close()
+    return None
+
+
+def require_docker(timeout: float = DOCKER_PING_TIMEOUT) -> None:
+    """Raise ``RehearsalError("Docker not available: <reason>")`` unless a Docker engine answers."""
+    reason = docker_unavailable_reason(timeout)
+    if reason is not None:
+        raise RehearsalError(f"Docker not available: {reason}",
+                             hint="start the Docker daemon (or set DOCKER_HOST), or use --stack embedded")
+
+
+def _normal_host(host: str) -> str:
+    """``localhost`` -> ``127.0.0.1``: Docker publishes on IPv4; the certificates name both."""
+    return "127.0.0.1" if host in ("localhost", "") else host
+
+
+# ------------------------------------------------------------------------------------------------ pure wiring
+def postgres_env(admin_password: str) -> dict[str, str]:
+    """The pgvector image's environment: bootstrap superuser ``supabase_admin`` (so ``postgres`` is not one)."""
+    from pytest_cutover.rehearsal.postgres import SUPERUSER, TARGET_DATABASE
+
+    return {"POSTGRES_USER": SUPERUSER, "POSTGRES_PASSWORD": admin_password, "POSTGRES_DB": TARGET_DATABASE,
+            "POSTGRES_INITDB_ARGS": "--encoding=UTF8 --no-locale",
+            "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256"}
+
+
+def postgres_command() -> list[str]:
+    """Server settings as on the embedded cluster (the image's entrypoint passes ``postgres -c ...`` through)."""
+    settings = {"password_encryption": "scram-sha-256", "max_connections": "100", "shared_buffers": "128MB",
+                "synchronous_commit": "off", "max_wal_size": "1GB"}
+    argv = ["postgres"]
+    for key, value in settings.items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+def target_schema_steps() -> list[tuple[str, str, str | None]]:
+    """``(sql file, database, role)`` in the order postgres.py provisions, minus ``03_storage.sql``.
+
+    The real storage server creates schema ``storage`` with its own migrations; only its bucket and policies
+    (:func:`storage_policies_sql`) are applied after it started.
+    """
+    from pytest_cutover.rehearsal.postgres import _TARGET_SQL, _TARGET_SQL_AFTER_TABLES, OLD_DATABASE, TARGET_DATABASE
+
+    steps: list[tuple[str, str, str | None]] = [(rel, TARGET_DATABASE, None) for rel in _TARGET_SQL
+                                                if not rel.endswith("03_storage.sql")]
+    steps.append(("app_tables.sql", TARGET_DATABASE, "postgres"))
+    steps += [(rel, TARGET_DATABASE, None) for rel in _TARGET_SQL_AFTER_TABLES]
+    steps.append(("app_tables.sql", OLD_DATABASE, "old_app"))
+    return steps
+
+
+#: Where 03_storage.sql stops creating tables and starts granting, adding the bucket and the policies.
+_STORAGE_POLICIES_MARKER = "-- As on Supabase: the API roles get table privileges"
+#: Before the storage server runs its migrations (as ``supabase_storage_admin``), as Supabase's init does.
+#: The default privileges mirror the roles block of the server's 0002-storage-schema migration (which
+#: DB_INSTALL_ROLES=false skips, since 01_roles.sql made the roles): the API roles get privileges, RLS decides.
+STORAGE_SCHEMA_SQL = "".join(
+    ["create schema if not exists storage authorization supabase_storage_admin;\n",
+     "grant usage on schema storage to postgres, anon, authenticated, service_role;\n"]
+    + [f"alter default privileges for role supabase_storage_admin in schema storage grant all on {kind} "
+       "to postgres, anon, authenticated, service_role;\n" for kind in ("tables", "functions", "sequences")])
+
+
+def storage_policies_sql() -> str:
+    """Grants, the private ``attachments`` bucket and the tenant RLS policies of ``target/03_storage.sql``."""
+    from pytest_cutover.rehearsal.postgres import SQL_DIR
+
+    path = SQL_DIR / "target" / "03_storage.sql"
+    text = path.read_text(encoding="utf-8")
+    at = text.find(_STORAGE_POLICIES_MARKER)
+    if at < 0:
+        raise RehearsalError(f"containers: cannot find the policies section in {path}",
+                             hint=f"keep the line {_STORAGE_POLICIES_MARKER!r} before the grants")
+    return "set role supabase_storage_admin;\n" + text[at:]
+
+
+def pgbouncer_userlist(users: Mapping[str, str]) -> str:
+    """PgBouncer's auth file: ``"user" "password"`` lines (plaintext, so it can answer SCRAM both ways)."""
+    return "".join(f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"\n' for u, p in sorted(users.items()))
+
+
+def pgbouncer_ini(*, pool_mode: str, databases: Mapping[str, str], stats_users: Sequence[str] = (),
+                  db_host: str = DB_ALIAS, db_port: int = PG_PORT, listen_port: int = PGBOUNCER_PORT,
+                  pool_size: int = 10, conf_dir: str = PGBOUNCER_DIR) -> str:
+    """The ini of one PgBouncer container: client TLS required, SCRAM, the target over the Docker network."""
+    if pool_mode not in ("transaction", "session"):
+        raise RehearsalError(f"containers: unknown pool_mode {pool_mode!r}", hint="use 'transaction' or 'session'")
+    dbs = [f"{alias} = host={db_host} port={db_port} dbname={db}" for alias, db in databases.items()]
+    settings = {
+        "listen_addr": "0.0.0.0", "listen_port": str(listen_port), "unix_socket_dir": "",
+        "auth_type": "scram-sha-256", "auth_file": f"{conf_dir}/userlist.txt", "pool_mode": pool_mode,
+        "default_pool_size": str(pool_size), "min_pool_size": "0", "reserve_pool_size": "0",
+        "max_client_conn": "200", "max_db_connections": str(pool_size),
+        "client_tls_sslmode": "require", "client_tls_cert_file": f"{conf_dir}/server.pem",
+        "client_tls_key_file": f"{conf_dir}/server.key", "client_tls_protocols": "secure",
+        "server_tls_sslmode": "disable",
+        "ignore_startup_parameters": "extra_float_digits,options,search_path",
+        "server_login_retry": "1", "query_wait_timeout": "30", "stats_users": ",".join(sorted(stats_users)),
+        "log_connections": "0", "log_disconnections": "0",
+    }
+    body = ["[databases]", *dbs, "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items()), ""]
+    return "\n".join(body)
+
+
+def storage_env(*, dsn: str, jwt_secret: str, service_key: str, anon_key: str,
+                file_size_limit: int = 52_428_800) -> dict[str, str]:
+    """``supabase/storage-api``'s environment (names from github.com/supabase/storage ``.env.sample``/config.ts).
+
+    Single tenant, file backend, the JWT secret under both names the server reads (``AUTH_JWT_SECRET`` and
+    Supabase's self-hosting ``PGRST_JWT_SECRET``), roles already installed by ``01_roles.sql``.
+    """
+    return {
+        "SERVER_PORT": str(STORAGE_PORT), "SERVER_HOST": "0.0.0.0",
+        "AUTH_JWT_SECRET": jwt_secret, "PGRST_JWT_SECRET": jwt_secret, "AUTH_JWT_ALGORITHM": "HS256",
+        "ANON_KEY": anon_key, "SERVICE_KEY": service_key,
+        "DATABASE_URL": dsn, "DB_INSTALL_ROLES": "false",
+        "STORAGE_BACKEND": "file", "STORAGE_FILE_BACKEND_PATH": STORAGE_FILE_PATH,
+        "FILE_STORAGE_BACKEND_PATH": STORAGE_FILE_PATH,
+        "TENANT_ID": STORAGE_TENANT, "REGION": STORAGE_TENANT, "GLOBAL_S3_BUCKET": STORAGE_TENANT,
+        "FILE_SIZE_LIMIT": str(file_size_limit), "UPLOAD_FILE_SIZE_LIMIT": str(file_size_limit),
+        "UPLOAD_FILE_SIZE_LIMIT_STANDARD": str(file_size_limit),
+        "IMAGE_TRANSFORMATION_ENABLED": "false", "PG_QUEUE_ENABLE": "false", "RATE_LIMITER_ENABLED": "false",
+        "LOG_LEVEL": "info",
+    }
+
+
+def to_container_config(text: str, *, qdrant_url: str) -> str:
+    """Turn the cutover.toml ``EmbeddedStack.write_config`` writes into this stack's: Qdrant is a server."""
+    out: list[str] = []
+    replaced = False
+    for line in text.splitlines():
+        if line.startswith("qdrant_path = "):
+            line = f'qdrant_url = "{qdrant_url}"'
+            replaced = True
+        elif line.startswith("# Written by the pytest-cutover rehearsal (EmbeddedStack)"):
+            line = line.replace("(EmbeddedStack)", "(ContainerStack)")
+        out.append(line)
+    if not replaced:
+        raise RehearsalError("containers: the cutover.toml has no [source] qdrant_path line to replace",
+                             hint="EmbeddedStack.write_config changed; update to_container_config")
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _dsn(user: str, password: str, host: str, port: int, database: str, scheme: str = "postgresql") -> Secret:
+    return Secret(f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}")
+
+
+# ------------------------------------------------------------------------------------------------ adapters
+class ContainerDatabase:
+    """The PostgreSQL container seen through the part of ``EmbeddedPostgres``'s surface the stack uses."""
+
+    pid = None
+    socket_dir = None
+    run_as_user = None
+
+    def __init__(self, host: str, port: int, passwords: Mapping[str, Secret]) -> None:
+        self.host = host
+        self.port = port
+        self._passwords = dict(passwords)
+
+    def password(self, role: str) -> Secret:
+        try:
+            return self._passwords[role]
+        except KeyError:
+            raise RehearsalError(f"containers: no password for role {role}",
+                                 hint="known: " + ", ".join(sorted(self._passwords))) from None
+
+    def dsn(self, user: str | None = None, database: str | None = None) -> Secret:
+        from pytest_cutover.rehearsal.postgres import SUPERUSER, TARGET_DATABASE
+
+        user = user or SUPERUSER
+        return _dsn(user, self.password(user).get(), self.host, self.port, database or TARGET_DATABASE)
+
+    @property
+    def admin_dsn(self) -> Secret:
+        return self.dsn()
+
+    @property
+    def target_dsn(self) -> Secret:
+        return self.dsn("postgres")
+
+    @property
+    def app_role_dsn(self) -> Secret:
+        return self.dsn("app_user")
+
+    @property
+    def old_dsn(self) -> Secret:
+        from pytest_cutover.rehearsal.postgres import OLD_DATABASE
+
+        return self.dsn("old_app", OLD_DATABASE)
+
+    def psql_env(self, user: str, database: str) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGHOST": self.host, "PGPORT": str(self.port),
+                "PGUSER": user, "PGPASSWORD": self.password(user).get(), "PGDATABASE": database,
+                "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "pytest-cutover-setup", "PGSSLMODE": "disable"}
+
+    def psql(self, sql: str, *, database: str | None = None, user: str | None = None, timeout: float = 60.0,
+             single_transaction: bool = True) -> str:
+        """Run ``sql`` with the wheel's ``psql`` over TCP (ON_ERROR_STOP), as on the embedded cluster."""
+        from pytest_cutover.rehearsal.postgres import SUPERUSER, TARGET_DATABASE, pg_bin
+
+        user, database = user or SUPERUSER, database or TARGET_DATABASE
+        argv = [str(pg_bin("psql")), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+        if single_transaction:
+            argv.append("--single-transaction")
+        try:
+            done = subprocess.run(argv, input=sql.encode("utf-8"), env=self.psql_env(user, database),
+                                  capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise RehearsalError(f"containers: psql on {database} as {user} did not finish within {timeout:.0f}s",
+                                 hint="check the postgres container's log") from None
+        if done.returncode != 0:
+            err = redact(done.stderr.decode("utf-8", "replace").strip())
+            raise RehearsalError(f"containers: psql on {database} as {user} failed: {err}",
+                                 hint="the statement is in fixtures/sql or containers.py")
+        return done.stdout.decode("utf-8", "replace")
+
+    def run_sql_file(self, relpath: str, *, database: str | None = None, role: str | None = None) -> None:
+        from pytest_cutover.rehearsal.postgres import SQL_DIR
+
+        body = (SQL_DIR / relpath).read_text(encoding="utf-8")
+        prefix, suffix = (f"set role {role};\n", "\nreset role;\n") if role else ("", "")
+        try:
+            self.psql(prefix + body + suffix, database=database)
+        except RehearsalError as exc:
+            raise RehearsalError(f"containers: schema file {relpath} failed on {database}: {exc.message}",
+                                 hint=exc.hint) from None
+
+    def stop(self) -> None:
+        """The container is stopped by the stack (its own part)."""
+
+
+class ContainerPooler:
+    """A PgBouncer container seen through the part of ``PgBouncer``'s surface the stack uses."""
+
+    process = None
+
+    def __init__(self, name: str, *, host: str, port: int, users: Mapping[str, str], databases: Mapping[str, str],
+                 ca_file: Path, stats_users: Mapping[str, str] | None = None, pool_mode: str = "transaction") -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.users = dict(users)
+        self.stats_users = dict(stats_users or {})
+        for password in (*self.users.values(), *self.stats_users.values()):
+            register_secret(password)
+        self.databases = dict(databases)
+        self.ca_file = Path(ca_file)
+        self.pool_mode = pool_mode
+
+    def dsn(self, user: str, *, database: str | None = None, scheme: str = "postgresql") -> Secret:
+        known = {**self.users, **self.stats_users}
+        if user not in known:
+            raise RehearsalError(f"pgbouncer {self.name}: user {user} is not in its auth file",
+                                 hint="known users: " + ", ".join(sorted(known)))
+        return _dsn(user, known[user], self.host, self.port, database or next(iter(self.databases)), scheme)
+
+    def admin_dsn(self, user: str) -> Secret:
+        base = self.dsn(user, database="pgbouncer").get()
+        return Secret(f"{base}?sslmode=verify-full&sslrootcert={self.ca_file}")
+
+    def stop(self) -> None:
+        """The container is stopped by the stack (its own part)."""
+
+
+# ------------------------------------------------------------------------------------------------ the stack
+class ContainerStack(EmbeddedStack):
+    """``EmbeddedStack``'s interface (urls, config_path, env_file, app_dir, environ(), write_config(), plant()...)
+    with PostgreSQL, Qdrant, PgBouncer and Storage in containers.  ``start()`` first checks that Docker answers
+    (``RehearsalError("Docker not available: ...")`` otherwise) and builds nothing before that.
+    """
+
+    def __init__(self, workdir: Path | None = None, *, images: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(workdir, **kwargs)
+        for name in self.faults:
+            if name in UNSUPPORTED_FAULTS:
+                raise RehearsalError(f"fault {name} is not supported by the containers stack: "
+                                     f"{UNSUPPORTED_FAULTS[name]}", hint="plant it with --stack embedded")
+        self.images = {**IMAGES, **(images or {})}
+        self.containers: dict[str, Any] = {}
+        self.qdrant_url: str | None = None
+        self._network: Any = None
+        self._docker_host = "127.0.0.1"
+        self._storage_url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ContainerStack({str(self.workdir)!r}, started={self._started}, faults={self.faults})"
+
+    def start(self) -> None:
+        if self._started:
+            return
+        require_docker()
+        from testcontainers.core.docker_client import DockerClient
+
+        self._docker_host = _normal_host(DockerClient().host())
+        super().start()
+
+    def plant(self, name: str) -> str:
+        if name in UNSUPPORTED_FAULTS:
+            raise RehearsalError(f"fault {name} is not supported by the containers stack: {UNSUPPORTED_FAULTS[name]}",
+                                 hint="plant it with --stack embedded")
+        return super().plant(name)
+
+    def describe(self) -> str:
+        lines = [super().describe(), f"qdrant        {self.qdrant_url}"]
+        lines += [f"container     {name}: {self.images.get(name.split('-')[0], '?')}" for name in self.containers]
+        return redact("\n".join(lines))
+
+    # -- build steps (overrides) ----------------------------------------------------------------
+    def _make_certs(self) -> None:
+        tls_dir = self._dir("tls")
+        hosts = tuple(dict.fromkeys((*tls.DEFAULT_HOSTS, self._docker_host)))
+        self.ca = tls.make_ca(tls_dir)
+        self.pooler_cert = tls.issue_server_cert(self.ca, tls_dir, name="pooler", days=self.cert_days, hosts=hosts)
+        self.api_cert = tls.issue_server_cert(self.ca, tls_dir, name="api", days=self.cert_days)
+        self.storage_cert = tls.issue_server_cert(self.ca, tls_dir, name="storage", days=30)
+
+    def _start_postgres(self) -> None:
+        """Network, PostgreSQL (provisioned from fixtures/sql) and the Qdrant server: what seeding needs."""
+        import secrets as _secrets
+
+        from testcontainers.core.network import Network
+
+        from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, OLD_DATABASE, SUPERUSER, scram_sha256_verifier
+
+        self._network = Network()
+        self._parts.append(_Part("docker network", self._network.remove))
+        self._network.create()
+        passwords = {role: Secret(_secrets.token_urlsafe(24)) for role in LOGIN_ROLES}
+        with self.timings.measure("postgres-container"):
+            pg = self._container("postgres", self.images["postgres"], env=postgres_env(passwords[SUPERUSER].get()),
+                                 ports=[PG_PORT], command=postgres_command(), aliases=[DB_ALIAS],
+                                 log_ready=("database system is ready to accept connections", 2))
+        self.pg = ContainerDatabase(self._docker_host, int(pg.get_exposed_port(PG_PORT)), passwords)
+        self._wait("postgres", lambda: self.pg.psql("select 1", single_transaction=False, timeout=5).strip() == "1",
+                   container=pg)
+        with self.timings.measure("schema"):
+            steps = target_schema_steps()
+            self.pg.run_sql_file(steps[0][0])  # the roles
+            self.pg.psql("".join(f"alter role {role} password '{scram_sha256_verifier(passwords[role].get())}';\n"
+                                 for role in LOGIN_ROLES if role != SUPERUSER))
+            self.pg.psql(STORAGE_SCHEMA_SQL)
+            for rel, database, role in steps[1:]:
+                if database == OLD_DATABASE and rel == "app_tables.sql":
+                    self.pg.psql(f"create database {OLD_DATABASE} owner old_app", single_transaction=False)
+                self.pg.run_sql_file(rel, database=database, role=role)
+        with self.timings.measure("qdrant"):
+            from testcontainers.community.qdrant import QdrantContainer
+
+            qdrant = QdrantContainer(image=self.images["qdrant"])
+            self._register("qdrant", qdrant)
+            qdrant.with_network(self._network)
+            self._start_container("qdrant", qdrant)
+            self.qdrant_url = f"http://{self._docker_host}:{qdrant.get_exposed_port(QDRANT_PORT)}"
+
+    def _seed(self) -> None:
+        from pytest_cutover.rehearsal.seed import seed_all
+
+        self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn, qdrant_path=None,
+                                     qdrant_url=self.qdrant_url, seed=self.seed, size=self.size,
+                                     collection=COLLECTION)
+
+    def _start_poolers(self) -> None:
+        import secrets as _secrets
+
+        from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TARGET_DATABASE
+
+        pg = self.pg
+        target_users = {role: pg.password(role).get() for role in ("app_user", "postgres", "supabase_admin")}
+        specs = {
+            "transaction": ("transaction", {TARGET_DATABASE: TARGET_DATABASE}, target_users),
+            "session": ("session", {TARGET_DATABASE: TARGET_DATABASE}, target_users),
+            "old": ("session", {OLD_DATABASE: OLD_DATABASE}, {"old_app": pg.password("old_app").get()}),
+        }
+        stats = {STATS_USER: _secrets.token_urlsafe(24)}
+        cert = self.pooler_cert.cert_path.read_bytes()
+        key = self.pooler_cert.key_path.read_bytes()
+        for name, (mode, dbs, users) in specs.items():
+            files = {"pgbouncer.ini": pgbouncer_ini(pool_mode=mode, databases=dbs, stats_users=list(stats)).encode(),
+                     "userlist.txt": pgbouncer_userlist({**users, **stats}).encode(), "server.pem": cert,
+                     "server.key": key}
+            container = self._container(f"pgbouncer-{name}", self.images["pgbouncer"], ports=[PGBOUNCER_PORT],
+                                        files={f"{PGBOUNCER_DIR}/{k}": v for k, v in files.items()},
+                                        log_ready=("process up", 1))
+            pooler = ContainerPooler(name, host=self._docker_host, port=int(container.get_exposed_port(PGBOUNCER_PORT)),
+                                     users=users, databases=dbs, ca_file=self.ca.cert_path, stats_users=stats,
+                                     pool_mode=mode)
+            self.poolers[name] = pooler  # type: ignore[assignment]
+            probe_user = next(iter(users))
+            self._wait(f"pgbouncer {name}", _tls_login_probe(pooler, probe_user), container=container)
+
+    def _start_storage(self) -> None:
+        from testcontainers.core.wait_strategies import HttpWaitStrategy
+
+        from pytest_cutover.rehearsal.services import mint_jwt
+
+        jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
+        self._secrets["SUPABASE_SERVICE_KEY"] = Secret(mint_jwt(jwt_secret, role="service_role", ttl_s=7 * 24 * 3600))
+        anon = mint_jwt(jwt_secret, role="anon", ttl_s=7 * 24 * 3600)
+        register_secret(anon)
+        dsn = _dsn("supabase_storage_admin", self.pg.password("supabase_storage_admin").get(), DB_ALIAS, PG_PORT,
+                   "postgres").get()
+        env = storage_env(dsn=dsn, jwt_secret=jwt_secret, service_key=self._secrets["SUPABASE_SERVICE_KEY"].get(),
+                          anon_key=anon)
+        wait = HttpWaitStrategy(STORAGE_PORT, "/status").for_status_code(200).with_startup_timeout(
+            int(self.part_timeout))
+        container = self._container("storage", self.images["storage"], env=env, ports=[STORAGE_PORT], wait=wait)
+        self._storage_port = int(container.get_exposed_port(STORAGE_PORT))
+        self._storage_url = f"http://{self._docker_host}:{self._storage_port}"
+        # Its migrations create storage.objects; then our bucket and tenant policies go on top.
+        self._wait("storage migrations", lambda: self.pg.psql(
+            "select to_regclass('storage.objects') is not null and to_regclass('storage.buckets') is not null",
+            timeout=5).strip() == "t", container=container)
+        self.pg.psql(storage_policies_sql())
+
+    def _app_env(self) -> dict[str, str]:
+        env = super()._app_env()
+        env.pop("QDRANT_PATH", None)
+        env.pop("STORAGE_SSL_CA", None)  # the storage-api image serves plain HTTP (Supabase puts Kong in front)
+        env["STORAGE_URL"] = self._storage_url or ""
+        env["QDRANT_URL"] = self.qdrant_url or ""
+        return env
+
+    def _write_urls(self) -> None:
+        super()._write_urls()
+        assert self.urls is not None
+        self.urls = dataclasses.replace(self.urls, storage_url=self._storage_url, qdrant_path="")
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        path.write_text(to_container_config(path.read_text(encoding="utf-8"), qdrant_url=self.qdrant_url or ""),
+                        encoding="utf-8")
+        return path
+
+    # -- containers -----------------------------------------------------------------------------
+    def _container(self, name: str, image: str, *, env: Mapping[str, str] | None = None, ports: Sequence[int] = (),
+                   command: list[str] | None = None, aliases: Sequence[str] = (),
+                   files: Mapping[str, bytes] | None = None, log_ready: tuple[str, int] | None = None,
+                   wait: Any = None) -> Any:
+        """Create one container on the stack's network, register its stop, start it and wait for it."""
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+        container = DockerContainer(image)
+        for key, value in (env or {}).items():
+            container.with_env(key, value)
+        if ports:
+            container.with_exposed_ports(*ports)
+        if command:
+            container.with_command(command)
+        container.with_network(self._network)
+        if aliases:
+            container.with_network_aliases(*aliases)
+        for dest, data in (files or {}).items():
+            container.with_copy_into_container(data, dest, 0o644)
+        if log_ready is not None:
+            wait = LogMessageWaitStrategy(log_ready[0], times=log_ready[1])
+        if wait is not None:
+            container.waiting_for(wait.with_startup_timeout(int(self.part_timeout)))
+        self._register(name, container)
+        self._start_container(name, container)
+        return container
+
+    def _register(self, name: str, container: Any) -> None:
+        self.containers[name] = container
+        self._parts.append(_Part(f"container {name}", container.stop))
+
+    def _start_container(self, name: str, container: Any) -> None:
+        try:
+            container.start()
+        except Exception as exc:
+            raise RehearsalError(f"containers: {name} ({container.image}) did not start: "
+                                 f"{redact(f'{type(exc).__name__}: {exc}')}\n{_log_tail(container)}",
+                                 hint=f"docker logs of the {name} container are above; pull the image by hand "
+                                      f"(docker pull {container.image}) if it is missing") from None
+
+    def _wait(self, part: str, probe: Callable[[], bool], *, container: Any = None) -> None:
+        """Poll ``probe`` until it is true or ``part_timeout`` passes (then fail naming the part, with logs)."""
+        deadline = time.monotonic() + self.part_timeout
+        last = "not tried"
+        while time.monotonic() < deadline:
+            try:
+                if probe():
+                    return
+                last = "probe answered false"
+            except Exception as exc:  # connection refused/reset while the part starts
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.5)
+        tail = _log_tail(container) if container is not None else ""
+        raise RehearsalError(f"containers: {part} did not answer within {self.part_timeout:.0f}s "
+                             f"(last: {redact(last)})\n{tail}", hint=f"check the {part} container with docker logs")
+
+
+def _log_tail(container: Any, n: int = 20) -> str:
+    try:
+        out, err = container.get_logs()
+    except Exception:
+        return ""
+    lines = (out.decode("utf-8", "replace") + err.decode("utf-8", "replace")).splitlines()
+    return redact("\n".join(lines[-n:]))
+
+
+def _tls_login_probe(pooler: ContainerPooler, user: str) -> Callable[[], bool]:
+    """A real login through the pooler, TLS verified with the rehearsal CA (as ``PgBouncer._ready``)."""
+
+    def probe() -> bool:
+        from pytest_cutover.rehearsal._aio import run_sync
+        from pytest_cutover.rehearsal.pgbouncer import client_ssl_context
+
+        async def login() -> bool:
+            import asyncpg
+
+            conn = await asyncpg.connect(host=pooler.host, port=pooler.port, user=user, password=pooler.users[user],
+                                         database=next(iter(pooler.databases)),
+                                         ssl=client_ssl_context(pooler.ca_file), timeout=3, statement_cache_size=0)
+            try:
+                return await conn.fetchval("SELECT 1") == 1
+            finally:
+                await conn.close()
+
+        return run_sync(login())
+
+    return probe
