@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from pytest_cutover.actions.restart import ConnectionCounter
     from pytest_cutover.context import RunContext
 
-__all__ = ["STEPS", "Rollback", "RollbackStep", "failed_step", "run_rollback"]
+__all__ = ["SERVING_SAMPLES", "STEPS", "Rollback", "RollbackStep", "failed_step", "run_rollback"]
 
+SERVING_SAMPLES = 3
 STEPS: tuple[str, ...] = ("maintenance-on", "restore-database-url", "restart", "verify-old-database",
                           "keep-target-data", "maintenance-off", "verify-serving")
 
@@ -148,33 +149,44 @@ class Rollback:
         return self._maintenance().disable().detail
 
     def step_verify_serving(self) -> str:
+        """``SERVING_SAMPLES`` requests in a row must all answer the old database's count (one lucky answer is
+        not "serving")."""
         base = require(self.ctx, "app.api_base", "ask the app for the sampled org's threads").rstrip("/")
         token = require(self.ctx, "app.test_token", "authorise the threads API")
         if self.org is None or self.expected_threads is None:
             raise ActionError("the old database's figure is unknown: verify-old-database did not run")
         url = f"{base}/api/threads"
+        served: list[int] = []
+        with http_client(self.ctx.config) as client:
+            for attempt in range(1, SERVING_SAMPLES + 1):
+                count = self._threads_count(client, url, token.get(), attempt)
+                if count != self.expected_threads:
+                    raise ActionError(f"the app serves {count} threads for {self.org} (request {attempt} of "
+                                      f"{SERVING_SAMPLES}) but the old database has {self.expected_threads}",
+                                      hint=f"the app is not reading the old database: check its {KEY} and restart it")
+                served.append(count)
+        return (f"GET /api/threads for {self.org}: {SERVING_SAMPLES} of {SERVING_SAMPLES} requests served "
+                f"{served[0]} threads, equal to the old database's {self.expected_threads}")
+
+    def _threads_count(self, client: Any, url: str, token: str, attempt: int) -> int:
         import httpx
 
-        with http_client(self.ctx.config) as client:
-            try:
-                response = client.get(url, headers={"x-org-id": self.org, "Authorization": f"Bearer {token.get()}"})
-            except httpx.HTTPError as exc:
-                raise ActionError(f"GET {url} failed: {exc.__class__.__name__}: {redact(exc)}",
-                                  hint="the app is not serving: read its log") from exc
+        try:
+            response = client.get(url, headers={"x-org-id": self.org, "Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise ActionError(f"GET {url} failed (request {attempt} of {SERVING_SAMPLES}): "
+                              f"{exc.__class__.__name__}: {redact(exc)}", hint="the app is not serving: read its log"
+                              ) from exc
         if response.status_code != 200:
-            raise ActionError(f"GET {url} for {self.org} answered HTTP {response.status_code}: "
-                              f"{redact(response.text[:200])}", hint="the old system is not serving: read the app log")
+            raise ActionError(f"GET {url} for {self.org} answered HTTP {response.status_code} (request {attempt} of "
+                              f"{SERVING_SAMPLES}): {redact(response.text[:200])}",
+                              hint="the old system is not serving: read the app log")
         try:
             payload = response.json()
-            served = payload["count"] if "count" in payload else len(payload["threads"])
+            return int(payload["count"] if "count" in payload else len(payload["threads"]))
         except (ValueError, KeyError, TypeError):
             raise ActionError(f"GET {url} answered something that is not a threads list: "
                               f"{redact(response.text[:200])}") from None
-        if served != self.expected_threads:
-            raise ActionError(f"the app serves {served} threads for {self.org} but the old database has "
-                              f"{self.expected_threads}", hint="the app is not reading the old database: check its "
-                              f"{KEY} and restart it")
-        return f"GET /api/threads for {self.org}: {served} threads, equal to the old database's {served}"
 
     # -- driver -----------------------------------------------------------------------------------------
     def plan(self) -> list[tuple[str, Callable[[], str]]]:

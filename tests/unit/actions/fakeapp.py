@@ -5,7 +5,8 @@ Knobs in the .env: MAINTENANCE_MODE (env method), MAINTENANCE_FILE (file method)
 DATABASE_URL (threads are counted there, connecting per request), HOLD_DB_CONNECTION=true (keep one
 connection open with application_name=fakeapp while running), IGNORE_MAINTENANCE=true (/health never
 reports maintenance: the maintenance-ignored fault), APP_FAILS_START=true (startup raises),
-FAIL_START_IF_URL_CONTAINS=text (startup raises while DATABASE_URL contains it: a config that cannot start), LOG_FILE.
+FAIL_START_IF_URL_CONTAINS=text (startup raises while DATABASE_URL contains it: a config that cannot start),
+THREADS_EXTRA=n (the threads count is off by n), LOG_FILE.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ async def threads(request: Request) -> JSONResponse:
         rows = await conn.fetch("SELECT id::text, title FROM threads WHERE org_id = $1 ORDER BY id", org)
     finally:
         await conn.close()
-    return JSONResponse({"org_id": org, "threads": [dict(r) for r in rows], "count": len(rows)})
+    extra = int(ENV.get("THREADS_EXTRA", "0"))  # a wrong answer (e.g. rows of another org): the count is off
+    return JSONResponse({"org_id": org, "threads": [dict(r) for r in rows], "count": len(rows) + extra})
 
 
 @contextlib.asynccontextmanager

@@ -50,7 +50,7 @@ def test_rollback_runs_every_step_in_order_and_the_old_system_serves(backend: Fa
     details = {s.step: s.detail for s in steps}
     assert "answers with 3 threads rows for org_0001" in details["verify-old-database"]
     assert "threads 5" in details["keep-target-data"] and "nothing dropped or truncated" in details["keep-target-data"]
-    assert "3 threads, equal to the old database's 3" in details["verify-serving"]
+    assert "3 of 3 requests served 3 threads, equal to the old database's 3" in details["verify-serving"]
     assert table_counts(embedded_pg.url("target_db"), ["threads"]) == target_before == {"threads": 5}
 
     records = ctx.ledger.records()
@@ -106,3 +106,23 @@ def test_rollback_recovers_an_app_that_cannot_start_after_the_switch(backend: Fa
     assert 'health: HTTP 503 {"status":"maintenance"}' in steps[2].detail, steps[2].detail
     assert "MAINTENANCE_MODE=false" in backend.env_file.read_text()
     assert backend.health() == "healthy" and _threads(backend, "org_0001").json()["count"] == 3
+
+
+@pytest.mark.integration
+def test_a_failed_serving_check_turns_maintenance_back_on(backend: FakeBackend, embedded_pg: EmbeddedPg) -> None:
+    """verify-serving runs after maintenance-off: when it fails, users must be locked out again."""
+    backend.env.update(DATABASE_URL=embedded_pg.url("old_app", "app_user", "postgresql+asyncpg"), THREADS_EXTRA="2")
+    backend.sections["source"]["database_url"] = embedded_pg.url("old_app")
+    backend.sections["target"].update(database_url=embedded_pg.url("target_db"), app_database_url=BROKEN_POOLER)
+    backend.write()
+    backend.start()
+    ctx = backend.ctx()
+    switch_database_url(ctx)
+
+    steps = run_rollback(ctx, org="org_0001")
+
+    failed = failed_step(steps)
+    assert failed is not None and failed.step == "verify-serving" and [s.step for s in steps] == list(STEPS)
+    assert "the app serves 5 threads for org_0001 (request 1 of 3) but the old database has 3" in failed.detail
+    assert "maintenance turned back on; rollback stopped here, maintenance left on" in failed.detail
+    assert backend.health() == "maintenance"
