@@ -7,7 +7,9 @@ left, then ``/health`` until it reports the expected state, each with a deadline
 from ``[thresholds]`` and a timeout error carrying the evidence.  With only a
 ``restart_command`` (``docker compose restart backend``) there is no moment
 between stop and start to observe, so the drain is not checked and the record
-says so.
+says so.  Afterwards the record says which database the new instance has used
+since its start (``source``, ``target``, ``both`` or ``unknown``), from the same
+``pg_stat_activity`` views: the evidence that the ``.env`` edit took effect.
 """
 
 from __future__ import annotations

@@ -2,16 +2,20 @@
 
 Order (runbook "Quick Rollback" and "Full Rollback Steps"):
 
-1. ``maintenance-on``: enable maintenance mode immediately (verified by ``/health``);
+1. ``maintenance-on``: enable maintenance mode immediately (verified by ``/health``).  With the
+   env method only the ``.env`` flag is set (it takes effect at step 3, sparing a restart on the
+   configuration being rolled back); when the app is down nobody is served, so the step says so
+   and the rollback goes on;
 2. ``restore-database-url``: put the previous ``DATABASE_URL`` back from the switch's backup;
-3. ``restart``: restart the backend (and re-assert maintenance if the restart lost it);
-4. ``verify-old-database``: the ``.env`` points at ``[source] database_url`` again and the
-   old database answers (its thread count for the sampled org is the expected figure);
+3. ``restart``: restart the backend; it must come back in maintenance (an endpoint flag the
+   restart lost is set again), and must not be seen using the target database;
+4. ``verify-old-database``: the ``.env`` holds the pre-switch value again and the old database
+   (``[source] database_url``) answers with the sampled org's thread count;
 5. ``keep-target-data``: the Supabase data is kept for investigation: only read, counted
    as evidence, never dropped or truncated;
 6. ``maintenance-off``: the old system serves users again (``/health`` healthy);
 7. ``verify-serving``: the threads API returns, for the sampled org, exactly the old
-   database's count.
+   database's count, three times in a row.
 
 Each step appends a ``kind: "rollback"`` record ``{step, ok, detail}``.  The first
 failing step stops the rollback; maintenance is left on (and turned back on if the
