@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.redact import Secret
@@ -53,6 +53,9 @@ class RunConfig(_Section):
     lead: str | None = None
     timezone: str | None = None
     notes: str | None = None
+    maintenance_start: str | None = Field(None, description="announced maintenance window start (free text or "
+                                                            "ISO time), used in notifications")
+    maintenance_end: str | None = Field(None, description="announced maintenance window end")
 
 
 class SourceConfig(_Section):
@@ -205,6 +208,32 @@ class Attestation(_Section):
     note: str | None = None
 
 
+class NotifyChannel(_Section):
+    """One notification channel (``[notify.NAME]``): where a cutover moment is told, and to whom."""
+
+    kind: Literal["webhook", "slack", "command"]
+    url: Secret | None = Field(None, description="webhook or Slack incoming-webhook URL (a secret: it carries a token)")
+    command: str | None = Field(None, description="argv (shlex) of a mail/pager CLI; the message arrives on stdin")
+    events: tuple[str, ...] = ("maintenance-enabled", "maintenance-disabled", "rollback")
+    required: bool = Field(False, description="a failed delivery fails the announcing stage instead of warning")
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=1, description="attempts on connect errors and HTTP 5xx (webhook, slack)")
+    template: str | None = Field(None, description="jinja2 text replacing the built-in message")
+
+    @model_validator(mode="after")
+    def _check(self) -> NotifyChannel:
+        from pytest_cutover.hookspecs import EVENTS
+
+        unknown = [e for e in self.events if e not in EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}")
+        if self.kind in ("webhook", "slack") and self.url is None:
+            raise ValueError(f"a {self.kind} channel needs url")
+        if self.kind == "command" and not (self.command or "").strip():
+            raise ValueError("a command channel needs command")
+        return self
+
+
 class CutoverConfig(_Section):
     run: RunConfig = RunConfig()
     source: SourceConfig = SourceConfig()
@@ -217,6 +246,7 @@ class CutoverConfig(_Section):
     monitor: MonitorConfig = MonitorConfig()
     team: dict[str, Attestation] = {}
     waivers: dict[str, str] = {}
+    notify: dict[str, NotifyChannel] = {}
     path: str | None = Field(None, description="where this config was read from (set by the loader)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
