@@ -363,6 +363,8 @@ class Restarter:
             raise self._fail("health", exc.message, hint=exc.hint or "", output=None) from None
 
 
-def restart_app(ctx: RunContext, *, expect: str = HEALTHY, counter: ConnectionCounter | None = None) -> ActionResult:
-    """Convenience: ``Restarter(ctx).restart(expect)``."""
-    return Restarter(ctx, counter=counter).restart(expect)
+def restart_app(ctx: RunContext, *, expect: str = HEALTHY, counter: ConnectionCounter | None = None,
+                keep_maintenance: bool = True, expect_database: str | None = None) -> ActionResult:
+    """Convenience: ``Restarter(ctx).restart(expect, keep_maintenance=..., expect_database=...)``."""
+    return Restarter(ctx, counter=counter).restart(expect, keep_maintenance=keep_maintenance,
+                                                   expect_database=expect_database)
