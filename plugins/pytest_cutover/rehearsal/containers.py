@@ -37,8 +37,8 @@ from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, EmbeddedStack
 __all__ = [
     "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
     "ContainerStack", "docker_unavailable_reason", "pgbouncer_ini", "pgbouncer_userlist", "postgres_command",
-    "postgres_env", "require_docker", "storage_env", "storage_policies_sql", "target_schema_steps",
-    "to_container_config",
+    "postgres_env", "provision_database", "require_docker", "storage_env", "storage_policies_sql",
+    "target_schema_steps", "to_container_config",
 ]
 
 #: Images, pinned (a moving tag would change the rehearsal under you).  PostgreSQL 18 as the embedded wheel;
@@ -230,6 +230,26 @@ def to_container_config(text: str, *, qdrant_url: str) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+def provision_database(db: ContainerDatabase) -> None:
+    """Make a blank PostgreSQL + pgvector (superuser ``supabase_admin``) the old and the Supabase-like target.
+
+    The steps of ``EmbeddedPostgres._provision`` over TCP: roles, their SCRAM verifiers (computed here, so
+    no plaintext reaches the server), schema ``storage`` for the storage server, the app schema, RLS, and
+    the old database.  ``db`` must know a password for every role of ``LOGIN_ROLES``.
+    """
+    from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, OLD_DATABASE, SUPERUSER, scram_sha256_verifier
+
+    steps = target_schema_steps()
+    db.run_sql_file(steps[0][0])  # the roles
+    db.psql("".join(f"alter role {role} password '{scram_sha256_verifier(db.password(role).get())}';\n"
+                    for role in LOGIN_ROLES if role != SUPERUSER))
+    db.psql(STORAGE_SCHEMA_SQL)
+    for rel, database, role in steps[1:]:
+        if database == OLD_DATABASE and rel == "app_tables.sql":
+            db.psql(f"create database {OLD_DATABASE} owner old_app", single_transaction=False)
+        db.run_sql_file(rel, database=database, role=role)
+
+
 def _dsn(user: str, password: str, host: str, port: int, database: str, scheme: str = "postgresql") -> Secret:
     return Secret(f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}")
 
@@ -411,7 +431,7 @@ class ContainerStack(EmbeddedStack):
 
         from testcontainers.core.network import Network
 
-        from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, OLD_DATABASE, SUPERUSER, scram_sha256_verifier
+        from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, SUPERUSER
 
         self._network = Network()
         self._parts.append(_Part("docker network", self._network.remove))
@@ -425,19 +445,15 @@ class ContainerStack(EmbeddedStack):
         self._wait("postgres", lambda: self.pg.psql("select 1", single_transaction=False, timeout=5).strip() == "1",
                    container=pg)
         with self.timings.measure("schema"):
-            steps = target_schema_steps()
-            self.pg.run_sql_file(steps[0][0])  # the roles
-            self.pg.psql("".join(f"alter role {role} password '{scram_sha256_verifier(passwords[role].get())}';\n"
-                                 for role in LOGIN_ROLES if role != SUPERUSER))
-            self.pg.psql(STORAGE_SCHEMA_SQL)
-            for rel, database, role in steps[1:]:
-                if database == OLD_DATABASE and rel == "app_tables.sql":
-                    self.pg.psql(f"create database {OLD_DATABASE} owner old_app", single_transaction=False)
-                self.pg.run_sql_file(rel, database=database, role=role)
+            provision_database(self.pg)
         with self.timings.measure("qdrant"):
             from testcontainers.community.qdrant import QdrantContainer
+            from testcontainers.core.wait_strategies import HttpWaitStrategy
 
             qdrant = QdrantContainer(image=self.images["qdrant"])
+            # /readyz rather than the class's log line: a server answering HTTP is what seeding needs.
+            qdrant.waiting_for(HttpWaitStrategy(QDRANT_PORT, "/readyz").for_status_code(200)
+                               .with_startup_timeout(int(self.part_timeout)))
             self._register("qdrant", qdrant)
             qdrant.with_network(self._network)
             self._start_container("qdrant", qdrant)
@@ -497,7 +513,8 @@ class ContainerStack(EmbeddedStack):
         container = self._container("storage", self.images["storage"], env=env, ports=[STORAGE_PORT], wait=wait)
         self._storage_port = int(container.get_exposed_port(STORAGE_PORT))
         self._storage_url = f"http://{self._docker_host}:{self._storage_port}"
-        # Its migrations create storage.objects; then our bucket and tenant policies go on top.
+        # The server runs its migrations before it listens (src/start/server.ts), so /status answering means the
+        # storage schema is complete; check the two tables anyway, then put our bucket and tenant policies on top.
         self._wait("storage migrations", lambda: self.pg.psql(
             "select to_regclass('storage.objects') is not null and to_regclass('storage.buckets') is not null",
             timeout=5).strip() == "t", container=container)
