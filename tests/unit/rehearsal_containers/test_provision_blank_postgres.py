@@ -95,3 +95,55 @@ def test_psql_errors_name_the_database_and_hide_passwords(blank_db: c.ContainerD
         blank_db.psql("select * from no_such_table", database="postgres")
     assert "psql on postgres as supabase_admin failed" in caught.value.message
     assert blank_db.password(SUPERUSER).get() not in caught.value.message
+
+
+def test_the_container_pgbouncer_ini_runs_in_a_real_pgbouncer(blank_db: c.ContainerDatabase) -> None:
+    """The ini/userlist the PgBouncer containers get, run by the Debian pgbouncer against the provisioned server
+    (image paths and the ``db`` host swapped for local ones); the stack's own TLS probe and DSNs log in."""
+    import os
+    import subprocess
+
+    from pytest_cutover.rehearsal import tls
+    from pytest_cutover.rehearsal.pgbouncer import _chown_tree, _ensure_traversable, find_pgbouncer
+    from pytest_cutover.rehearsal.procs import ManagedProcess, free_port
+    from pytest_cutover.rehearsal.stack import STATS_USER
+
+    db = blank_db
+    c.provision_database(db)
+    work = Path(tempfile.mkdtemp(prefix="cutover-pgbc-"))
+    proc: ManagedProcess | None = None
+    try:
+        ca = tls.make_ca(work / "tls")
+        cert = tls.issue_server_cert(ca, work / "tls", name="pooler")
+        conf = work / "pgb"
+        conf.mkdir()
+        users = {"app_user": db.password("app_user").get()}
+        stats = {STATS_USER: secrets.token_urlsafe(12)}
+        port = free_port()
+        (conf / "pgbouncer.ini").write_text(c.pgbouncer_ini(
+            pool_mode="transaction", databases={"postgres": "postgres"}, stats_users=list(stats),
+            db_host="127.0.0.1", db_port=db.port, listen_port=port, conf_dir=str(conf)))
+        (conf / "userlist.txt").write_text(c.pgbouncer_userlist({**users, **stats}))
+        (conf / "server.pem").write_bytes(cert.cert_path.read_bytes())
+        (conf / "server.key").write_bytes(cert.key_path.read_bytes())
+        argv = [find_pgbouncer()]
+        if os.geteuid() == 0:  # pgbouncer refuses root, as in the embedded stack
+            _chown_tree(conf, "embedded_postgres")
+            _ensure_traversable(conf)
+            argv += ["-u", "embedded_postgres"]
+        pooler = c.ContainerPooler("transaction", host="127.0.0.1", port=port, users=users,
+                                   databases={"postgres": "postgres"}, ca_file=ca.cert_path, stats_users=stats)
+        proc = ManagedProcess("pgbouncer (container ini)", [*argv, str(conf / "pgbouncer.ini")], cwd=conf,
+                              log_path=work / "pgbouncer.log")
+        proc.start(c._tls_login_probe(pooler, "app_user"), timeout=20)
+        # The Debian psql (the wheel's is built without OpenSSL), as the monitor reads the console.
+        shown = subprocess.run([shutil.which("psql") or "psql", "-X", "-A", "-t", "-c", "show config",
+                                pooler.admin_dsn(STATS_USER).get()], capture_output=True, text=True, timeout=30,
+                               check=False)
+        assert shown.returncode == 0, shown.stderr
+        config = dict(line.split("|")[:2] for line in shown.stdout.splitlines() if "|" in line)
+        assert config["pool_mode"] == "transaction" and config["client_tls_sslmode"] == "require"
+    finally:
+        if proc is not None:
+            proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
