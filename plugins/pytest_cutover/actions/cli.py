@@ -106,7 +106,7 @@ def env_switch(config_path: Path | None, run: str | None, reports_dir: Path | No
 @run_options
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def env_restore(config_path: Path | None, run: str | None, reports_dir: Path | None, as_json: bool) -> int:
-    """Put the DATABASE_URL from before the switch back (from reports/<run>/env-backup.json)."""
+    """Put the DATABASE_URL from before the switch back (from reports/.secrets/<run>/env-backup.json)."""
     from pytest_cutover.actions.env_switch import restore_database_url
 
     ctx = _context(config_path, run, reports_dir)

@@ -2,8 +2,9 @@
 
 Only the ``DATABASE_URL`` line of the app's ``.env`` changes (see
 :mod:`~pytest_cutover.actions.envfile`).  Before the edit, the previous URL is
-saved to ``reports/<run>/env-backup.json`` (mode 0600: it is a secret, stored but
-never printed) so :func:`restore_database_url` and the rollback can put it back.
+saved to ``reports/.secrets/<run>/env-backup.json`` (mode 0600 in a 0700 folder: it is a
+secret, stored but never printed, and kept out of ``reports/<run>/``, which people attach)
+so :func:`restore_database_url` and the rollback can put it back.
 The new URL must be the transaction pooler: the runbook's warning ("Use port
 6543, NOT 5432: port 5432 loses context between requests") is enforced here,
 not left to the operator.
@@ -27,11 +28,23 @@ if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
     from pytest_cutover.context import RunContext
 
-__all__ = ["BACKUP_NAME", "KEY", "TRANSACTION_POOLER_PORT", "EnvBackup", "check_transaction_pooler",
-           "current_database_url", "env_file_path", "load_backup", "restore_database_url", "switch_database_url"]
+__all__ = [
+    "BACKUP_NAME",
+    "KEY",
+    "TRANSACTION_POOLER_PORT",
+    "EnvBackup",
+    "backup_path",
+    "check_transaction_pooler",
+    "current_database_url",
+    "env_file_path",
+    "load_backup",
+    "restore_database_url",
+    "switch_database_url",
+]
 
 KEY = "DATABASE_URL"
 BACKUP_NAME = "env-backup.json"
+SECRETS_DIR = ".secrets"
 TRANSACTION_POOLER_PORT = 6543
 SESSION_PORT = 5432
 
@@ -95,9 +108,14 @@ def check_transaction_pooler(url: Secret | str, config: CutoverConfig | None) ->
                       f"{TRANSACTION_POOLER_PORT} nor the configured target.app_database_url", hint=hint)
 
 
+def backup_path(ctx: RunContext) -> Path:
+    """``reports/.secrets/<run>/env-backup.json``: beside the run's reports, never inside the attachable folder."""
+    return ctx.reports_dir / SECRETS_DIR / ctx.run / BACKUP_NAME
+
+
 def load_backup(ctx: RunContext) -> EnvBackup:
     """The switch's backup of the previous ``DATABASE_URL``, or an error saying it is missing."""
-    path = ctx.run_dir / BACKUP_NAME
+    path = backup_path(ctx)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return EnvBackup(path=path, env_file=Path(data["env_file"]), previous=Secret(data["previous"]),
@@ -111,8 +129,10 @@ def load_backup(ctx: RunContext) -> EnvBackup:
 
 
 def _save_backup(ctx: RunContext, env_file: Path, previous: str, new: str) -> Path:
-    path = ctx.run_dir / BACKUP_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = backup_path(ctx)
+    for folder in (path.parent.parent, path.parent):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
     payload: dict[str, Any] = {"env_file": str(env_file), "key": KEY, "previous": previous,
                                "previous_redacted": redact(previous), "new_sha256": _sha(new), "created": iso_utc()}
     atomic_write(path, (json.dumps(payload, indent=2) + "\n").encode(), mode=0o600)

@@ -55,7 +55,7 @@ def _app_urls(ctx: RunContext) -> tuple[str | None, str | None]:
     Old: the switch's backup (``previous``) if there is one, else the ``.env`` value when it does not
     point at the target.  New: ``[target] app_database_url``, else the ``.env`` value when it does.
     """
-    from pytest_cutover.actions.env_switch import BACKUP_NAME, load_backup
+    from pytest_cutover.actions.env_switch import backup_path, load_backup
 
     cfg = ctx.config
     assert cfg is not None
@@ -66,7 +66,7 @@ def _app_urls(ctx: RunContext) -> tuple[str | None, str | None]:
         current = line.value if line else None
     new = cfg.target.app_database_url.get() if cfg.target.app_database_url else None
     on_target = bool(current and new and endpoint(current).same_place(endpoint(new)))
-    old = load_backup(ctx).previous.get() if (ctx.run_dir / BACKUP_NAME).exists() else None
+    old = load_backup(ctx).previous.get() if backup_path(ctx).exists() else None
     if old is None and current and not on_target:
         old = current
     if new is None and on_target:

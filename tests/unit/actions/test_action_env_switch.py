@@ -12,6 +12,7 @@ import pytest
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import (
     BACKUP_NAME,
+    backup_path,
     check_transaction_pooler,
     load_backup,
     restore_database_url,
@@ -57,7 +58,7 @@ def test_switch_changes_only_the_database_url_line_and_restore_puts_every_byte_b
     assert result.ok and result.action == "env-switch"
     assert "old-db.internal:5432" in result.before["endpoint"] and ":6543/" in result.after["endpoint"]
 
-    backup = ctx.run_dir / BACKUP_NAME
+    backup = backup_path(ctx)
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert json.loads(backup.read_text())["previous"] == OLD_URL
     assert load_backup(ctx).previous.get() == OLD_URL
@@ -100,7 +101,7 @@ def test_switch_refuses_anything_but_the_transaction_pooler(backend: FakeBackend
     assert "6543" in (info.value.hint or "")
     assert NEW_PASSWORD not in str(info.value)
     assert env.read_bytes() == ORIGINAL, "a refused switch must not touch the file"
-    assert not (ctx.run_dir / BACKUP_NAME).exists()
+    assert not (backup_path(ctx)).exists()
     (record,) = [r for r in ctx.ledger.records() if r["kind"] == "action"]
     assert record["ok"] is False and message in record["detail"]
 
@@ -153,5 +154,5 @@ def test_cli_switch_and_restore_never_print_a_password(backend: FakeBackend, cap
     assert "app_user:***@old-db.internal:5432" in ledger
     assert env.read_bytes() == ORIGINAL
     # the backup is the one place the previous URL is stored, readable by the owner only
-    assert OLD_PASSWORD in (backend.reports / "t1" / BACKUP_NAME).read_text()
-    assert os.stat(backend.reports / "t1" / BACKUP_NAME).st_mode & 0o077 == 0
+    assert OLD_PASSWORD in (backend.reports / ".secrets" / "t1" / BACKUP_NAME).read_text()
+    assert os.stat(backend.reports / ".secrets" / "t1" / BACKUP_NAME).st_mode & 0o077 == 0

@@ -1,0 +1,116 @@
+"""``cutover rehearse`` end to end, as the README's main command: the real CLI, the real embedded stack.
+
+A clean rehearsal passes every stage in order and leaves a signed report that follows the report
+contract; a fault planted in the stack fails exactly the stage that guards it, and no earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+CHECK_REPORT = ROOT.parent / "shared" / "tools" / "check-report"
+STAGES = ["precutover", "sync", "switch", "smoke", "rls", "monitor"]
+
+
+def rehearse(tmp: Path, run: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
+    return subprocess.run([sys.executable, "-m", "pytest_cutover", "rehearse", "--run", run, "--reports-dir",
+                           str(tmp), "--monitor-window", "6", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def verdicts(report: dict) -> dict[str, str]:
+    return {s["name"]: s["verdict"] for s in report["stages"]}
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    tmp = tmp_path_factory.mktemp("rehearse")
+    return tmp, rehearse(tmp, "e2e-clean")
+
+
+def test_a_clean_rehearsal_passes_every_stage_in_order(clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp, done = clean
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    report = json.loads((tmp / "e2e-clean" / "report.json").read_text())
+    assert report["status"] == "SUCCESS"
+    assert [s["name"] for s in report["stages"]] == STAGES
+    assert set(verdicts(report).values()) == {"passed"}
+    vectors = report["figures"]["vectors"]
+    assert vectors["points"] > 0 and vectors["migrated"] == vectors["points"] == vectors["bit_exact"]
+    assert vectors["rejected"] == vectors["missing"] == 0
+    ledger = [json.loads(line) for line in (tmp / "e2e-clean" / "ledger.jsonl").read_text().splitlines()]
+    stage_records = [r["stage"] for r in ledger if r["kind"] == "stage"]
+    assert stage_records == STAGES
+    assert "stack folder" in done.stdout and "SUCCESS" in done.stdout
+
+
+@pytest.mark.skipif(not CHECK_REPORT.exists(), reason=f"{CHECK_REPORT} is not beside this checkout")
+def test_the_report_follows_the_contract(clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp, _ = clean
+    checked = subprocess.run([sys.executable, str(CHECK_REPORT), str(tmp / "e2e-clean" / "report.json")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_the_report_is_signed_and_any_one_byte_change_fails_verification(
+        clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp, _ = clean
+    report = tmp / "e2e-clean" / "report.json"
+    verify = [sys.executable, "-m", "pytest_cutover", "report", "verify", str(report)]
+    ok = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    ledger = tmp / "e2e-clean" / "ledger.jsonl"
+    original = ledger.read_bytes()
+    ledger.write_bytes(original[:-2] + b" \n")
+    try:
+        bad = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    finally:
+        ledger.write_bytes(original)
+    assert bad.returncode == 1
+    assert "ledger.jsonl" in bad.stderr
+
+
+def test_no_password_of_the_stack_reaches_the_reports(clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp, done = clean
+    unmasked = re.compile(r"[a-z+]+://[^/\s:@\"']+:(?!\*\*\*@)[^@\s\"']+@")
+    assert not unmasked.search(done.stdout + done.stderr)
+    files = [p for p in (tmp / "e2e-clean").rglob("*") if p.is_file() and p.suffix != ".zip"]
+    assert len(files) > 3
+    for path in files:
+        hit = unmasked.search(path.read_text(errors="replace"))
+        assert hit is None, f"{path} holds an unmasked DSN: {hit.group(0)[:30]}..."
+
+
+FAULT_STAGE = [
+    ("rls-not-forced", "precutover", "threads"),
+    ("payload-org-mismatch", "sync", "org"),
+    ("app-fails-start", "switch", "restart"),
+    ("private-tier-leak", "rls", "private"),
+    ("error-spike", "monitor", "error"),
+]
+
+
+@pytest.mark.parametrize(("fault", "stage", "word"), FAULT_STAGE, ids=[f[0] for f in FAULT_STAGE])
+def test_a_planted_fault_fails_the_stage_that_guards_it(tmp_path: Path, fault: str, stage: str, word: str) -> None:
+    done = rehearse(tmp_path, f"e2e-{fault}", "--fault", fault, "--until", stage)
+    assert done.returncode == 1, done.stdout[-3000:]
+    report = json.loads((tmp_path / f"e2e-{fault}" / "report.json").read_text())
+    got = verdicts(report)
+    guarded = STAGES.index(stage)
+    assert all(got[s] == "passed" for s in STAGES[:guarded]), got
+    assert got[stage] == "failed", got
+    assert all(got[s] in ("blocked", "not-run") for s in STAGES[guarded + 1:]), got
+    failures = [t for s in report["stages"] if s["name"] == stage for t in s["tests"]
+                if t["outcome"] in ("failed", "error")]
+    assert any(word in (t.get("message") or "").lower() for t in failures), failures
