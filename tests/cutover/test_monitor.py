@@ -38,7 +38,8 @@ def test_logs_monitored_for_the_window(window: Any, record_figure: Any) -> None:
     """Logs monitored for 30 minutes"""
     record_figure("monitor", window.figures)
     assert not window.cut_short, f"the window was cut short after {window.elapsed_s:.0f}s ({window.stopped_by})"
-    assert window.complete, f"the window did not complete: {window.stopped_by}"
+    fired = "; ".join(f"{t.name}: {t.evidence}" for t in window.fired)
+    assert window.complete, f"the window was stopped early by {window.stopped_by}" + (f" ({fired})" if fired else "")
 
 
 def _no_trigger(window: Any, name: str, auto_rollback: bool) -> None:
