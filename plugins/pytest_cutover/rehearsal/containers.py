@@ -36,9 +36,9 @@ from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, EmbeddedStack
 
 __all__ = [
     "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
-    "ContainerStack", "docker_unavailable_reason", "pgbouncer_ini", "pgbouncer_userlist", "postgres_command",
-    "postgres_env", "provision_database", "require_docker", "storage_env", "storage_policies_sql",
-    "target_schema_steps", "to_container_config",
+    "ContainerDatabase", "ContainerPooler", "ContainerStack", "docker_unavailable_reason", "pgbouncer_files",
+    "pgbouncer_ini", "pgbouncer_userlist", "postgres_command", "postgres_env", "provision_database", "require_docker",
+    "storage_env", "storage_policies_sql", "target_schema_steps", "to_container_config",
 ]
 
 #: Images, pinned (a moving tag would change the rehearsal under you).  PostgreSQL 18 as the embedded wheel;
@@ -189,6 +189,23 @@ def pgbouncer_ini(*, pool_mode: str, databases: Mapping[str, str], stats_users: 
     }
     body = ["[databases]", *dbs, "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items()), ""]
     return "\n".join(body)
+
+
+def pgbouncer_files(*, pool_mode: str, databases: Mapping[str, str], users: Mapping[str, str],
+                    stats_users: Mapping[str, str], cert: bytes, key: bytes,
+                    conf_dir: str = PGBOUNCER_DIR) -> dict[str, bytes]:
+    """Container path -> content of what one PgBouncer container gets copied in before it starts.
+
+    Copied (not bind-mounted) so the key and passwords stay 0600 on the host; inside the throwaway container
+    they are 0644 so the image's ``pgbouncer`` user (uid 70) can read them.
+    """
+    return {
+        f"{conf_dir}/pgbouncer.ini": pgbouncer_ini(pool_mode=pool_mode, databases=databases,
+                                                   stats_users=list(stats_users), conf_dir=conf_dir).encode(),
+        f"{conf_dir}/userlist.txt": pgbouncer_userlist({**users, **stats_users}).encode(),
+        f"{conf_dir}/server.pem": cert,
+        f"{conf_dir}/server.key": key,
+    }
 
 
 def storage_env(*, dsn: str, jwt_secret: str, service_key: str, anon_key: str,
@@ -434,7 +451,7 @@ class ContainerStack(EmbeddedStack):
         from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, SUPERUSER
 
         self._network = Network()
-        self._parts.append(_Part("docker network", self._network.remove))
+        self._parts.append(_Part("docker network", self._remove_network))
         self._network.create()
         passwords = {role: Secret(_secrets.token_urlsafe(24)) for role in LOGIN_ROLES}
         with self.timings.measure("postgres-container"):
@@ -482,12 +499,9 @@ class ContainerStack(EmbeddedStack):
         cert = self.pooler_cert.cert_path.read_bytes()
         key = self.pooler_cert.key_path.read_bytes()
         for name, (mode, dbs, users) in specs.items():
-            files = {"pgbouncer.ini": pgbouncer_ini(pool_mode=mode, databases=dbs, stats_users=list(stats)).encode(),
-                     "userlist.txt": pgbouncer_userlist({**users, **stats}).encode(), "server.pem": cert,
-                     "server.key": key}
+            files = pgbouncer_files(pool_mode=mode, databases=dbs, users=users, stats_users=stats, cert=cert, key=key)
             container = self._container(f"pgbouncer-{name}", self.images["pgbouncer"], ports=[PGBOUNCER_PORT],
-                                        files={f"{PGBOUNCER_DIR}/{k}": v for k, v in files.items()},
-                                        log_ready=("process up", 1))
+                                        files=files, log_ready=("process up", 1))
             pooler = ContainerPooler(name, host=self._docker_host, port=int(container.get_exposed_port(PGBOUNCER_PORT)),
                                      users=users, databases=dbs, ca_file=self.ca.cert_path, stats_users=stats,
                                      pool_mode=mode)
@@ -567,6 +581,11 @@ class ContainerStack(EmbeddedStack):
         self._register(name, container)
         self._start_container(name, container)
         return container
+
+    def _remove_network(self) -> None:
+        if self._network is not None and self._network._network is not None:  # created
+            self._network.remove()
+        self._network = None
 
     def _register(self, name: str, container: Any) -> None:
         self.containers[name] = container

@@ -303,3 +303,29 @@ def test_registry_names_and_lazy_classes() -> None:
     with pytest.raises(ConfigError) as caught:
         get_stack_class("kubernetes")
     assert "kubernetes" in caught.value.message and "embedded, containers" in (caught.value.hint or "")
+
+
+def test_pgbouncer_files_travel_as_a_tar_the_image_user_can_read() -> None:
+    """What testcontainers' put_archive receives for one PgBouncer container (no daemon needed to build it)."""
+    import io
+    import tarfile
+
+    from testcontainers.core.transferable import build_transfer_tar
+
+    files = c.pgbouncer_files(pool_mode="session", databases={"old_app": "old_app"}, users={"old_app": "pw1"},
+                              stats_users={STATS_USER: "pw2"}, cert=b"CERT", key=b"KEY")
+    assert set(files) == {f"/etc/pgbouncer/{n}" for n in ("pgbouncer.ini", "userlist.txt", "server.pem", "server.key")}
+    assert files["/etc/pgbouncer/userlist.txt"] == f'"old_app" "pw1"\n"{STATS_USER}" "pw2"\n'.encode()
+    assert b"dbname=old_app" in files["/etc/pgbouncer/pgbouncer.ini"]
+    for dest, data in files.items():
+        with tarfile.open(fileobj=io.BytesIO(build_transfer_tar(data, dest, 0o644))) as tar:
+            (member,) = tar.getmembers()
+            assert "/" + member.name.lstrip("/") == dest and member.mode == 0o644
+            extracted = tar.extractfile(member)
+            assert extracted is not None and extracted.read() == data
+
+
+def test_failed_network_creation_leaves_nothing_to_remove() -> None:
+    stack = c.ContainerStack(None)
+    stack._remove_network()  # never created: no error, so stop() cannot mask the start-up error
+    assert stack._network is None
