@@ -55,9 +55,13 @@ def test_owner_signal_stops_every_part(scratch: Path, sig: int) -> None:
         owner.send_signal(sig)
         owner.wait(timeout=60)
     finally:
-        if owner.poll() is None:
-            owner.kill()
-            owner.wait()
+        if owner.poll() is None:  # the test failed early: let the owner tear its stack down, never SIGKILL first
+            owner.terminate()
+            try:
+                owner.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                owner.kill()
+                owner.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
         time.sleep(0.1)
