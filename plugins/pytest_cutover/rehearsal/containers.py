@@ -15,7 +15,15 @@ cutover.toml) is built by pure functions below and unit-tested without Docker.
 
 Not supported here (they need the local-mode folder or local storage files): the faults listed in
 :data:`UNSUPPORTED_FAULTS`.  The app template reads Qdrant from ``QDRANT_PATH`` only, so before the switch
-its Qdrant search has no backend in this stack (it gets ``QDRANT_URL`` for when the template learns it).
+its Qdrant search has no backend in this stack (it gets ``QDRANT_URL`` for when the template learns it);
+after the switch it searches pgvector as in the embedded stack.  Storage answers plain HTTP (on Supabase,
+Kong terminates TLS in front of it), so ``target.storage_url`` is ``http://HOST:PORT`` without ``/storage/v1``.
+
+Run it (needs a Docker engine; the first run pulls the four images)::
+
+    cutover rehearse --stack containers                    # every stage
+    cutover rehearse --stack containers --until precutover
+    python -m pytest tests/unit/rehearsal_containers -m docker
 """
 
 from __future__ import annotations
