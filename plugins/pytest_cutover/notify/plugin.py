@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_cutover.config import NotifyChannel
-from pytest_cutover.errors import ConfigError, CutoverError
-from pytest_cutover.notify.channels import Delivery, deliver
-from pytest_cutover.notify.templates import message_facts, render_message
+from pytest_cutover.errors import CutoverError
+from pytest_cutover.notify.dispatch import failure_line, notify
 from pytest_cutover.redact import redact
 
 __all__ = ["PLUGIN_NAME", "NotifyFailed", "NotifyPlugin", "register"]
@@ -47,13 +45,6 @@ class NotifyPlugin:
         finally:
             self.item = None
 
-    def _where(self) -> dict[str, Any]:
-        from pytest_cutover.plugin import STAGE_KEY
-
-        if self.item is None:
-            return {"stage": None, "test": None}
-        return {"stage": self.item.stash.get(STAGE_KEY, None), "test": self.item.nodeid}
-
     def _say(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
@@ -66,57 +57,55 @@ class NotifyPlugin:
             reporter.write_line(line, yellow=True, bold=True)
 
     def pytest_cutover_event(self, config: pytest.Config, event: str, details: dict[str, Any]) -> None:
-        from pytest_cutover.plugin import SESSION_KEY
+        from pytest_cutover.plugin import SESSION_KEY, STAGE_KEY
 
         session = config.stash.get(SESSION_KEY, None)
-        cutover = session.cutover_config if session is not None else None
-        if cutover is None or not cutover.notify:
+        if session is None or session.cutover_config is None or not session.cutover_config.notify:
             return
-        context = session.context
-        facts = message_facts(event, details, run=context.run, lead=cutover.run.lead,
-                              window_start=cutover.run.maintenance_start, window_end=cutover.run.maintenance_end,
-                              report=str(context.run_dir / "report.json"))
-        where = self._where()
+        item = self.item
+        sent = notify(session.context, event, details, config=session.cutover_config,
+                      stage=item.stash.get(STAGE_KEY, None) if item is not None else None,
+                      test=item.nodeid if item is not None else None, invocation=session.invocation)
         required_failures = []
-        for name, channel in cutover.notify.items():
-            if event not in channel.events:
-                continue
-            delivery = self._send(name, channel, facts)
-            context.ledger.append({
-                "kind": "notification", **context.stamp(), **where,
-                "event": event, "channel": name, "channel_kind": channel.kind, "required": channel.required,
-                "ok": delivery.ok, "status": delivery.status, "detail": delivery.detail, "attempts": delivery.attempts,
-            })
-            if delivery.ok:
+        for one in sent:
+            if one.delivery.ok:
                 self.delivered += 1
-                continue
-            line = redact(f"cutover notification {event} via {name} ({channel.kind}) failed: {delivery.detail}"
-                          + (f" [stage {where['stage']}]" if where["stage"] else ""))
-            if channel.required:
-                required_failures.append(line)
+            elif one.channel.required:
+                required_failures.append(failure_line(one))
             else:
-                self.failures.append(line)
-                self._say(f"WARNING {line} (not required: the run goes on)")
+                self.failures.append(failure_line(one))
+                self._say(f"WARNING {failure_line(one)} (not required: the run goes on)")
         if required_failures:
             raise NotifyFailed("; ".join(required_failures),
                                hint="the channel is marked required = true in [notify.NAME]: fix the receiver "
                                     "and re-run the stage, or set required = false")
 
-    @staticmethod
-    def _send(name: str, channel: NotifyChannel, facts: dict[str, Any]) -> Delivery:
+    def _this_invocation(self) -> tuple[int, list[str]]:
+        """Delivered count and non-required failure lines of this invocation, from the ledger (so the
+        controller also sees what its xdist workers sent); this process's own tally if unreadable."""
+        from pytest_cutover.plugin import SESSION_KEY
+
+        session = self.config.stash.get(SESSION_KEY, None)
         try:
-            message = render_message(facts, channel.template, channel=name)
-        except ConfigError as exc:
-            return Delivery(False, None, str(exc), attempts=0)
-        return deliver(channel, message, facts)
+            records = [r for r in session.context.ledger.records()
+                       if r.get("kind") == "notification" and r.get("invocation") == session.invocation]
+        except (AttributeError, CutoverError):
+            return self.delivered, self.failures
+        lines = [redact(f"cutover notification {r.get('event')} via {r.get('channel')} ({r.get('channel_kind')}) "
+                        f"failed: {r.get('detail')}" + (f" [stage {r['stage']}]" if r.get("stage") else ""))
+                 for r in records if not r.get("ok") and not r.get("required")]
+        return sum(1 for r in records if r.get("ok")), lines
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.failures:
+        if hasattr(self.config, "workerinput"):
+            return
+        delivered, failures = self._this_invocation()
+        if not failures:
             return
         terminalreporter.section("cutover notifications", yellow=True)
-        terminalreporter.write_line(f"{self.delivered} delivered, {len(self.failures)} failed (not required):")
-        for line in self.failures:
-            terminalreporter.write_line(redact(line), yellow=True)
+        terminalreporter.write_line(f"{delivered} delivered, {len(failures)} failed (not required):")
+        for line in failures:
+            terminalreporter.write_line(line, yellow=True)
 
 
 def register(config: pytest.Config) -> NotifyPlugin:

@@ -185,3 +185,25 @@ def test_without_notify_config_nothing_is_sent_or_recorded(cutover_pytester: Cut
     run = _run(cutover_pytester)
     assert run.result.ret == 0, run.output
     assert _notifications(run) == []
+
+
+@pytest.mark.slow
+def test_under_xdist_the_controller_summarises_what_workers_sent(cutover_pytester: CutoverPytester,
+                                                                 receiver: Receiver) -> None:
+    _config(cutover_pytester, f'''
+[notify.users]
+kind = "webhook"
+url = "{receiver.url('/users')}"
+
+[notify.stakeholders]
+kind = "slack"
+url = "{receiver.url('/fail/stakeholders')}"
+retries = 1
+''')
+    cutover_pytester.suite(SYNC_ONLY)
+    run = cutover_pytester.run("-p", "pytest_cutover.notify.plugin", "-n", "2", subprocess=True)
+    assert run.result.ret == 0, run.output
+    assert [(r["channel"], r["ok"], r["status"]) for r in _notifications(run)] == [
+        ("users", True, 200), ("stakeholders", False, 500)]
+    assert "1 delivered, 1 failed (not required):" in run.output
+    assert "via stakeholders (slack) failed: HTTP 500 after 1 attempt(s): receiver down [stage sync]" in run.output
