@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,12 +44,14 @@ def _list_faults(verbose: bool) -> int:
     return 0
 
 
-def _wait_for_signal() -> None:
+def _serve_until_signal(stack: Any) -> None:
+    """Keep the stack up until SIGINT/SIGTERM, then stop it with further signals ignored (no orphans)."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(0.5):
             pass
+        stack.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -122,7 +125,7 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         click.echo(line)
 
     say(f"rehearsal {run}: building the {stack_name} stack" + (f" with faults {', '.join(faults)}" if faults else ""))
-    stack = get_stack_class(stack_name)(None, size=size, faults=faults, keep=keep or serve, run_id=run,
+    stack = get_stack_class(stack_name)(None, size=size, faults=faults, keep=keep, run_id=run,
                                         monitor_window_s=monitor_window,
                                         monitor_interval_s=max(0.5, monitor_window / 8))
     with stack:
@@ -145,7 +148,7 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         if serve:
             env_path = stack.write_stack_env(run_dir / "stack.env")
             say(f"serving the rehearsed stack; connection settings in {env_path} (mode 0600). Ctrl-C stops it.")
-            _wait_for_signal()
+            _serve_until_signal(stack)
     report_path = run_dir / "report.json"
     status = json.loads(report_path.read_text())["status"] if report_path.exists() else "INCOMPLETE"
     if report_path.exists():
