@@ -8,7 +8,7 @@ is down: the caller decides between a warning and a failure with :func:`failure_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,17 +41,25 @@ def failure_line(sent: Sent) -> str:
 
 
 def notify(context: RunContext, event: str, details: Mapping[str, Any], *, config: CutoverConfig | None = None,
-           stage: str | None = None, test: str | None = None, invocation: str | None = None) -> list[Sent]:
-    """Deliver ``event`` to every channel of ``[notify]`` subscribed to it; one ledger record each."""
+           stage: str | None = None, test: str | None = None, invocation: str | None = None,
+           only: Collection[str] | None = None) -> list[Sent]:
+    """Deliver ``event`` to every channel of ``[notify]`` subscribed to it; one ledger record each.
+
+    ``only`` names the channels to use whatever they subscribe to (an operator's explicit choice).
+    """
     cutover = config if config is not None else context.config
     if cutover is None or not cutover.notify:
         return []
+    unknown = sorted(set(only or ()) - set(cutover.notify))
+    if unknown:
+        raise ConfigError(f"no notify channel named {', '.join(unknown)}",
+                          hint="configured channels: " + (", ".join(sorted(cutover.notify)) or "none"))
     facts = message_facts(event, details, run=context.run, lead=cutover.run.lead,
                           window_start=cutover.run.maintenance_start, window_end=cutover.run.maintenance_end,
                           report=str(context.run_dir / "report.json"))
     out = []
     for name, channel in cutover.notify.items():
-        if event not in channel.events:
+        if (name not in only) if only else (event not in channel.events):
             continue
         try:
             delivery = deliver(channel, render_message(facts, channel.template, channel=name), facts)
