@@ -1,4 +1,4 @@
-"""Control the rehearsal app from outside the process that built the stack: restart, stop, start, status.
+"""Control the rehearsal app from outside the process that built the stack: restart, stop, start, status, stop-all.
 
 Why: the cutover's switch step is "edit .env, then run the configured restart command", and the
 rehearsal must offer a *real* command for that (``[app] restart_command``), run by the suite in its
@@ -6,7 +6,8 @@ own subprocess.  The stack records how it started the app (argv, cwd, environmen
 CA) and the app's current pid in ``<stack dir>/stack-state.json`` (0600); this module reads it,
 stops the recorded pid (checking its start time, so a recycled pid is never hit), starts the app
 again in its own session and waits until ``/health`` answers (200, or 503 while in maintenance).
-The stack reads the same file when it stops, so an app restarted here is stopped too.
+The stack reads the same file when it stops, so an app restarted here is stopped too.  It also
+records every other part's pid there, so ``stop-all`` can clean up after an owner that was killed.
 
     python -m pytest_cutover.rehearsal.ctl restart /path/to/stack
 """
@@ -28,8 +29,8 @@ from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess
 
-__all__ = ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app", "start_app", "stop_app",
-           "write_state"]
+__all__ = ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app", "start_app", "stop_all",
+           "stop_app", "write_state"]
 
 STATE_FILE = "stack-state.json"
 PID_FILE = "run/app.pid"
@@ -179,6 +180,39 @@ def restart_app(stack_dir: Path, *, timeout: float = 60.0) -> str:
     return f"{stopped}; app started (pid {proc.pid}), /health answered after {time.monotonic() - started:.1f}s"
 
 
+#: Stop order and signal per part (PostgreSQL: SIGINT is its fast shutdown; SIGTERM would wait for clients).
+_STOP_ORDER = ("storage", "pgbouncer-transaction", "pgbouncer-session", "pgbouncer-old", "postgres")
+
+
+def stop_all(stack_dir: Path, *, timeout: float = 15.0) -> str:
+    """Stop every process a stack recorded (the app, then the others), by pid and start time.
+
+    For a stack whose owner died without stopping it; a running owner stops its own stack.
+    """
+    state = read_state(stack_dir)
+    done = [stop_app(stack_dir)]
+    recorded = state.get("pids") or {}
+    names = [n for n in _STOP_ORDER if n in recorded] + sorted(n for n in recorded if n not in _STOP_ORDER)
+    for name in names:
+        pid, ctime = recorded[name]
+        proc = _process_if_same(pid, ctime)
+        if proc is None:
+            done.append(f"{name} was not running")
+            continue
+        victims = [proc, *proc.children(recursive=True)]
+        first = signal.SIGINT if name == "postgres" else signal.SIGTERM
+        for sig, wait_s in ((first, timeout), (signal.SIGKILL, 5.0)):
+            for victim in victims:
+                with contextlib.suppress(Exception):
+                    victim.send_signal(sig)
+            if _wait_gone(victims, wait_s):
+                break
+        done.append(f"{name} stopped (pid {pid})")
+    state["pids"] = {}
+    write_state(stack_dir, state)
+    return "; ".join(done)
+
+
 def _status(stack_dir: Path) -> str:
     state = read_state(stack_dir)
     lines = []
@@ -196,7 +230,7 @@ def _status(stack_dir: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_cutover.rehearsal.ctl",
                                      description="Control the rehearsal app of a running stack.")
-    parser.add_argument("command", choices=("restart", "stop", "start", "status"))
+    parser.add_argument("command", choices=("restart", "stop", "start", "status", "stop-all"))
     parser.add_argument("stack_dir", type=Path, help="the stack folder (holds cutover.toml and stack-state.json)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for /health (default 60)")
     args = parser.parse_args(argv)
@@ -205,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(restart_app(args.stack_dir, timeout=args.timeout))
         elif args.command == "stop":
             print(stop_app(args.stack_dir))
+        elif args.command == "stop-all":
+            print(stop_all(args.stack_dir))
         elif args.command == "start":
             proc = start_app(args.stack_dir, timeout=args.timeout)
             print(f"app started (pid {proc.pid})")

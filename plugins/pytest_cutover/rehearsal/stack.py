@@ -247,6 +247,7 @@ class EmbeddedStack:
                     concurrent.futures.wait([seeding])
                 seeding.result()
             self._started = True
+            self._record_pids()
             self._write_urls()
             self.write_config()
             with self.timings.measure("faults"):
@@ -546,6 +547,27 @@ class EmbeddedStack:
         self.app = ctl.start_app(self.workdir, timeout=self.part_timeout)
         self._ports.append(self._api_port)
 
+    def _record_pids(self) -> None:
+        """Every part's pid and start time in stack-state.json, so ``ctl stop-all`` can clean up after an
+        owner that died without stopping its stack (SIGKILL, OOM)."""
+        import psutil
+
+        from pytest_cutover.rehearsal import ctl
+
+        assert self.workdir is not None
+        try:
+            state = ctl.read_state(self.workdir)
+        except RehearsalError:
+            state = {"app": None, "stack_pid": os.getpid()}
+        recorded: dict[str, list[Any]] = {}
+        for name, pid in self.pids().items():
+            if name == "app":
+                continue  # tracked under "app" (ctl may replace it)
+            with contextlib.suppress(psutil.Error):
+                recorded[name] = [pid, psutil.Process(pid).create_time()]
+        state["pids"] = recorded
+        ctl.write_state(self.workdir, state)
+
     def _current_app_pid(self) -> int | None:
         if self.workdir is None or not (self.workdir / "stack-state.json").exists():
             return None
@@ -699,6 +721,10 @@ class EmbeddedStack:
         self._prev_handlers.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        # A second signal while stop() runs (``timeout`` forwards SIGTERM, people press Ctrl-C twice)
+        # must not cut the teardown short and orphan the processes it has not reached yet.
+        if self._stopping.locked():
+            return
         # Unwind like Ctrl-C does, so `with` blocks and finally clauses (and so stop()) run.
         raise SystemExit(128 + signum)
 

@@ -17,7 +17,7 @@ EXPORTS = {
                                         "clear_runtime_faults", "faults_due", "get_fault", "list_faults", "plant",
                                         "plant_due", "validate_faults"],
     "pytest_cutover.rehearsal.ctl": ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app",
-                                     "start_app", "stop_app", "write_state"],
+                                     "start_app", "stop_all", "stop_app", "write_state"],
     "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ",
                                        "read_env_file", "services_available"],
     "pytest_cutover.rehearsal.fixtures": ["embedded_stack", "pytest_addoption"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pytest_cutover.rehearsal.stack import EmbeddedStack
 tiny = SeedSize(orgs=2, users_per_org=1, threads_per_user=1, messages_per_thread=1, fragments_per_org=10,
                 attachments_per_org=1, attachment_bytes=512, max_blob_bytes=4096, topics_per_org=1,
                 subtopics_per_topic=1)
-stack = EmbeddedStack(sys.argv[1], size=tiny, services=False)
+stack = EmbeddedStack(sys.argv[1], size=tiny, services=sys.argv[2] == "services")
 stack.start()
 print("READY", ",".join(map(str, stack.ports)), ",".join(map(str, stack.pids().values())), flush=True)
 time.sleep(120)
@@ -43,7 +44,7 @@ def _port_free(port: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_owner_signal_stops_every_part(scratch: Path, sig: int) -> None:
     workdir = scratch / "stack"
-    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir)], stdout=subprocess.PIPE,
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir), "no-services"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         line = owner.stdout.readline() if owner.stdout else ""
@@ -68,3 +69,38 @@ def test_owner_signal_stops_every_part(scratch: Path, sig: int) -> None:
     assert not [p for p in pids if psutil.pid_exists(p)]
     assert all(_port_free(p) for p in ports)
     assert not workdir.exists()
+
+
+def test_stop_all_cleans_up_after_a_killed_owner(scratch: Path) -> None:
+    """SIGKILL cannot be caught: the parts outlive their owner, and `ctl stop-all` stops them by pid."""
+    from pytest_cutover.rehearsal.stack import services_available
+
+    workdir = scratch / "stack"
+    mode = "services" if services_available() is None else "no-services"
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir), mode], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        line = owner.stdout.readline() if owner.stdout else ""
+        assert line.startswith("READY"), (line, owner.stderr.read() if owner.stderr else "")
+        _, ports_text, pids_text = line.split()
+        ports = [int(p) for p in ports_text.split(",")]
+        pids = [int(p) for p in pids_text.split(",")]
+        owner.kill()
+        owner.wait(timeout=30)
+        time.sleep(0.5)
+        assert all(psutil.pid_exists(p) for p in pids), "the parts should outlive a SIGKILLed owner"
+        done = subprocess.run([sys.executable, "-m", "pytest_cutover.rehearsal.ctl", "stop-all", str(workdir)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "postgres stopped" in done.stdout and "pgbouncer-transaction stopped" in done.stdout
+    finally:
+        if owner.poll() is None:
+            owner.terminate()
+            owner.wait(timeout=60)
+        for pid in pids:  # never leave orphans behind, even when an assertion failed
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive
+    assert all(_port_free(p) for p in ports)
