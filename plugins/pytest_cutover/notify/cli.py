@@ -41,17 +41,16 @@ def _details(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def notify(event: str, channels: tuple[str, ...], details: tuple[str, ...], config_path: Path | None,
            run: str | None, reports_dir: Path | None, as_json: bool) -> int:
-    """Send EVENT (maintenance-enabled, maintenance-disabled, rollback, ...) to its channels."""
+    """Send EVENT (maintenance-enabled, maintenance-disabled or rollback) to its channels."""
     from pytest_cutover.cli import echo_json
     from pytest_cutover.context import context_from_options
     from pytest_cutover.errors import ConfigError
-    from pytest_cutover.hookspecs import EVENTS
-    from pytest_cutover.notify.dispatch import failure_line
+    from pytest_cutover.notify.dispatch import NOTIFY_EVENTS, failure_line
     from pytest_cutover.notify.dispatch import notify as send
     from pytest_cutover.redact import redact, redact_obj
 
-    if event not in EVENTS:
-        raise ConfigError(f"unknown event {event}", hint="known events: " + ", ".join(EVENTS))
+    if event not in NOTIFY_EVENTS:
+        raise ConfigError(f"unknown notification event {event}", hint="known events: " + ", ".join(NOTIFY_EVENTS))
     facts = redact_obj(_details(details))
     if "triggers" in facts:
         facts["triggers"] = [t for t in facts["triggers"].split(",") if t]

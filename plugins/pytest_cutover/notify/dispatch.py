@@ -19,7 +19,10 @@ from pytest_cutover.notify.channels import Delivery, deliver
 from pytest_cutover.notify.templates import message_facts, render_message
 from pytest_cutover.redact import redact
 
-__all__ = ["Sent", "failure_line", "notify"]
+__all__ = ["NOTIFY_EVENTS", "Sent", "failure_line", "notify"]
+
+#: The moments the report contract lists under ``notifications`` (the others are not notified).
+NOTIFY_EVENTS = ("maintenance-enabled", "maintenance-disabled", "rollback")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import time
@@ -106,8 +107,10 @@ def test_config_rejects_incomplete_channels() -> None:
 
     with pytest.raises(ConfigError, match="needs url"):
         parse_config({"notify": {"users": {"kind": "slack"}}})
-    with pytest.raises(ConfigError, match="unknown event"):
-        parse_config({"notify": {"p": {"kind": "command", "command": "mail", "events": ["maintenance-on"]}}})
+    with pytest.raises(ConfigError, match=re.escape("notify.p.events.0: input should be 'maintenance-enabled'")):
+        parse_config({"notify": {"p": {"kind": "command", "command": "mail", "events": ["switched"]}}})
+    with pytest.raises(ConfigError, match="needs command"):
+        parse_config({"notify": {"p": {"kind": "command"}}})
     cfg = parse_config({"notify": {"users": {"kind": "webhook", "url": "https://hooks.example/T1/secretpath"}}})
     assert cfg.notify["users"].events == ("maintenance-enabled", "maintenance-disabled", "rollback")
     assert cfg.notify["users"].required is False

@@ -71,9 +71,10 @@ def test_a_failed_delivery_exits_1_and_names_the_channel(suite_dir: Path, capsys
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["notify", "maintenance-on"], "unknown event maintenance-on"),
+    (["notify", "maintenance-on"], "unknown notification event maintenance-on"),
+    (["notify", "switched"], "unknown notification event switched"),
     (["notify", "rollback", "--channel", "pager"], "no notify channel named pager"),
-    (["notify", "switched"], "no notify channel subscribes to switched"),
+    (["notify", "maintenance-disabled", "--config", "none.toml"], "config file none.toml does not exist"),
     (["notify", "rollback", "--detail", "novalue"], "--detail 'novalue' is not KEY=VALUE"),
 ])
 def test_usage_errors_exit_2(suite_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
