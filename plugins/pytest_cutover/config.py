@@ -226,6 +226,10 @@ class NotifyChannel(_Section):
     def _check(self) -> NotifyChannel:
         if self.kind in ("webhook", "slack") and self.url is None:
             raise ValueError(f"a {self.kind} channel needs url")
+        if self.url is not None:  # a webhook's token is its path, which Secret does not mask: mask the whole URL
+            from pytest_cutover.redact import register_secret
+
+            register_secret(self.url.get())
         if self.kind == "command" and not (self.command or "").strip():
             raise ValueError("a command channel needs command")
         return self

@@ -114,3 +114,14 @@ def test_config_rejects_incomplete_channels() -> None:
     cfg = parse_config({"notify": {"users": {"kind": "webhook", "url": "https://hooks.example/T1/secretpath"}}})
     assert cfg.notify["users"].events == ("maintenance-enabled", "maintenance-disabled", "rollback")
     assert cfg.notify["users"].required is False
+
+
+def test_a_webhook_url_token_is_masked_everywhere() -> None:
+    from pytest_cutover.config import parse_config
+    from pytest_cutover.redact import redact
+
+    url = "https://hooks.slack.com/services/T0AAA/B0BBB/tok3nXYZ998877"
+    cfg = parse_config({"notify": {"incident": {"kind": "slack", "url": url}}})
+    assert str(cfg.notify["incident"].url) == "***"
+    assert "tok3nXYZ998877" not in str(cfg.model_dump(mode="json"))
+    assert "tok3nXYZ998877" not in redact(f"posting to {url} failed")

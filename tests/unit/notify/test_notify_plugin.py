@@ -154,6 +154,8 @@ retries = 2
     assert "WARNING cutover notification maintenance-enabled via users (webhook) failed: HTTP 500 after 2 " \
            "attempt(s): receiver down [stage sync] (not required: the run goes on)" in run.output
     assert "cutover notifications" in run.output  # summary section
+    report = json.loads((run.ledger_path.parent / "report.json").read_text())
+    assert "notification maintenance-enabled via users failed (status 500)" in report["issues"]
     assert "/fail/users" not in run.output
 
 
