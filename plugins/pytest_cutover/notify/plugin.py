@@ -6,7 +6,9 @@ non-fatal by default: the suite runs with ``filterwarnings = error``, so it is N
 warning (that would fail the test); it is printed at once through the terminal reporter (with
 capture suspended, as live logging does) and repeated in a "cutover notifications" summary
 section.  A channel marked ``required = true`` raises :class:`NotifyFailed` after every channel
-was tried, so the fixture that announced the moment errors and its stage fails.
+was tried, so the fixture that announced the moment errors and its stage fails -- except for
+``rollback``: the fixture announces it right before it rolls back, and a pager being down must
+never hold up a rollback, so that failure is printed as an ERROR line and listed in the report.
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ class NotifyPlugin:
         for one in sent:
             if one.delivery.ok:
                 self.delivered += 1
-            elif one.channel.required:
+            elif one.channel.required and event != "rollback":
                 required_failures.append(failure_line(one))
+            elif one.channel.required:  # raising here would stop the fixture before it rolls back
+                self.failures.append(failure_line(one))
+                self._say(f"ERROR {failure_line(one)} (required, but a rollback is never held up by a notification)")
             else:
                 self.failures.append(failure_line(one))
                 self._say(f"WARNING {failure_line(one)} (not required: the run goes on)")
@@ -81,7 +86,7 @@ class NotifyPlugin:
                                     "and re-run the stage, or set required = false")
 
     def _this_invocation(self) -> tuple[int, list[str]]:
-        """Delivered count and non-required failure lines of this invocation, from the ledger (so the
+        """Delivered count and the failures that did not fail a stage, for this invocation, from the ledger (so the
         controller also sees what its xdist workers sent); this process's own tally if unreadable."""
         from pytest_cutover.plugin import SESSION_KEY
 
@@ -91,9 +96,10 @@ class NotifyPlugin:
                        if r.get("kind") == "notification" and r.get("invocation") == session.invocation]
         except (AttributeError, CutoverError):
             return self.delivered, self.failures
+        # Required failures of other events failed their stage (shown there); rollback's are listed here.
         lines = [redact(f"cutover notification {r.get('event')} via {r.get('channel')} ({r.get('channel_kind')}) "
                         f"failed: {r.get('detail')}" + (f" [stage {r['stage']}]" if r.get("stage") else ""))
-                 for r in records if not r.get("ok") and not r.get("required")]
+                 for r in records if not r.get("ok") and (not r.get("required") or r.get("event") == "rollback")]
         return sum(1 for r in records if r.get("ok")), lines
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -103,7 +109,7 @@ class NotifyPlugin:
         if not failures:
             return
         terminalreporter.section("cutover notifications", yellow=True)
-        terminalreporter.write_line(f"{delivered} delivered, {len(failures)} failed (not required):")
+        terminalreporter.write_line(f"{delivered} delivered, {len(failures)} failed without failing a stage:")
         for line in failures:
             terminalreporter.write_line(line, yellow=True)
 

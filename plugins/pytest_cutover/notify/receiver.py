@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Received", "WebhookReceiver"]
+__all__ = ["REHEARSAL_CHANNELS", "Received", "WebhookReceiver", "rehearsal_notify_toml"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,23 @@ class WebhookReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: The rehearsal's channels: users and stakeholders hear maintenance on and off, the incident
+#: channel (Slack-shaped, required) hears a rollback. Path -> (kind, events, required).
+REHEARSAL_CHANNELS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "users": ("webhook", ("maintenance-enabled", "maintenance-disabled"), False),
+    "stakeholders": ("webhook", ("maintenance-enabled",), False),
+    "incident": ("slack", ("rollback",), True),
+}
+
+
+def rehearsal_notify_toml(receiver: WebhookReceiver) -> str:
+    """``[notify.*]`` sections pointing every rehearsal channel at ``receiver`` (path ``/<channel>``),
+    to append to a rehearsal's cutover.toml."""
+    lines = []
+    for name, (kind, events, required) in REHEARSAL_CHANNELS.items():
+        quoted = ", ".join(f'"{e}"' for e in events)
+        lines += [f"[notify.{name}]", f'kind = "{kind}"', f'url = "{receiver.url("/" + name)}"',
+                  f"events = [{quoted}]", f"required = {'true' if required else 'false'}", "timeout_s = 5", ""]
+    return "\n".join(lines)

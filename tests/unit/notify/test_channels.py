@@ -125,3 +125,16 @@ def test_a_webhook_url_token_is_masked_everywhere() -> None:
     assert str(cfg.notify["incident"].url) == "***"
     assert "tok3nXYZ998877" not in str(cfg.model_dump(mode="json"))
     assert "tok3nXYZ998877" not in redact(f"posting to {url} failed")
+
+
+def test_rehearsal_notify_toml_is_a_valid_config_pointing_at_the_receiver(receiver: Receiver) -> None:
+    import tomllib
+
+    from pytest_cutover.config import parse_config
+    from pytest_cutover.notify.receiver import rehearsal_notify_toml
+
+    cfg = parse_config(tomllib.loads(rehearsal_notify_toml(receiver)))
+    assert sorted(cfg.notify) == ["incident", "stakeholders", "users"]
+    assert cfg.notify["incident"].required and cfg.notify["incident"].events == ("rollback",)
+    delivery = deliver(cfg.notify["users"], "m", FACTS)
+    assert delivery.ok and [r.path for r in receiver.bodies()] == ["/users"]

@@ -207,5 +207,24 @@ retries = 1
     assert run.result.ret == 0, run.output
     assert [(r["channel"], r["ok"], r["status"]) for r in _notifications(run)] == [
         ("users", True, 200), ("stakeholders", False, 500)]
-    assert "1 delivered, 1 failed (not required):" in run.output
+    assert "1 delivered, 1 failed without failing a stage:" in run.output
     assert "via stakeholders (slack) failed: HTTP 500 after 1 attempt(s): receiver down [stage sync]" in run.output
+
+
+ROLLBACK_ONLY = SYNC_ONLY.replace('"maintenance-enabled")', '"rollback", triggers=["error-spike"], evidence="5xx")')
+
+
+def test_a_required_channel_never_holds_up_a_rollback(cutover_pytester: CutoverPytester, receiver: Receiver) -> None:
+    _config(cutover_pytester, f'''
+[notify.incident]
+kind = "slack"
+url = "{receiver.url('/fail/incident')}"
+required = true
+retries = 1
+''')
+    cutover_pytester.suite(ROLLBACK_ONLY)
+    run = _run(cutover_pytester)
+    assert run.result.ret == 0, run.output  # the fixture went on (to roll back, on the night)
+    assert [(r["event"], r["ok"], r["required"]) for r in _notifications(run)] == [("rollback", False, True)]
+    assert "ERROR cutover notification rollback via incident (slack) failed: HTTP 500 after 1 attempt(s)" in run.output
+    assert "0 delivered, 1 failed without failing a stage:" in run.output
