@@ -94,7 +94,7 @@ def deliver_http(channel: NotifyChannel, body: Mapping[str, Any], *, wait_max_s:
         return Delivery(False, exc.response.status_code,
                         _short(f"HTTP {exc.response.status_code} after {attempts} attempt(s): {exc.response.text}",
                                url), attempts)
-    except (httpx.HTTPError, RetryError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, RetryError) as exc:
         return Delivery(False, None, _short(f"{type(exc).__name__} after {attempts} attempt(s): {exc}", url),
                         attempts)
     ok = 200 <= response.status_code < 300
@@ -112,6 +112,8 @@ def deliver_command(channel: NotifyChannel, message: str, env: Mapping[str, str]
         return Delivery(False, None, _short(f"command not found: {argv[0]}"))
     except PermissionError:
         return Delivery(False, None, _short(f"command not executable: {argv[0]}"))
+    except OSError as exc:
+        return Delivery(False, None, _short(f"{argv[0]} could not start: {exc.strerror or exc}"))
     except subprocess.TimeoutExpired:
         return Delivery(False, None, _short(f"{argv[0]} timed out after {channel.timeout_s:g}s"))
     if done.returncode == 0:

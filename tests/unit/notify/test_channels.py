@@ -138,3 +138,9 @@ def test_rehearsal_notify_toml_is_a_valid_config_pointing_at_the_receiver(receiv
     assert cfg.notify["incident"].required and cfg.notify["incident"].events == ("rollback",)
     delivery = deliver(cfg.notify["users"], "m", FACTS)
     assert delivery.ok and [r.path for r in receiver.bodies()] == ["/users"]
+
+
+def test_a_malformed_or_unsupported_url_is_a_failed_delivery_not_a_crash() -> None:
+    for url in ("ftp://127.0.0.1/x", "http://[::1/x"):
+        delivery = deliver(NotifyChannel(kind="webhook", url=url, retries=1), "m", FACTS)
+        assert (delivery.ok, delivery.status) == (False, None), delivery
