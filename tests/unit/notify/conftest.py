@@ -19,3 +19,11 @@ Receiver = WebhookReceiver
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as rx:
         yield rx
+
+
+@pytest.fixture
+def notify_args(pytestconfig: pytest.Config) -> list[str]:
+    """``-p pytest_cutover.notify.plugin`` until the cutover plugin registers the notify plugin itself
+    (then ``-p`` would re-import an already imported module: a rewrite warning, an error here)."""
+    wired = pytestconfig.pluginmanager.get_plugin("cutover-notify") is not None
+    return [] if wired else ["-p", "pytest_cutover.notify.plugin"]

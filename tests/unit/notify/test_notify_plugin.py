@@ -81,8 +81,8 @@ database_url = "postgresql://postgres:{PASSWORD}@db.example:5432/postgres"
 ''')
 
 
-def _run(cp: CutoverPytester, *args: str) -> CutoverRun:
-    return cp.run("-p", "pytest_cutover.notify.plugin", "-W", "error", *args)
+def _run(cp: CutoverPytester, notify_args: list[str], *args: str) -> CutoverRun:
+    return cp.run(*notify_args, "-W", "error", *args)
 
 
 def _notifications(run: CutoverRun) -> list[dict[str, Any]]:
@@ -90,7 +90,8 @@ def _notifications(run: CutoverRun) -> list[dict[str, Any]]:
 
 
 def test_each_contract_event_reaches_its_channels_without_secrets(
-        cutover_pytester: CutoverPytester, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+        cutover_pytester: CutoverPytester, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        notify_args: list[str]) -> None:
     monkeypatch.setenv("CUTOVER_ALLURE_HTML", "0")
     _config(cutover_pytester, f'''
 [notify.users]
@@ -105,7 +106,7 @@ events = ["rollback"]
 required = true
 ''')
     cutover_pytester.suite(SUITE)
-    run = _run(cutover_pytester)
+    run = _run(cutover_pytester, notify_args)
     assert run.result.ret == 0, run.output
 
     users = [r.json for r in receiver.bodies("/users")]
@@ -136,7 +137,7 @@ required = true
 
 
 def test_a_failing_channel_is_a_warning_and_a_ledger_record(cutover_pytester: CutoverPytester,
-                                                            receiver: Receiver) -> None:
+                                                            receiver: Receiver, notify_args: list[str]) -> None:
     _config(cutover_pytester, f'''
 [notify.users]
 kind = "webhook"
@@ -144,7 +145,7 @@ url = "{receiver.url('/fail/users')}"
 retries = 2
 ''')
     cutover_pytester.suite(SYNC_ONLY)
-    run = _run(cutover_pytester)
+    run = _run(cutover_pytester, notify_args)
     assert run.result.ret == 0, run.output
     assert len(receiver.bodies("/fail/users")) == 2  # retried
     [record] = _notifications(run)
@@ -160,7 +161,7 @@ retries = 2
 
 
 def test_a_required_channel_failing_fails_the_announcing_stage(cutover_pytester: CutoverPytester,
-                                                               receiver: Receiver) -> None:
+                                                               receiver: Receiver, notify_args: list[str]) -> None:
     _config(cutover_pytester, f'''
 [notify.users]
 kind = "webhook"
@@ -172,7 +173,7 @@ command = "/nonexistent/pager-cli --page oncall"
 required = true
 ''')
     cutover_pytester.suite(SYNC_ONLY)
-    run = _run(cutover_pytester)
+    run = _run(cutover_pytester, notify_args)
     assert run.result.ret == 1, run.output
     assert run.verdicts() == {"precutover": "passed", "sync": "failed"}
     assert [(r["channel"], r["ok"]) for r in _notifications(run)] == [("users", True), ("pager", False)]
@@ -181,17 +182,18 @@ required = true
            "command not found: /nonexistent/pager-cli" in run.output
 
 
-def test_without_notify_config_nothing_is_sent_or_recorded(cutover_pytester: CutoverPytester) -> None:
+def test_without_notify_config_nothing_is_sent_or_recorded(cutover_pytester: CutoverPytester,
+                                                           notify_args: list[str]) -> None:
     _config(cutover_pytester, "")
     cutover_pytester.suite(SYNC_ONLY)
-    run = _run(cutover_pytester)
+    run = _run(cutover_pytester, notify_args)
     assert run.result.ret == 0, run.output
     assert _notifications(run) == []
 
 
 @pytest.mark.slow
 def test_under_xdist_the_controller_summarises_what_workers_sent(cutover_pytester: CutoverPytester,
-                                                                 receiver: Receiver) -> None:
+                                                                 receiver: Receiver, notify_args: list[str]) -> None:
     _config(cutover_pytester, f'''
 [notify.users]
 kind = "webhook"
@@ -203,7 +205,7 @@ url = "{receiver.url('/fail/stakeholders')}"
 retries = 1
 ''')
     cutover_pytester.suite(SYNC_ONLY)
-    run = cutover_pytester.run("-p", "pytest_cutover.notify.plugin", "-n", "2", subprocess=True)
+    run = cutover_pytester.run(*notify_args, "-n", "2", subprocess=True)
     assert run.result.ret == 0, run.output
     assert [(r["channel"], r["ok"], r["status"]) for r in _notifications(run)] == [
         ("users", True, 200), ("stakeholders", False, 500)]
@@ -214,7 +216,8 @@ retries = 1
 ROLLBACK_ONLY = SYNC_ONLY.replace('"maintenance-enabled")', '"rollback", triggers=["error-spike"], evidence="5xx")')
 
 
-def test_a_required_channel_never_holds_up_a_rollback(cutover_pytester: CutoverPytester, receiver: Receiver) -> None:
+def test_a_required_channel_never_holds_up_a_rollback(cutover_pytester: CutoverPytester, receiver: Receiver,
+                                                      notify_args: list[str]) -> None:
     _config(cutover_pytester, f'''
 [notify.incident]
 kind = "slack"
@@ -223,7 +226,7 @@ required = true
 retries = 1
 ''')
     cutover_pytester.suite(ROLLBACK_ONLY)
-    run = _run(cutover_pytester)
+    run = _run(cutover_pytester, notify_args)
     assert run.result.ret == 0, run.output  # the fixture went on (to roll back, on the night)
     assert [(r["event"], r["ok"], r["required"]) for r in _notifications(run)] == [("rollback", False, True)]
     assert "ERROR cutover notification rollback via incident (slack) failed: HTTP 500 after 1 attempt(s)" in run.output
