@@ -91,10 +91,12 @@ class NotifyPlugin:
         from pytest_cutover.plugin import SESSION_KEY
 
         session = self.config.stash.get(SESSION_KEY, None)
+        if session is None or session.cutover_config is None or not session.cutover_config.notify:
+            return self.delivered, self.failures
         try:
             records = [r for r in session.context.ledger.records()
                        if r.get("kind") == "notification" and r.get("invocation") == session.invocation]
-        except (AttributeError, CutoverError):
+        except CutoverError:
             return self.delivered, self.failures
         # Required failures of other events failed their stage (shown there); rollback's are listed here.
         lines = [redact(f"cutover notification {r.get('event')} via {r.get('channel')} ({r.get('channel_kind')}) "
