@@ -31,6 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "action": ("pytest_cutover.actions.cli", "action", "Run one cutover action (maintenance, switch, rollback)."),
     "report": ("pytest_cutover.report.cli", "report", "Build, sign and verify the sign-off report."),
     "keygen": ("pytest_cutover.report.cli", "keygen", "Make an Ed25519 key pair for signing reports."),
+    "notify": ("pytest_cutover.notify.cli", "notify", "Send a cutover notification (or test the channels)."),
 }
 
 

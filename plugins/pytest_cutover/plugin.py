@@ -91,9 +91,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "cutover-session")
+    from pytest_cutover.notify.plugin import register as register_notify
     from pytest_cutover.report.pytest_hooks import register as register_report
 
     register_report(config)
+    register_notify(config)
 
 
 def get_session(config: pytest.Config) -> CutoverSession:

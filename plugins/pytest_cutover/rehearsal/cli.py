@@ -111,6 +111,7 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         return run_matrix(faults, reports_dir=reports_dir, monitor_window=monitor_window, echo=click.echo)
     import pytest
 
+    from pytest_cutover.notify.receiver import WebhookReceiver, rehearsal_notify_toml
     from pytest_cutover.rehearsal.faults import validate_faults
     from pytest_cutover.rehearsal.hooks import RehearsalHooks
     from pytest_cutover.status import stage_rows
@@ -128,7 +129,10 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
     stack = get_stack_class(stack_name)(None, size=size, faults=faults, keep=keep, run_id=run,
                                         monitor_window_s=monitor_window,
                                         monitor_interval_s=max(0.5, monitor_window / 8))
-    with stack:
+    # A real webhook receiver on loopback: the suite's notifications go to it like to Slack on the night.
+    with WebhookReceiver() as receiver, stack:
+        stack.extra_toml = rehearsal_notify_toml(receiver)
+        stack.write_config()
         say(f"stack up in {stack.startup_s:.1f}s: {stack.describe()}")
         for name, evidence in stack.planted.items():
             say(f"  ~ fault planted: {name}: {evidence}")
@@ -145,6 +149,9 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         hooks = RehearsalHooks(stack, say, monitor_window)
         exit_code = pytest.main(args, plugins=[hooks])
         say(f"pytest exited {int(exit_code)}")
+        received = [f"{b.path.lstrip('/')}:{b.json.get('event', '?') if b.path != '/incident' else 'rollback'}"
+                    for b in receiver.bodies()]
+        say(f"notifications received: {', '.join(received) or 'none'}")
         if serve:
             env_path = stack.write_stack_env(run_dir / "stack.env")
             say(f"serving the rehearsed stack; connection settings in {env_path} (mode 0600). Ctrl-C stops it.")

@@ -176,6 +176,8 @@ class EmbeddedStack:
         self.services = services
         self.run_id = run_id or "rehearsal-" + dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         self.lead = lead
+        #: More TOML for cutover.toml, kept across rewrites (the rehearsal's notification channels).
+        self.extra_toml = ""
         self.monitor_window_s = monitor_window_s
         self.monitor_interval_s = monitor_interval_s
         self.part_timeout = part_timeout
@@ -651,7 +653,7 @@ class EmbeddedStack:
             lines += [f"[team.{item}]", f"who = {q(self.lead)}", f"when = {q(attested)}",
                       'note = "rehearsal: attested by the person running it"', ""]
         self.config_path = self.workdir / CONFIG_NAME
-        self.config_path.write_text("\n".join(lines), encoding="utf-8")
+        self.config_path.write_text("\n".join([*lines, self.extra_toml]), encoding="utf-8")
         return self.config_path
 
     # ------------------------------------------------------------------------------------------ teardown
