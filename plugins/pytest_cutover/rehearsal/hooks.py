@@ -49,6 +49,15 @@ class RehearsalHooks:
                if _AFTER_SYNC_EVENT.get(f.name) == event and f.name not in self.stack.planted]
         for fault in due:
             self._plant(fault.name)
+        if event == "rollback":
+            # The monitor faults model a misbehaving *new* system: going back to the old database leaves them
+            # behind, so the rollback's own checks see the old system as it really is.
+            names = [f.name for f in catalog.faults_due(self.stack.faults, catalog.DURING_MONITOR)]
+            for timer in self._timers:
+                timer.cancel()
+            if names:
+                catalog.clear_runtime_faults(self.stack, names)
+                self.say(f"  ~ rollback: cleared the new system's faults {', '.join(names)}")
         if event == "monitor-started":
             for fault in catalog.faults_due(self.stack.faults, catalog.DURING_MONITOR):
                 timer = threading.Timer(self.monitor_window_s * _MONITOR_FAULT_AT, self._plant, args=(fault.name,))

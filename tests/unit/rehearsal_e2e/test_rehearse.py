@@ -114,3 +114,20 @@ def test_a_planted_fault_fails_the_stage_that_guards_it(tmp_path: Path, fault: s
     failures = [t for s in report["stages"] if s["name"] == stage for t in s["tests"]
                 if t["outcome"] in ("failed", "error")]
     assert any(word in (t.get("message") or "").lower() for t in failures), failures
+
+
+def test_a_fired_trigger_rolls_back_for_real_under_auto_rollback(tmp_path: Path) -> None:
+    """error-spike during the monitor window: the run is ROLLBACK, every rollback step ran and succeeded, the
+    app serves the old database again, and the target still holds every migrated vector (nothing dropped)."""
+    done = rehearse(tmp_path, "e2e-rollback", "--fault", "error-spike", "--auto-rollback")
+    assert done.returncode == 1, done.stdout[-3000:]
+    report = json.loads((tmp_path / "e2e-rollback" / "report.json").read_text())
+    assert report["status"] == "ROLLBACK"
+    assert [t["name"] for t in report["triggers"]] == ["error-rate"]
+    steps = {s["step"]: s for s in report["rollback"]}
+    assert all(s["ok"] for s in report["rollback"]), report["rollback"]
+    assert {"maintenance-on", "restore-database-url", "restart", "verify-old-database", "keep-target-data",
+            "verify-serving"} <= set(steps)
+    migrated = report["figures"]["vectors"]["migrated"]
+    assert f"embedding set on {migrated} rows" in steps["keep-target-data"]["detail"]
+    assert "rollback" in done.stdout  # the incident channel of the rehearsal's webhook receiver got it
