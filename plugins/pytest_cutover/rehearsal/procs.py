@@ -22,7 +22,7 @@ from typing import IO
 from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 
-__all__ = ["ManagedProcess", "free_port"]
+__all__ = ["ManagedProcess", "free_port", "port_is_free"]
 
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 0.5
@@ -33,6 +33,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``port`` can be bound on ``host`` now (a stopped stack must leave its ports free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _tail(path: Path, n: int) -> str:

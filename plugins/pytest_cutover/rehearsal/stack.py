@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -45,7 +44,7 @@ from pytest_cutover.rehearsal import faults as fault_catalog
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer
-from pytest_cutover.rehearsal.procs import ManagedProcess, free_port
+from pytest_cutover.rehearsal.procs import ManagedProcess, free_port, port_is_free
 
 __all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ", "read_env_file",
            "services_available"]
@@ -125,16 +124,6 @@ def _toml_str(value: str) -> str:
 def _with_driver(dsn: str, driver: str = "asyncpg") -> str:
     """``postgresql://`` -> ``postgresql+asyncpg://`` (the form the app's SQLAlchemy engine takes)."""
     return dsn.replace("postgresql://", f"postgresql+{driver}://", 1) if dsn.startswith("postgresql://") else dsn
-
-
-def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
@@ -738,10 +727,10 @@ class EmbeddedStack:
 def _wait_port_free(port: int, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _port_is_free(port):
+        if port_is_free(port):
             return True
         time.sleep(0.1)
-    return _port_is_free(port)
+    return port_is_free(port)
 
 
 def load_stack_environ(stack_dir: Path) -> Mapping[str, str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pytest_cutover.rehearsal.procs import port_is_free
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _OWNER = """
@@ -27,18 +29,6 @@ stack.start()
 print("READY", ",".join(map(str, stack.ports)), ",".join(map(str, stack.pids().values())), flush=True)
 time.sleep(120)
 """
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
@@ -67,7 +57,7 @@ def test_owner_signal_stops_every_part(scratch: Path, sig: int) -> None:
     while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
         time.sleep(0.1)
     assert not [p for p in pids if psutil.pid_exists(p)]
-    assert all(_port_free(p) for p in ports)
+    assert all(port_is_free(p) for p in ports)
     assert not workdir.exists()
 
 
@@ -103,4 +93,4 @@ def test_stop_all_cleans_up_after_a_killed_owner(scratch: Path) -> None:
                 psutil.Process(pid).kill()
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not alive
-    assert all(_port_free(p) for p in ports)
+    assert all(port_is_free(p) for p in ports)

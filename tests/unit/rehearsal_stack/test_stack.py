@@ -18,6 +18,7 @@ import pytest
 from pytest_cutover.config import load_config
 from pytest_cutover.redact import registered_secrets
 from pytest_cutover.rehearsal.pgbouncer import client_ssl_context
+from pytest_cutover.rehearsal.procs import port_is_free
 from pytest_cutover.rehearsal.seed import SeedSize
 from pytest_cutover.rehearsal.stack import EmbeddedStack, read_env_file, services_available
 
@@ -32,18 +33,6 @@ SERVICES_MISSING = services_available()
 
 def _asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_stack_starts_and_stops_cleanly_three_times(scratch: Path) -> None:
@@ -64,11 +53,11 @@ def test_stack_starts_and_stops_cleanly_three_times(scratch: Path) -> None:
                 expected |= {"storage", "app"}
             assert expected <= set(pids), pids
             assert all(psutil.pid_exists(pid) for pid in pids.values())
-            assert not any(_port_free(port) for port in ports), "a part is not listening on its port"
+            assert not any(port_is_free(port) for port in ports), "a part is not listening on its port"
         assert [p for p in psutil.Process().children(recursive=True) if p.pid not in before] == []
         assert not [pid for pid in pids.values() if psutil.pid_exists(pid)
                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-        assert all(_port_free(port) for port in ports)
+        assert all(port_is_free(port) for port in ports)
         assert not (scratch / f"stack{cycle}").exists(), "keep=False must remove the stack folder"
     print(f"\nstack start-up seconds (tiny seed, services={with_services}): "
           + ", ".join(f"{s:.2f}" for s in startups))
