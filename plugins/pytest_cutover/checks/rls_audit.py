@@ -20,7 +20,7 @@ Every problem is a sentence with the SQL that fixes it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -236,39 +236,36 @@ def _strip_parens(expr: str) -> str:
     return text
 
 
-def _closing(text: str, start: int) -> int:
+def _outside_quotes(text: str) -> Iterator[tuple[int, str, int]]:
+    """``(index, char, paren depth after it)`` for every character outside single-quoted SQL strings."""
     depth, quoted = 0, False
-    for i in range(start, len(text)):
-        ch = text[i]
+    for i, ch in enumerate(text):
         if ch == "'":
             quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+        elif not quoted:
+            depth += (ch == "(") - (ch == ")")
+            yield i, ch, depth
+
+
+def _closing(text: str, start: int) -> int:
+    """Index of the parenthesis closing the one at ``start`` (-1 when unbalanced)."""
+    opened = None
+    for i, ch, depth in _outside_quotes(text):
+        if i == start:
+            opened = depth - 1
+        elif opened is not None and ch == ")" and depth == opened:
+            return i
     return -1
 
 
 def _split_top(text: str, op: str) -> list[str]:
-    parts, depth, quoted, start, i = [], 0, False, 0, 0
-    token = f" {op} "
-    upper = text.upper()
-    while i < len(text):
-        ch = text[i]
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        elif not quoted and depth == 0 and upper.startswith(token, i):
+    """``text`` split on ``op`` (AND/OR) where it is not inside parentheses or quotes."""
+    token, upper = f" {op} ", text.upper()
+    parts, start = [], 0
+    for i, _, depth in _outside_quotes(text):
+        if i >= start and depth == 0 and upper.startswith(token, i):
             parts.append(text[start:i])
-            i += len(token)
-            start = i
-            continue
-        i += 1
+            start = i + len(token)
     parts.append(text[start:])
     return [p.strip() for p in parts if p.strip()]
 
