@@ -1,8 +1,8 @@
 """The run ledger: ``reports/<run>/ledger.jsonl``, append-only, one JSON record a line.
 
-Every record is redacted, then written with one ``os.write`` on an ``O_APPEND``
-descriptor under an exclusive ``flock``, so concurrent writers (xdist workers, a
-second terminal, the monitor) never tear a line.  Reading validates every line:
+Every record is redacted, then appended with :mod:`pytest_cutover.jsonl`'s discipline
+(one ``os.write`` on an ``O_APPEND`` descriptor under an exclusive ``flock``), so
+concurrent writers (xdist workers, a second terminal, the monitor) never tear a line.  Reading validates every line:
 a corrupt or truncated line is a :class:`LedgerError` naming the file and the
 line, never skipped.
 
@@ -13,17 +13,16 @@ where a record of an earlier stage invalidates the verdicts of every later one
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pytest_cutover.errors import ConfigError, LedgerError
+from pytest_cutover.jsonl import append_record, parse_lines
 from pytest_cutover.redact import redact_obj
 from pytest_cutover.stages import NOT_RUN, STAGES, PriorVerdict, stage_index
 
@@ -70,55 +69,13 @@ class Ledger:
         stamped = {"v": SCHEMA_VERSION, "ts": iso_utc(), **redact_obj(dict(record))}
         if "kind" not in stamped:
             raise LedgerError("a ledger record needs a 'kind'")
-        line = (json.dumps(stamped, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                written = os.write(fd, line)
-                if written != len(line):  # pragma: no cover - a full disk
-                    raise LedgerError(f"{self.path}: short write ({written} of {len(line)} bytes)")
-                os.fsync(fd)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        append_record(self.path, stamped, error=LedgerError)
         return stamped
-
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-            try:
-                data = fh.read()
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        lines = data.split(b"\n")
-        for number, raw in enumerate(lines, start=1):
-            if number == len(lines):
-                if raw.strip():
-                    raise LedgerError(
-                        f"{self.path} line {number} is truncated (no newline at the end): a write was cut off",
-                        hint="inspect that line, move it aside, and re-run the stage it belonged to",
-                    )
-                return
-            yield number, raw
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, in order; raises :class:`LedgerError` on the first bad line."""
         out = []
-        for number, raw in self._lines():
-            if not raw.strip():
-                raise LedgerError(f"{self.path} line {number} is empty", hint="the ledger is append-only JSON lines")
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise LedgerError(
-                    f"{self.path} line {number} is not valid JSON ({exc.__class__.__name__}: {exc})",
-                    hint="inspect that line; the ledger is never repaired silently",
-                ) from None
+        for number, record in parse_lines(self.path, error=LedgerError, what="the ledger"):
             if not isinstance(record, dict) or "kind" not in record or "v" not in record:
                 raise LedgerError(f"{self.path} line {number} is not a ledger record (no 'kind' or 'v')")
             if record["v"] > SCHEMA_VERSION:

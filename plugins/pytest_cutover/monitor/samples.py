@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_cutover.jsonl import append_record, read_records
 from pytest_cutover.ledger import run_dir
 from pytest_cutover.monitor.errors import SeriesError
-from pytest_cutover.monitor.jsonl import append_record, read_records
 from pytest_cutover.redact import redact_obj
 
 __all__ = [

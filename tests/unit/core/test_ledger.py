@@ -97,3 +97,17 @@ def test_concurrent_writers_never_tear_a_line(tmp_path: Path) -> None:
     for who in range(3):
         assert [r["i"] for r in records if r["who"] == who] == list(range(150))
     assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_the_shared_jsonl_reader_is_strict_for_the_monitor_series_too(tmp_path: Path) -> None:
+    """The ledger and monitor.jsonl share one reader: every public name exists, and bad lines name the line."""
+    from pytest_cutover import jsonl
+
+    assert all(hasattr(jsonl, name) for name in jsonl.__all__)
+    path = tmp_path / "series.jsonl"
+    jsonl.append_record(path, {"seq": 1})
+    assert jsonl.read_records(path) == [{"seq": 1}]
+    with path.open("a") as fh:
+        fh.write("[1]\n\n")
+    with pytest.raises(ValueError, match=r"series.jsonl line 2 is not a JSON object"):
+        jsonl.read_records(path)

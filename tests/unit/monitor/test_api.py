@@ -13,7 +13,7 @@ from pytest_cutover.ledger import Ledger
 from pytest_cutover.monitor.records import prior_leaks_from_ledger, record_trigger
 from pytest_cutover.monitor.triggers import RLS_LEAK, Trigger
 
-MODULES = ["", ".classify", ".criteria", ".errors", ".figures", ".jsonl", ".logs", ".probes", ".records", ".runner",
+MODULES = ["", ".classify", ".criteria", ".errors", ".figures", ".logs", ".probes", ".records", ".runner",
            ".sampler", ".samples", ".settings", ".stats", ".system", ".tenancy", ".triggers"]
 
 
