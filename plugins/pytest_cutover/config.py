@@ -26,9 +26,11 @@ __all__ = [
     "AppConfig",
     "Attestation",
     "BackupConfig",
+    "Contact",
     "CutoverConfig",
     "MigrateConfig",
     "MonitorConfig",
+    "PeopleConfig",
     "RunConfig",
     "SchemaConfig",
     "SourceConfig",
@@ -97,6 +99,8 @@ class AppConfig(_Section):
     db_role: str | None = Field(None, description="the app's database role, to watch its connections drain "
                                                   "(default: the user in its DATABASE_URL)")
     db_application_name: str | None = Field(None, description="the app's application_name in pg_stat_activity")
+    rollback_plan: str | None = Field(None, description="the rollback plan document (relative to the config file, "
+                                                        "like env_file); committed in its git checkout")
 
 
 class SchemaConfig(_Section):
@@ -235,6 +239,27 @@ class NotifyChannel(_Section):
         return self
 
 
+class Contact(_Section):
+    """One person the runbook's "Team Communication" and "Support contacts" rely on, and how to reach them.
+
+    ``channel`` is ``scheme:address`` (``slack:#incident``, ``phone:+4930...``, ``mail:dana@example.com``);
+    name and channel may be left empty in a draft: the precutover stage then fails naming what is missing.
+    """
+
+    name: str = ""
+    role: Literal["escalation", "on-call", "support"]
+    channel: str = ""
+    from_: str | None = Field(None, alias="from", description="on duty from (ISO date/time); none: whole cutover")
+    until: str | None = Field(None, description="on duty until (ISO date/time); none: whole cutover")
+    note: str | None = None
+
+
+class PeopleConfig(_Section):
+    """``[[people.contacts]]``: escalation contacts, the on-call roster and the support standby."""
+
+    contacts: tuple[Contact, ...] = ()
+
+
 class CutoverConfig(_Section):
     run: RunConfig = RunConfig()
     source: SourceConfig = SourceConfig()
@@ -248,6 +273,7 @@ class CutoverConfig(_Section):
     team: dict[str, Attestation] = {}
     waivers: dict[str, str] = {}
     notify: dict[str, NotifyChannel] = {}
+    people: PeopleConfig = PeopleConfig()
     path: str | None = Field(None, description="where this config was read from (set by the loader)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -416,3 +416,50 @@ def test_escalation_contacts_confirmed(cutover_config: CutoverConfig, record_fig
     Attested in the config: ``[team.escalation_contacts] who = ..., when = ...``.
     """
     _team(cutover_config, "escalation_contacts", record_figure)
+
+
+# ------------------------------------------------------------------------------------------------ People on duty
+def _contacts(cutover_config: CutoverConfig, role: str, record_figure: Any) -> None:
+    from pytest_cutover.checks import people
+
+    _verify(people.check_contacts(cutover_config, role), record_figure, prefix=f"people.{role}.")
+
+
+def test_escalation_contacts_listed_and_reachable(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Escalation contacts confirmed
+
+    At least one ``[[people.contacts]]`` entry with ``role = "escalation"`` ("CTO or Engineering Lead"); each
+    has a name and a channel that parses (``slack:#...``, ``phone:+...``, ``mail:...``), and together they
+    cover ``run.maintenance_start``..``maintenance_end`` when their ``from``/``until`` are given.
+    """
+    _contacts(cutover_config, "escalation", record_figure)
+
+
+def test_on_call_team_listed_and_reachable(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Call: On-call team (see contact list)
+
+    The contact list exists: at least one ``role = "on-call"`` entry, each named and reachable on a channel
+    that parses, and nobody-on-call gaps inside the maintenance window fail naming the gap.
+    """
+    _contacts(cutover_config, "on-call", record_figure)
+
+
+def test_support_standby_listed_and_reachable(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Support team on standby
+
+    At least one ``role = "support"`` entry, each named and reachable on a channel that parses, on duty
+    through the maintenance window.
+    """
+    _contacts(cutover_config, "support", record_figure)
+
+
+def test_rollback_plan_committed_and_complete(cutover_config: CutoverConfig, record_figure: Any) -> None:
+    """Rollback plan documented
+
+    ``[app] rollback_plan`` (relative to the config file) exists, is committed in its git checkout (not
+    untracked, ignored or modified), names the host the app's previous ``DATABASE_URL`` points at (never its
+    password) and contains the restart command (``app.restart_command``).
+    """
+    from pytest_cutover.checks import rollback_plan
+
+    _verify(rollback_plan.check_rollback_plan(cutover_config), record_figure, prefix="rollback_plan.")

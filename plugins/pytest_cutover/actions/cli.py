@@ -138,21 +138,33 @@ def restart(config_path: Path | None, run: str | None, reports_dir: Path | None,
 @run_options
 @click.option("--org", default=None, metavar="ORG",
               help="Org whose thread count proves the old system serves (default: the old DB's largest).")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why you roll back, for the incident alert (the run's fired triggers are sent with it).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def rollback(config_path: Path | None, run: str | None, reports_dir: Path | None, org: str | None,
-             as_json: bool) -> int:
-    """The runbook's rollback: maintenance on, old DATABASE_URL back, restart, verify, maintenance off."""
-    from pytest_cutover.actions.rollback import failed_step, run_rollback
+             reason: str | None, as_json: bool) -> int:
+    """The runbook's rollback: alert the incident channel, maintenance on, old DATABASE_URL back, restart,
+    verify, maintenance off."""
+    from pytest_cutover.actions.rollback import alert_rollback, failed_step, run_rollback
     from pytest_cutover.cli import echo_json
+    from pytest_cutover.notify.dispatch import failure_line
     from pytest_cutover.redact import redact
 
     ctx = _context(config_path, run, reports_dir)
+    sent = alert_rollback(ctx, reason=reason)  # first: the team hears of it while the steps run
     steps = run_rollback(ctx, org=org)
     failed = failed_step(steps)
     if as_json:
         echo_json({"ok": failed is None, "failed_step": failed.step if failed else None,
-                   "steps": [s.as_dict() for s in steps]})
+                   "steps": [s.as_dict() for s in steps],
+                   "notifications": [{"event": n.event, "channel": n.name, "ok": n.delivery.ok,
+                                      "status": n.delivery.status, "detail": n.delivery.detail} for n in sent]})
     else:
+        if not sent:
+            click.echo("no [notify] channel subscribes to rollback: alert the incident channel by hand", err=True)
+        for n in sent:
+            click.echo(redact(f"alerted {n.name} ({n.channel.kind}): {n.delivery.detail}") if n.delivery.ok
+                       else f"WARNING {failure_line(n)} (the rollback went on)", err=not n.delivery.ok)
         for s in steps:
             click.echo(redact(f"{'ok    ' if s.ok else 'FAILED'} {s.step} ({s.duration_s:.1f} s): {s.detail}"))
         click.echo(f"rollback failed at step '{failed.step}'; maintenance left on" if failed else "rollback complete")

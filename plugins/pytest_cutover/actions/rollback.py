@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from pytest_cutover.actions.restart import ConnectionCounter
     from pytest_cutover.context import RunContext
 
-__all__ = ["SERVING_SAMPLES", "STEPS", "Rollback", "RollbackStep", "failed_step", "run_rollback"]
+__all__ = ["SERVING_SAMPLES", "STEPS", "Rollback", "RollbackStep", "alert_rollback", "failed_step", "run_rollback"]
 
 SERVING_SAMPLES = 3
 STEPS: tuple[str, ...] = ("maintenance-on", "restore-database-url", "restart", "verify-old-database",
@@ -248,3 +248,24 @@ def run_rollback(ctx: RunContext, *, org: str | None = None, counter: Connection
                  ) -> list[RollbackStep]:
     """``Rollback(ctx, org=org).run()``."""
     return Rollback(ctx, org=org, counter=counter).run()
+
+
+def alert_rollback(ctx: RunContext, *, reason: str | None = None) -> list[Any]:
+    """Tell the channels subscribed to ``rollback`` (the incident channel) that a rollback starts, the way the
+    suite's fixtures do when a trigger fires (runbook: "Alert team: Send incident alert").
+
+    The message carries the run's fired triggers and their evidence from the ledger, or ``reason`` for a
+    manual rollback; everything redacted.  Never raises for a receiver that is down (a rollback is never
+    held up by a notification): the returned deliveries say what happened, and each is in the ledger.
+    """
+    from pytest_cutover.notify.dispatch import notify
+
+    fired: dict[str, str] = {}
+    for rec in ctx.ledger.records():
+        if rec.get("kind") == "trigger" and rec.get("name"):
+            fired[str(rec["name"])] = str(rec.get("evidence") or "")
+    evidence = "; ".join(f"{name}: {text}" for name, text in fired.items() if text)
+    manual = f"manual rollback by {ctx.user}@{ctx.host} (cutover action rollback)"
+    details = {"triggers": list(fired), "evidence": "; ".join(p for p in (reason, evidence) if p) or manual,
+               "source": "cutover action rollback", "by": f"{ctx.user}@{ctx.host}"}
+    return notify(ctx, "rollback", redact_obj(details))

@@ -93,10 +93,11 @@ def write_env(env_file: Path, env: Mapping[str, str]) -> None:
         raise
 
 
-def prepare_app_checkout(dest: Path, env: Mapping[str, str]) -> Path:
+def prepare_app_checkout(dest: Path, env: Mapping[str, str], extra_files: Mapping[str, str] | None = None) -> Path:
     """Copy the template to ``dest``, commit it, push it to ``dest.parent/backend-origin.git``, write ``.env``.
 
-    The working tree is clean afterwards (``.env``, logs and caches are git-ignored).
+    ``extra_files`` (relative path -> text) are added to the first commit (e.g. the rollback plan written
+    for this stack).  The working tree is clean afterwards (``.env``, logs and caches are git-ignored).
     """
     dest = Path(dest).resolve()
     if dest.exists() and any(dest.iterdir()):
@@ -106,6 +107,9 @@ def prepare_app_checkout(dest: Path, env: Mapping[str, str]) -> Path:
     if origin.exists():
         raise RehearsalError(f"app checkout: {origin} already exists", hint="remove it or use a fresh stack folder")
     shutil.copytree(TEMPLATE_DIR, dest, ignore=_IGNORE, dirs_exist_ok=True)
+    for rel, text in (extra_files or {}).items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text, encoding="utf-8")
     _git(dest, "init", "-q")
     _git(dest, "add", "-A")
     _git(dest, "commit", "-q", "-m", "reference backend")

@@ -523,9 +523,17 @@ class EmbeddedStack:
 
         services = self._services()
         assert self.workdir is not None
-        self.app_dir = services.prepare_app_checkout(self.workdir / "backend", self._app_env())
-        self.env_file = self.app_dir / ".env"
         self._api_port = free_port()
+        env = self._app_env()
+        # Committed with the app, as a team would: the precutover check reads it ("Rollback plan documented").
+        from pytest_cutover.rehearsal.rollback_doc import PLAN_PATH, render_rollback_plan
+
+        plan = render_rollback_plan(run_id=self.run_id, lead=self.lead, old_database_url=env["DATABASE_URL"],
+                                    restart_command=self._ctl_command("restart"),
+                                    health_url=f"https://127.0.0.1:{self._api_port}/health",
+                                    config_path=str(self.workdir / CONFIG_NAME))
+        self.app_dir = services.prepare_app_checkout(self.workdir / "backend", env, {PLAN_PATH: plan})
+        self.env_file = self.app_dir / ".env"
         template = services.app_process(self.app_dir, self._api_port, certfile=self.api_cert.cert_path,
                                         keyfile=self.api_cert.key_path, log_path=self._dir("logs") / "app.out")
         health_url = f"https://127.0.0.1:{self._api_port}/health"
@@ -594,6 +602,10 @@ class EmbeddedStack:
         """What ``target.app_database_url`` is now (the app's SQLAlchemy form; faults may change it)."""
         return self.poolers[self._app_db_pooler].dsn(self._app_db_user, scheme="postgresql+asyncpg")
 
+    def _ctl_command(self, verb: str) -> str:
+        """The app's stop/start/restart command line (``rehearsal.ctl``), as the config and the rollback plan say it."""
+        return f"{sys.executable} -m pytest_cutover.rehearsal.ctl {verb} {self.workdir}"
+
     def write_config(self) -> Path:
         """(Re)write cutover.toml and stack.env beside it."""
         assert self.workdir is not None
@@ -606,6 +618,7 @@ class EmbeddedStack:
         _write_private(self.stack_env_path, "# values of the ${VAR} references in cutover.toml\n" + "".join(env_lines))
         ctl_cmd = f"{sys.executable} -m pytest_cutover.rehearsal.ctl"
         from pytest_cutover.rehearsal.ctl import PID_FILE as ctl_pid_file
+        from pytest_cutover.rehearsal.rollback_doc import PLAN_PATH
         q = _toml_str
         lines = [
             "# Written by the pytest-cutover rehearsal (EmbeddedStack); secrets are in stack.env beside this file.",
@@ -623,12 +636,13 @@ class EmbeddedStack:
             lines += [
                 "[app]", f"source_dir = {q(str(self.app_dir))}", f"env_file = {q(str(self.env_file))}",
                 f"health_url = {q(urls.api_url + '/health')}", f"api_base = {q(urls.api_url)}",
-                f"restart_command = {q(f'{ctl_cmd} restart {self.workdir}')}",
+                f"restart_command = {q(self._ctl_command('restart'))}",
                 f"stop_command = {q(f'{ctl_cmd} stop {self.workdir}')}",
                 f"start_command = {q(f'{ctl_cmd} start {self.workdir}')}",
                 f"log_file = {q(str(self._dir('logs') / 'app.log'))}", 'maintenance = "endpoint"',
                 f"maintenance_file = {q(str(self._dir('run') / 'maintenance.flag'))}",
                 'admin_token = "${ADMIN_TOKEN}"', 'test_token = "${TEST_TOKEN}"', f"python = {q(sys.executable)}",
+                f"rollback_plan = {q(str(self.app_dir / PLAN_PATH))}",
                 f"ca_file = {q(urls.ca_file)}", "",
             ]
         lines += ["[backup]", f"path = {q(str(self.backup_path))}", "",
@@ -641,6 +655,10 @@ class EmbeddedStack:
         for item in ("stakeholders_notified", "support_standby", "rollback_plan_documented", "escalation_contacts"):
             lines += [f"[team.{item}]", f"who = {q(self.lead)}", f"when = {q(attested)}",
                       'note = "rehearsal: attested by the person running it"', ""]
+        # ... and is every contact the runbook asks for, reachable on the channel the incident alert goes to.
+        for role in ("escalation", "on-call", "support"):
+            lines += ["[[people.contacts]]", f"name = {q(self.lead)}", f"role = {q(role)}",
+                      'channel = "slack:#incident"', 'note = "rehearsal: the person running it"', ""]
         self.config_path = self.workdir / CONFIG_NAME
         self.config_path.write_text("\n".join([*lines, self.extra_toml]), encoding="utf-8")
         return self.config_path

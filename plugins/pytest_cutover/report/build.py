@@ -21,7 +21,7 @@ from pytest_cutover.redact import redact, redact_obj, reveal
 from pytest_cutover.report.versions import versions
 from pytest_cutover.stages import BLOCKED, INCOMPLETE, NOT_RUN, PASSED, ROLLBACK, STAGES, SUCCESS
 
-__all__ = ["REPORT_VERSION", "build_report", "config_hosts", "is_waived", "merge_figure"]
+__all__ = ["REPORT_VERSION", "build_report", "config_hosts", "is_waived", "merge_figure", "sign_off"]
 
 REPORT_VERSION = 1
 # Fields every ledger record carries for bookkeeping; they are not part of a record's payload.
@@ -97,6 +97,18 @@ def config_hosts(config: CutoverConfig | None) -> dict[str, str]:
             continue
         hosts[key] = redact(f"{parts.scheme}://{parts.hostname}{port}{parts.path}")
     return hosts
+
+
+def sign_off(config: CutoverConfig | None, acks: Iterable[Mapping[str, Any]], started: datetime | None,
+             finished: datetime | None) -> dict[str, Any]:
+    """The sign-off block: the lead, the contacts whose shift overlaps the cutover window (every contact
+    when the window is unknown), and who acknowledged the report (``cutover report --ack NAME``) and when."""
+    from pytest_cutover.checks.people import contacts_on_duty
+
+    contacts = config.people.contacts if config else ()
+    return {"lead": config.run.lead if config else None,
+            "contacts_on_duty": contacts_on_duty(contacts, started or finished, finished),
+            "acks": [{"who": a.get("name"), "at": a.get("at")} for a in acks]}
 
 
 def _utc(ts: str | None) -> datetime | None:
@@ -202,7 +214,7 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
             summary = {k: v for k, v in body.items() if not isinstance(v, Mapping | list)}
             merge_figure(figures, "monitor", {**summary, **(body.get("figures") or {})}, "monitor")
         elif kind == "ack":
-            acks.append({"name": body.get("name"), "at": body.get("at") or rec.get("ts")})
+            acks.append({"name": body.get("who") or body.get("name"), "at": body.get("at") or rec.get("ts")})
         elif kind == "note":
             if body.get("text"):
                 note_texts.append(str(body["text"]))
@@ -296,6 +308,7 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         "actions": actions,
         "monitor": monitor_summaries,
         "acks": acks,
+        "sign_off": sign_off(config, acks, started, finished),
         "team": {k: v.model_dump() for k, v in (config.team.items() if config else [])},
         "waivers": waived,
         "unwaived_skips": unwaived,
@@ -316,6 +329,13 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         },
         "artifacts": {},
     }
+    # Week 1 (rolling monitor window, the five checks, who decided to decommission), judged as of the
+    # ledger's last record so that rebuilding the report from the same ledger gives the same verdicts.
+    from pytest_cutover.week1.checks import week1_section, week1_settings
+
+    week1 = week1_section(records, week1_settings(config), finished or datetime.now(UTC))
+    if week1 is not None:
+        report["week1"] = week1
     if len(report["environment"]["git_revs"]) > 1:
         issues.append("stages ran from different suite revisions: " + ", ".join(report["environment"]["git_revs"]))
     if len(report["environment"]["config_hashes"]) > 1:

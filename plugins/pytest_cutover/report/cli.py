@@ -56,16 +56,34 @@ def _with_the_runs_config(run_ctx: RunContext) -> RunContext:
                       suite_dir=run_ctx.suite_dir)
 
 
+def _append_acks(run_ctx: RunContext, names: tuple[str, ...]) -> None:
+    """One ledger record ``{"kind": "ack", "who", "at"}`` per name: who acknowledged the report, and when."""
+    from pytest_cutover.ledger import iso_utc
+
+    for name in names:
+        if not name.strip():
+            raise click.UsageError("--ack needs a name (who acknowledges the report)")
+    for name in names:
+        run_ctx.ledger.append({"kind": "ack", **run_ctx.stamp(), "who": name.strip(), "at": iso_utc()})
+
+
+_ACK_HELP = "Record that NAME acknowledged this report (repeatable); shown in the sign-off block."
+
+
 @click.group(invoke_without_command=True)
 @run_options
 @click.option("--notes", default=None, help="Post-cutover notes: appended to the run's ledger, shown in the report.")
+@click.option("--ack", "acks", multiple=True, metavar="NAME", help=_ACK_HELP)
 @click.option("--no-allure", is_flag=True, help="Do not run `npx allure generate`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def report(ctx: click.Context, config_path: Path | None, run: str | None, reports_dir: Path | None,
-           notes: str | None, no_allure: bool, as_json: bool) -> int | None:
+           notes: str | None, acks: tuple[str, ...], no_allure: bool, as_json: bool) -> int | None:
     """Rebuild reports/<run>/report.json and report.html from the run's ledger (exit 0 only on SUCCESS)."""
     if ctx.invoked_subcommand is not None:
+        if acks:
+            raise click.UsageError(f"--ack goes after the subcommand: cutover report {ctx.invoked_subcommand} "
+                                   "--ack NAME")
         return None
     from pytest_cutover.cli import echo_json
     from pytest_cutover.context import context_from_options
@@ -80,6 +98,7 @@ def report(ctx: click.Context, config_path: Path | None, run: str | None, report
                    err=True)
     if notes:
         run_ctx.ledger.append({"kind": "note", **run_ctx.stamp(), "text": notes})
+    _append_acks(run_ctx, acks)
     result = write_report_files(run_ctx, generate_allure=not no_allure)
     data = result.report
     if as_json:
@@ -99,19 +118,50 @@ def report(ctx: click.Context, config_path: Path | None, run: str | None, report
 @click.option("--key", "key_path", type=click.Path(path_type=Path), default=None,
               help=f"Ed25519 private key (default: {DEFAULT_KEY}).")
 @click.option("--signer", default=None, help="Who signs (default: [run] lead).")
+@click.option("--ack", "acks", multiple=True, metavar="NAME",
+              help=_ACK_HELP + " The report is rebuilt with the acks before it is signed.")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 def sign(config_path: Path | None, run: str | None, reports_dir: Path | None, key_path: Path | None,
-         signer: str | None, path: Path | None) -> int:
+         signer: str | None, acks: tuple[str, ...], path: Path | None) -> int:
     """Sign report.json (PATH, default reports/<run>/report.json) and write report.json.sig."""
     from pytest_cutover.report.sign import sign_report
 
     target = _report_path(config_path, run, reports_dir, path)
     if not target.is_file():
         raise click.UsageError(f"no report at {target}: build it with `cutover report --run RUN` first")
+    if acks:
+        _ack_and_rebuild(target, config_path, acks)
     sig = sign_report(target, key_path or DEFAULT_KEY, signer=signer)
     click.echo(f"signed {target} with key {sig['public_key_fingerprint']}")
     click.echo(f"signature: {target.with_name(target.name + '.sig')}")
     return 0
+
+
+def _ack_and_rebuild(target: Path, config_path: Path | None, acks: tuple[str, ...]) -> None:
+    """Append the acks to the ledger beside ``target`` and rebuild the report, so the signature covers them."""
+    import json
+
+    from pytest_cutover.config import load_config
+    from pytest_cutover.context import RunContext
+    from pytest_cutover.ledger import LEDGER_NAME
+    from pytest_cutover.report.writer import write_report_files
+
+    folder = target.resolve().parent
+    if not (folder / LEDGER_NAME).is_file():
+        raise click.UsageError(f"no {LEDGER_NAME} beside {target}: --ack records into the run's ledger and rebuilds "
+                               "the report from it; sign the report in its run folder")
+    try:
+        run = json.loads(target.read_text("utf-8"))["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        run = folder.name
+    run_ctx = RunContext(run=run, reports_dir=folder.parent, config=load_config(config_path), suite_dir=Path.cwd())
+    if run_ctx.run_dir.resolve() != folder:
+        raise click.UsageError(f"{target} says run {run} but lives in {folder}: rebuild it with `cutover report` first")
+    if config_path is None:
+        run_ctx = _with_the_runs_config(run_ctx)
+    _append_acks(run_ctx, acks)
+    result = write_report_files(run_ctx, generate_allure=False)
+    click.echo(f"acknowledged by {', '.join(a.strip() for a in acks)}; report rebuilt: {result.path}")
 
 
 @report.command("verify")
