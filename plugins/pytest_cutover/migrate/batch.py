@@ -53,7 +53,9 @@ class Batch:
     unstaged: list[tuple[str, str]] = field(default_factory=list)  # (id, reason): never reaches the database
     next_offset: Any = None
     last_key: str | None = None
-    read_s: float = 0.0
+    read_s: float = 0.0  # screening: float32 conversion, encoding, digests
+    scroll_s: float = 0.0  # the source call that returned this page
+    blocked_s: float = 0.0  # the reader waiting on a full queue before it could send the previous batch
 
     @property
     def size(self) -> int:

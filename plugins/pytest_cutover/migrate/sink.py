@@ -138,6 +138,7 @@ class VectorSink:
         self.dry_run = dry_run
         self.key_type = "uuid"
         self.dim = 0
+        self.embedding_type = "vector"
         self._target = _ident(schema.table)
         self.use_state_schema(schema.state_schema)
 
@@ -156,8 +157,20 @@ class VectorSink:
         self._checkpoint = f"{st}.cutover_migration_checkpoint"
 
     # -- preparation ---------------------------------------------------------------------------------------
-    async def prepare(self, expected_dim: int) -> None:
-        """Check the target column, register the codec, take the run lock and create the state tables."""
+    def check_dimension(self, expected_dim: int) -> None:
+        """Refuse a source whose dimension differs from the target column's (known after :meth:`prepare`)."""
+        if self.dim > 0 and self.dim != expected_dim:
+            sc = self.schema
+            raise TargetError(f"dimension mismatch: qdrant collection has {expected_dim}, target column "
+                              f"{sc.table}.{sc.embedding} is {self.embedding_type}",
+                              hint="the collection and the column must have the same dimension")
+
+    async def prepare(self, expected_dim: int | None = None) -> None:
+        """Check the target column, register the codec, take the run lock and create the state tables.
+
+        Needs nothing from the source, so the engine runs it while the reader starts; the dimension is checked
+        by :meth:`check_dimension` once the reader has opened the collection (or here, when given).
+        """
         from pgvector.asyncpg import register_vector
 
         sc = self.schema
@@ -177,10 +190,9 @@ class VectorSink:
             raise TargetError(f"target column {sc.table}.{sc.embedding} is {emb_type}, not a pgvector vector",
                               hint="ALTER TABLE ... ADD COLUMN embedding vector(<dim>)")
         self.dim = int(cols[sc.embedding]["atttypmod"])
-        if self.dim > 0 and self.dim != expected_dim:
-            raise TargetError(f"dimension mismatch: qdrant collection has {expected_dim}, target column "
-                              f"{sc.table}.{sc.embedding} is {emb_type}",
-                              hint="the collection and the column must have the same dimension")
+        self.embedding_type = emb_type
+        if expected_dim is not None:
+            self.check_dimension(expected_dim)
         key_type = cols[sc.key]["type"]
         self.key_type = key_type
         await register_vector(self.conn)

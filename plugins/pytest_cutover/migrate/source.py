@@ -9,6 +9,8 @@ one process: :meth:`QdrantSource.close` releases it.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,6 +59,7 @@ class SourceSpec:
 
     def open(self) -> PointSource:
         if self.fake is not None:
+            self.fake.wait_until_openable()
             return self.fake
         return QdrantSource(self)
 
@@ -146,6 +149,19 @@ class FakeSource:
     dim: int
     points: list[RawPoint] = field(default_factory=list)
     closed: bool = False
+    open_after: str | None = None  # a slow-opening source: opening waits until this file exists
+    open_timeout_s: float = 30.0
+
+    def wait_until_openable(self) -> None:
+        """Block until ``open_after`` exists (tests use it to order the reader's start-up against the writer)."""
+        if self.open_after is None:
+            return
+        deadline = time.monotonic() + self.open_timeout_s
+        while not os.path.exists(self.open_after):
+            if time.monotonic() > deadline:
+                raise SourceError(f"fake source: {self.open_after} did not appear within {self.open_timeout_s:g}s",
+                                  hint="nothing released the source; the writer may be waiting for the reader")
+            time.sleep(0.01)
 
     def dimension(self) -> int:
         return self.dim
