@@ -32,6 +32,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("pytest_cutover.report.cli", "report", "Build, sign and verify the sign-off report."),
     "keygen": ("pytest_cutover.report.cli", "keygen", "Make an Ed25519 key pair for signing reports."),
     "notify": ("pytest_cutover.notify.cli", "notify", "Send a cutover notification (or test the channels)."),
+    "decommission": ("pytest_cutover.week1.cli", "decommission",
+                     "Record who decided to decommission the old infrastructure (refused unless ready)."),
 }
 
 

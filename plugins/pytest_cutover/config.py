@@ -36,6 +36,7 @@ __all__ = [
     "SourceConfig",
     "TargetConfig",
     "Thresholds",
+    "Week1Config",
     "config_hash",
     "discover_config",
     "load_config",
@@ -178,6 +179,18 @@ class MonitorConfig(_Section):
     stop_on_trigger: bool = True
 
 
+class Week1Config(_Section):
+    """Runbook "Post-Cutover (Week 1)": how the checks judge the monitor passes recorded after the switch."""
+
+    coverage_hours: float = Field(24.0, gt=0, description="monitoring must cover this long after the switch")
+    max_gap_minutes: float = Field(15.0, gt=0, description="longest allowed gap between monitored stretches "
+                                                           "(the runbook's every-15-minutes watch: interval + slack)")
+    error_rate_max: float | None = Field(None, gt=0, le=1, description="error rate over the week must stay below "
+                                                                       "this; none: [thresholds] error_rate")
+    decommission_after_days: float = Field(7.0, gt=0, description="days of passing monitor windows before the "
+                                                                   "old database and Qdrant may be decommissioned")
+
+
 class MigrateConfig(_Section):
     """The migration engine's knobs (``cutover migrate``); defaults measured on 2 cores."""
 
@@ -270,6 +283,7 @@ class CutoverConfig(_Section):
     backup: BackupConfig = BackupConfig()
     migrate: MigrateConfig = MigrateConfig()
     monitor: MonitorConfig = MonitorConfig()
+    week1: Week1Config = Week1Config()
     team: dict[str, Attestation] = {}
     waivers: dict[str, str] = {}
     notify: dict[str, NotifyChannel] = {}

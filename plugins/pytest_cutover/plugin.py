@@ -84,6 +84,9 @@ def announce(config: pytest.Config, event: str, **details: Any) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for stage in STAGES:
         config.addinivalue_line("markers", f"{stage}: cutover stage {stage_index(stage) + 1}/6 - {STAGE_HELP[stage]}")
+    # Not a seventh stage: the Week-1 checks read the ledger after the night and never gate a stage.
+    config.addinivalue_line("markers", "week1: post-cutover Week-1 checks judged from the run's ledger "
+                                       "(pytest -m week1); not a stage")
     try:
         cutover_config = load_config(config.getoption("cutover_config"), cwd=config.invocation_params.dir)
         session = CutoverSession(config, cutover_config)

@@ -1,4 +1,9 @@
-"""``cutover status``: the stages of one run, read from its ledger."""
+"""``cutover status``: the stages of one run, read from its ledger.
+
+Below the stages: the rolling monitor window over every monitor pass of the run (cron or a
+loop repeating ``pytest -m monitor`` in Week 1): hours monitored, error rate, search p95 and
+incidents.  ``--week1`` adds one verdict line per Week-1 check with its evidence.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import click
 
 from pytest_cutover.cli_options import run_options
 from pytest_cutover.context import context_from_options
+from pytest_cutover.redact import redact
 from pytest_cutover.stages import FAILED, NOT_RUN, PASSED, STAGES
 
-__all__ = ["stage_rows", "status"]
+__all__ = ["rolling_lines", "stage_rows", "status", "week1_lines"]
 
 
 def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -32,21 +38,84 @@ def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 _STYLE = {PASSED: "green", FAILED: "red", "blocked": "yellow", NOT_RUN: "dim"}
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def rolling_lines(rolling: dict[str, Any]) -> list[str]:
+    """The rolling monitor window as plain lines (from :meth:`RollingWindow.as_dict`)."""
+    if not rolling["passes"]:
+        return ["rolling monitor window: no monitor pass recorded yet"]
+    p95 = rolling["search_p95_ms"]
+    lines = [
+        f"rolling monitor window: {rolling['passes']} pass(es), {rolling['hours_monitored']:.2f} h monitored "
+        f"({rolling['first']} to {rolling['last']}), {rolling['samples']} samples",
+        f"  error rate {_pct(rolling['error_rate'])} ({rolling['probe_failures']} of {rolling['probe_requests']} "
+        f"probes); logged request error rate {_pct(rolling['log_error_rate'])} ({rolling['log_request_errors']} of "
+        f"{rolling['log_requests']})",
+        f"  search p95 {'-' if p95 is None else f'{p95:.1f} ms'} (n={rolling['search_n']})",
+    ]
+    if rolling["passes_failed"]:
+        lines.append(f"  failed passes: {len(rolling['passes_failed'])} (first: {rolling['passes_failed'][0]})")
+    incidents = rolling["incidents"]
+    lines.append("  incidents: none" if not incidents else f"  incidents: {len(incidents)}")
+    lines += [f"    - {i['name']} ({i['stage']}, {i['at']}): {i['evidence']}" for i in incidents]
+    return lines
+
+
+def week1_lines(section: dict[str, Any]) -> list[str]:
+    """One verdict line per Week-1 check, then the recorded decommission decisions."""
+    lines = [f"Week 1 (evaluated at {section['evaluated_at']}; switch at {section['switch'] or 'not yet'}):"]
+    for check in section["checks"]:
+        lines.append(f"  {check['verdict'].upper():<7} {check['title']}: {check['evidence']}")
+    for decision in section["decommission"]:
+        how = f"forced: {decision['forced']}" if decision.get("forced") else f"ready: {decision.get('ready')}"
+        lines.append(f"  decommission decided by {decision['decided_by']} at {decision['at']} ({how})")
+    return lines
+
+
 @click.command()
 @run_options
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def status(config_path: Path | None, run: str | None, reports_dir: Path | None, as_json: bool) -> int:
-    """Show each stage of a run: verdict, times, forced overrides.  Exit 1 if a stage failed."""
+@click.option("--week1", "week1", is_flag=True, help="Also judge the Week-1 checks (one verdict line each).")
+@click.option("--at", "at", default=None, metavar="TIMESTAMP",
+              help="Judge the Week-1 checks as of this UTC time (ISO 8601; default: now).")
+def status(config_path: Path | None, run: str | None, reports_dir: Path | None, as_json: bool, week1: bool,
+           at: str | None) -> int:
+    """Show each stage of a run, the rolling monitor window, and (--week1) the Week-1 verdicts.
+
+    Exit 1 if a stage failed (or, with --week1, a Week-1 check failed).
+    """
+    from datetime import UTC, datetime
+
     from rich.console import Console
     from rich.table import Table
 
     from pytest_cutover.cli import echo_json
+    from pytest_cutover.week1.checks import week1_section, week1_settings
+    from pytest_cutover.week1.history import parse_utc, rolling_window
 
+    now = datetime.now(UTC)
+    if at is not None:
+        parsed = parse_utc(at)
+        if parsed is None:
+            raise click.BadParameter(f"{at!r} is not an ISO 8601 time (e.g. 2026-12-03T10:00:00Z)",
+                                     param_hint="--at")
+        now = parsed
     ctx = context_from_options(config_path, run, reports_dir)
     ledger = ctx.ledger
+    records = ledger.records()
     rows = stage_rows(ledger.stage_records())
+    rolling = rolling_window(records).as_dict()
+    section = None
+    if week1:
+        section = week1_section(records, week1_settings(ctx.config), now, always=True)
     if as_json:
-        echo_json({"run": ctx.run, "ledger": str(ledger.path), "stages": rows})
+        data: dict[str, Any] = {"run": ctx.run, "ledger": str(ledger.path), "stages": rows,
+                                "monitor_rolling": rolling}
+        if section is not None:
+            data["week1"] = section
+        echo_json(data)
     else:
         table = Table(title=f"cutover run {ctx.run}  ({ledger.path})")
         for col in ("stage", "verdict", "start (UTC)", "end (UTC)", "counts", "forced / reason"):
@@ -59,4 +128,7 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
         if not ledger.path.exists():
             click.echo(f"no ledger yet for run {ctx.run} at {ledger.path}")
         Console(width=160).print(table)
-    return 1 if any(r["verdict"] == FAILED for r in rows) else 0
+        for line in rolling_lines(rolling) + (week1_lines(section) if section is not None else []):
+            click.echo(redact(line))
+    failed_week1 = section is not None and any(c["verdict"] == FAILED for c in section["checks"])
+    return 1 if any(r["verdict"] == FAILED for r in rows) or failed_week1 else 0

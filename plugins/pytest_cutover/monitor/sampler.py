@@ -16,7 +16,9 @@ over sessions.  A window that ended (complete, or stopped by a trigger), or
 untimed probe rounds (default 1), whose log lines are not counted: the first
 requests after a restart open pools and load indexes, which the smoke stage has
 already measured.  At the end a ledger record of kind ``monitor``
-holds the figures, the criteria and the fired triggers.
+holds the figures, the criteria and the fired triggers, followed by a ``monitor-window``
+record of this pass alone (its first and last sample, counts, latencies): a run monitored
+by repeated passes (cron or a loop in Week 1) keeps every pass in the ledger.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cutover.monitor.criteria import Criterion, evaluate_criteria, memory_slope_mib_per_min
 from pytest_cutover.monitor.figures import monitor_figures
 from pytest_cutover.monitor.logs import LogWatcher
-from pytest_cutover.monitor.records import criterion_record, record_trigger
+from pytest_cutover.monitor.records import criterion_record, record_trigger, window_pass_record
 from pytest_cutover.monitor.samples import LogCounts, MonitorSeries, Sample
 from pytest_cutover.monitor.settings import MonitorSettings
 from pytest_cutover.monitor.stats import percentile
@@ -208,6 +210,7 @@ class Sampler:
             recorded: dict[str, str] = {}
         else:
             window, samples, recorded = state.window, list(state.samples), dict(state.triggers)
+        first_of_pass = len(samples)  # this pass's own samples start here (a resumed window has earlier ones)
         # A resumed window continues on its schedule: the next tick after the last stored sample.
         offset = round(samples[-1].elapsed_s + settings.interval_s, 3) if samples else 0.0
         self.series.start_session(window, resumed_at_s=offset)
@@ -273,10 +276,11 @@ class Sampler:
         elapsed = samples[-1].elapsed_s if samples else elapsed
         with _sigint_deferred():
             self.series.append_end(window, cut_short=cut_short, complete=complete, reason=reason, elapsed_s=elapsed)
-            return self._finish(window, samples, elapsed, cut_short, complete, stopped_by, reason)
+            return self._finish(window, samples, elapsed, cut_short, complete, stopped_by, reason,
+                                first_of_pass=first_of_pass)
 
     def _finish(self, window: int, samples: list[Sample], elapsed: float, cut_short: bool, complete: bool,
-                stopped_by: str | None, reason: str) -> MonitorResult:
+                stopped_by: str | None, reason: str, *, first_of_pass: int = 0) -> MonitorResult:
         triggers = tuple(evaluate_triggers(samples, self.settings, prior_leaks=self.prior_leaks))
         criteria = tuple(evaluate_criteria(samples, self.settings, prior_leaks=self.prior_leaks))
         figures = monitor_figures(samples)
@@ -291,4 +295,8 @@ class Sampler:
                 "criteria": [criterion_record(c) for c in criteria],
                 "triggers": [{"name": t.name, "evidence": t.evidence} for t in triggers if t.fired],
             })
+            self.ledger.append({**self.stamp, **window_pass_record(
+                samples[first_of_pass:], window=window, window_s=self.settings.window_s,
+                interval_s=self.settings.interval_s, triggers=triggers, criteria=criteria, cut_short=cut_short,
+                complete=complete, stage=self.stage)})
         return result

@@ -329,6 +329,13 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         },
         "artifacts": {},
     }
+    # Week 1 (rolling monitor window, the five checks, who decided to decommission), judged as of the
+    # ledger's last record so that rebuilding the report from the same ledger gives the same verdicts.
+    from pytest_cutover.week1.checks import week1_section, week1_settings
+
+    week1 = week1_section(records, week1_settings(config), finished or datetime.now(UTC))
+    if week1 is not None:
+        report["week1"] = week1
     if len(report["environment"]["git_revs"]) > 1:
         issues.append("stages ran from different suite revisions: " + ", ".join(report["environment"]["git_revs"]))
     if len(report["environment"]["config_hashes"]) > 1:
