@@ -18,22 +18,10 @@ from typing import Any
 import click
 
 from pytest_cutover.rehearsal.backends import DEFAULT_STACK, get_stack_class, stack_names
+from pytest_cutover.rehearsal.suite import find_suite, stages_until, suite_args
 from pytest_cutover.stages import STAGES, SUCCESS
 
 __all__ = ["find_suite", "rehearse"]
-
-
-def find_suite(explicit: Path | None = None) -> Path:
-    """The acceptance suite: ``--suite``, else ``./tests/cutover``, else the one beside this package."""
-    from pytest_cutover.errors import ConfigError
-
-    candidates = [explicit] if explicit else [Path.cwd() / "tests" / "cutover",
-                                               Path(__file__).resolve().parents[3] / "tests" / "cutover"]
-    for path in candidates:
-        if path is not None and path.is_dir():
-            return path.resolve()
-    raise ConfigError("cannot find the acceptance suite (tests/cutover)",
-                      hint="run from the project root or pass --suite")
 
 
 def _list_faults(verbose: bool) -> int:
@@ -139,13 +127,8 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         os.environ.update(stack.environ())
         run_dir.mkdir(parents=True, exist_ok=True)
         # In-process: modules this command already imported cannot be assertion-rewritten; that is fine.
-        args = [str(suite_dir), "-p", "no:cacheprovider", "-q", "-rfEs",
-                "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                f"--cutover-config={stack.config_path}", f"--cutover-run={run}", f"--cutover-reports-dir={reports}",
-                "-m", " or ".join(STAGES[: STAGES.index(until) + 1] if until else STAGES),
-                f"--junitxml={run_dir / 'junit.xml'}",
-                f"--alluredir={run_dir / 'allure-results'}", *(["--cutover-auto-rollback"] if auto_rollback else []),
-                *pytest_args]
+        args = suite_args(suite_dir, stack.config_path, run=run, reports_dir=reports, stages=stages_until(until),
+                          auto_rollback=auto_rollback, extra=pytest_args)
         hooks = RehearsalHooks(stack, say, monitor_window)
         exit_code = pytest.main(args, plugins=[hooks])
         say(f"pytest exited {int(exit_code)}")

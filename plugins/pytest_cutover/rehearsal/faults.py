@@ -41,6 +41,7 @@ __all__ = [
     "list_faults",
     "plant",
     "plant_due",
+    "undo",
     "validate_faults",
 ]
 
@@ -84,6 +85,13 @@ class Fault:
     description: str
     planter: Callable[[Any], str] | None = None
     at_build: bool = False  # True: the stack must know it before it starts (e.g. certificate lifetime)
+    #: Puts the stack back as it was before the fault, so one stack serves many faults (None: not reversible,
+    #: e.g. data the sync stage migrates, or a certificate issued at build time).
+    undoer: Callable[[Any], None] | None = None
+
+    @property
+    def reversible(self) -> bool:
+        return self.undoer is not None
 
     def line(self) -> str:
         return f"{self.name}\t{self.stage}\t{self.when}\t{self.description}"
@@ -163,6 +171,13 @@ def _runtime(key: str, value: Any) -> Callable[[FaultTarget], str]:
         return _write_runtime_fault(stack, key, value)
 
     return planter
+
+
+def _clear_runtime(key: str) -> Callable[[FaultTarget], None]:
+    def undoer(stack: FaultTarget) -> None:
+        clear_runtime_faults(stack, [key])
+
+    return undoer
 
 
 # ------------------------------------------------------------------------------------------------ database faults
@@ -315,6 +330,40 @@ def _tls_expiring(stack: FaultTarget) -> str:
     return f"pooler and API certificates expire in {days} days"
 
 
+# ------------------------------------------------------------------------------------------------ undoing
+def _sql_undo(sql: str) -> Callable[[FaultTarget], None]:
+    def undoer(stack: FaultTarget) -> None:
+        stack.target_sql(sql)
+
+    return undoer
+
+
+def _app_database_undo(stack: FaultTarget) -> None:
+    stack.set_app_database(user="app_user", pooler="transaction")
+
+
+def _backup_undo(stack: FaultTarget) -> None:
+    os.utime(stack.backup_path, None)
+
+
+def _checkout_undo(stack: FaultTarget) -> None:
+    """Back to the commit the stack started from, in the checkout and in its origin (source faults push)."""
+    base = getattr(stack, "app_base_rev", None)
+    if not base:
+        raise RehearsalError("cannot undo a source fault: the stack recorded no base commit of the app checkout",
+                             hint="build the stack with EmbeddedStack, which records app_base_rev at start")
+    checkout = stack.app_dir
+    _git(checkout, "merge", "--abort", check=False)
+    _git(checkout, "checkout", "-q", "-f", "main")
+    _git(checkout, "reset", "-q", "--hard", base)
+    _git(checkout, "clean", "-q", "-f", "-d")  # -x not given: .env and logs are git-ignored and stay
+    for branch in _git(checkout, "branch", "--format=%(refname:short)").stdout.split():
+        if branch != "main":
+            _git(checkout, "branch", "-q", "-D", branch)
+    if _git(checkout, "remote", check=False).stdout.strip():
+        _git(checkout, "push", "-q", "-f", "origin", "HEAD:main")
+
+
 # ------------------------------------------------------------------------------------------------ qdrant faults
 def _first_user(stack: FaultTarget, *, exclude_org: str | None = None) -> tuple[str, str]:
     where = f"where org_id <> {_sql_literal(exclude_org)} " if exclude_org else ""
@@ -436,21 +485,30 @@ def _missing_point(stack: FaultTarget) -> str:
 
 # ------------------------------------------------------------------------------------------------ the catalog
 _CATALOG: tuple[Fault, ...] = (
-    Fault("rls-disabled", PRECUTOVER, BEFORE, f"row level security disabled on {RLS_FAULT_TABLE}", _rls_disabled),
+    Fault("rls-disabled", PRECUTOVER, BEFORE, f"row level security disabled on {RLS_FAULT_TABLE}", _rls_disabled,
+          undoer=_sql_undo(f"alter table public.{RLS_FAULT_TABLE} enable row level security;")),
     Fault("rls-not-forced", PRECUTOVER, BEFORE,
           f"{RLS_FAULT_TABLE}: RLS not forced and owned by the app role, so the owner is not filtered",
-          _rls_not_forced),
+          _rls_not_forced, undoer=_sql_undo(
+              # Ownership took app_user's grants along (they became owner rights): give them back as well.
+              f"alter table public.{RLS_FAULT_TABLE} owner to postgres;\n"
+              f"alter table public.{RLS_FAULT_TABLE} force row level security;\n"
+              f"grant select, insert, update, delete on public.{RLS_FAULT_TABLE} to app_user;")),
     Fault("policy-using-true", PRECUTOVER, BEFORE,
-          f"a permissive cross-org policy for select using (true) on {RLS_FAULT_TABLE}", _policy_using_true),
+          f"a permissive cross-org policy for select using (true) on {RLS_FAULT_TABLE}", _policy_using_true,
+          undoer=_sql_undo(f"drop policy {RLS_FAULT_TABLE}_read_all on public.{RLS_FAULT_TABLE};")),
     Fault("app-role-bypassrls", PRECUTOVER, BEFORE,
-          "the app's database URL logs in as postgres, which has BYPASSRLS", _app_role_bypassrls),
+          "the app's database URL logs in as postgres, which has BYPASSRLS", _app_role_bypassrls,
+          undoer=_app_database_undo),
     Fault("session-set", PRECUTOVER, BEFORE,
-          "the app sets the tenant with set_config(..., false): session scope, leaks through the pooler", _session_set),
+          "the app sets the tenant with set_config(..., false): session scope, leaks through the pooler", _session_set,
+          undoer=_checkout_undo),
     Fault("session-pooler-url", PRECUTOVER, BEFORE,
           "the configured app database URL points at the session pooler, not the transaction pooler",
-          _session_pooler_url),
+          _session_pooler_url, undoer=_app_database_undo),
     Fault("statement-cache-on", PRECUTOVER, BEFORE,
-          "the app's engine keeps asyncpg's statement cache (no statement_cache_size=0)", _statement_cache_on),
+          "the app's engine keeps asyncpg's statement cache (no statement_cache_size=0)", _statement_cache_on,
+          undoer=_checkout_undo),
     Fault("missing-point", SYNC, BEFORE, "a fragment row whose vector_id has no point in qdrant", _missing_point),
     Fault("nan-vector", SYNC, BEFORE, "an extra qdrant point with a NaN component", _bad_point("nan-vector")),
     Fault("wrong-dim-vector", SYNC, BEFORE, "an extra qdrant point without a 1536-d vector (a 768-d one)",
@@ -461,25 +519,33 @@ _CATALOG: tuple[Fault, ...] = (
           _vector_altered),
     Fault("blob-corrupt", SYNC, AFTER_SYNC, "one migrated storage object corrupted on disk after the upload",
           _blob_corrupt),
-    Fault("bucket-public", PRECUTOVER, BEFORE, "the attachments storage bucket is public", _bucket_public),
+    Fault("bucket-public", PRECUTOVER, BEFORE, "the attachments storage bucket is public", _bucket_public,
+          undoer=_sql_undo("update storage.buckets set public = false where id = 'attachments';")),
     Fault("maintenance-ignored", SYNC, BEFORE, "the app keeps reporting healthy while maintenance is on",
-          _runtime("maintenance-ignored", True)),
+          _runtime("maintenance-ignored", True), undoer=_clear_runtime("maintenance-ignored")),
     Fault("app-fails-start", SWITCH, BEFORE, "the app raises at start-up, so the restart after the switch fails",
-          _runtime("app-fails-start", True)),
-    Fault("syntax-error", PRECUTOVER, BEFORE, "a committed python syntax error in the app", _syntax_error),
-    Fault("merge-conflict", PRECUTOVER, BEFORE, "committed merge-conflict markers in the app", _merge_conflict),
-    Fault("stale-backup", PRECUTOVER, BEFORE, f"the backup is {STALE_BACKUP_AGE_H:.0f} h old", _stale_backup),
-    Fault("dirty-git", PRECUTOVER, BEFORE, "an uncommitted change in the app checkout", _dirty_git),
-    Fault("error-spike", MONITOR, DURING_MONITOR, "30% of /api requests answer 500", _runtime("error-spike", 0.3)),
-    Fault("slow-search", MONITOR, DURING_MONITOR, "250 ms added to every search", _runtime("slow-search", 250)),
+          _runtime("app-fails-start", True), undoer=_clear_runtime("app-fails-start")),
+    Fault("syntax-error", PRECUTOVER, BEFORE, "a committed python syntax error in the app", _syntax_error,
+          undoer=_checkout_undo),
+    Fault("merge-conflict", PRECUTOVER, BEFORE, "committed merge-conflict markers in the app", _merge_conflict,
+          undoer=_checkout_undo),
+    Fault("stale-backup", PRECUTOVER, BEFORE, f"the backup is {STALE_BACKUP_AGE_H:.0f} h old", _stale_backup,
+          undoer=_backup_undo),
+    Fault("dirty-git", PRECUTOVER, BEFORE, "an uncommitted change in the app checkout", _dirty_git,
+          undoer=_checkout_undo),
+    Fault("error-spike", MONITOR, DURING_MONITOR, "30% of /api requests answer 500", _runtime("error-spike", 0.3),
+          undoer=_clear_runtime("error-spike")),
+    Fault("slow-search", MONITOR, DURING_MONITOR, "250 ms added to every search", _runtime("slow-search", 250),
+          undoer=_clear_runtime("slow-search")),
     Fault("db-conn-failures", MONITOR, DURING_MONITOR, "the app's database calls fail with connection errors",
-          _runtime("db-conn-failures", True)),
+          _runtime("db-conn-failures", True), undoer=_clear_runtime("db-conn-failures")),
     Fault("cross-org-leak", MONITOR, DURING_MONITOR, "the threads API starts serving other orgs' rows",
-          _runtime("cross-org-leak", True)),
+          _runtime("cross-org-leak", True), undoer=_clear_runtime("cross-org-leak")),
     Fault("tls-expiring", PRECUTOVER, BEFORE,
           f"the pooler and API certificates expire in {TLS_EXPIRING_DAYS} days", _tls_expiring, at_build=True),
     Fault("private-tier-leak", RLS, BEFORE,
-          "a permissive policy OR'd in exposes other users' private fragments within the org", _private_tier_leak),
+          "a permissive policy OR'd in exposes other users' private fragments within the org", _private_tier_leak,
+          undoer=_sql_undo("drop policy memory_fragments_org_read on public.memory_fragments;")),
 )
 FAULTS: dict[str, Fault] = {f.name: f for f in _CATALOG}
 
@@ -517,6 +583,15 @@ def plant(stack: FaultTarget, name: str) -> str:
     if fault.planter is None:  # pragma: no cover - every catalog entry has one
         raise RehearsalError(f"fault {name} has no planter")
     return fault.planter(stack)
+
+
+def undo(stack: FaultTarget, name: str) -> None:
+    """Take fault ``name`` back out of ``stack``; a fault that cannot be undone is an error saying so."""
+    fault = get_fault(name)
+    if fault.undoer is None:
+        raise RehearsalError(f"fault {name} cannot be undone on a running stack",
+                             hint="rehearse it on a fresh stack (cutover rehearse --fault NAME)")
+    fault.undoer(stack)
 
 
 def plant_due(stack: FaultTarget, names: Iterable[str], when: When) -> dict[str, str]:

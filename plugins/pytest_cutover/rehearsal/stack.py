@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -198,6 +199,8 @@ class EmbeddedStack:
         self._secrets: dict[str, Secret] = {}
         self._api_port: int | None = None
         self._storage_port: int | None = None
+        #: The app checkout's commit before any fault: source faults are undone back to it.
+        self.app_base_rev: str | None = None
 
     # ------------------------------------------------------------------------------------------ public
     def __enter__(self) -> EmbeddedStack:
@@ -241,6 +244,7 @@ class EmbeddedStack:
             self._record_pids()
             self._write_urls()
             self.write_config()
+            self.app_base_rev = self._app_head()
             with self.timings.measure("faults"):
                 self.planted.update(fault_catalog.plant_due(self, self.faults, fault_catalog.BEFORE))
             self.startup_s = round(time.monotonic() - started, 3)
@@ -325,6 +329,24 @@ class EmbeddedStack:
     def ports(self) -> list[int]:
         """TCP ports the stack listens on (free again after ``stop``)."""
         return list(self._ports)
+
+    def _app_head(self) -> str | None:
+        if self.app_dir is None or not (self.app_dir / ".git").exists():
+            return None
+        done = subprocess.run(["git", "-C", str(self.app_dir), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=30, check=False)
+        return done.stdout.strip() or None
+
+    @property
+    def app_database_choice(self) -> tuple[str, str]:
+        """Which role and pooler ``target.app_database_url`` names now (faults change them)."""
+        return self._app_db_user, self._app_db_pooler
+
+    def undo(self, name: str) -> None:
+        """Take a reversible fault back out, so the next fault finds the stack as it was built."""
+        fault_catalog.undo(self, name)
+        self.planted.pop(name, None)
+        self.faults = [f for f in self.faults if f != name]
 
     # -- FaultTarget ---------------------------------------------------------------------------
     @property

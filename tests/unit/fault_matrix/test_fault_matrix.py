@@ -1,0 +1,110 @@
+"""Every fault of the catalog, planted for real, fails the stage that guards it and no earlier one, with a
+message naming what it broke.
+
+The reversible faults share one stack (``SharedStack``: plant, run the suite, undo, prove the undo
+restored the stack); the others each get a fresh ``cutover rehearse --fault NAME --until STAGE``.
+Under xdist the shared-stack tests stay together on one worker (``--dist loadgroup``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_cutover.rehearsal.faults import list_faults
+from pytest_cutover.rehearsal.matrix import MatrixRow, SharedStack, fresh_row, matrix_kind
+from pytest_cutover.stages import STAGES
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MONITOR_WINDOW_S = 6.0
+
+#: What the guarding stage's failures must name (lower case): the object each fault broke.
+NAMES: dict[str, str] = {
+    "rls-disabled": "disabled on threads",
+    "rls-not-forced": "not forced on threads",
+    "policy-using-true": "threads_read_all",
+    "app-role-bypassrls": "bypassrls",
+    "session-set": "session-scoped",
+    "session-pooler-url": "not a transaction pooler",
+    "statement-cache-on": "statement_cache_size",
+    "missing-point": "missing a point",
+    "nan-vector": "nan-or-inf",
+    "wrong-dim-vector": "wrong-dimension",
+    "payload-org-mismatch": "org-mismatch",
+    "vector-altered": "differ from qdrant",
+    "blob-corrupt": "readback-mismatch",
+    "bucket-public": "bucket attachments is public",
+    "maintenance-ignored": "still says healthy",
+    "app-fails-start": "restart",
+    "syntax-error": "app/search.py",
+    "merge-conflict": "conflict marker",
+    "stale-backup": "72.0 h old",
+    "dirty-git": "uncommitted change",
+    "error-spike": "error-rate",
+    "slow-search": "p95",
+    "db-conn-failures": "database",
+    "cross-org-leak": "rls-leak",
+    "tls-expiring": "expires in",
+    "private-tier-leak": "private fragments",
+}
+
+_ORDER = {"shared-precutover": 0, "shared-monitor": 1}
+SHARED = [f.name for f in sorted((f for f in list_faults() if matrix_kind(f) != "fresh"),
+                                 key=lambda f: _ORDER[matrix_kind(f)])]
+FRESH = [f.name for f in list_faults() if matrix_kind(f) == "fresh"]
+
+
+def assert_guarded(row: MatrixRow) -> None:
+    """The guarding stage failed first, every earlier one passed, and a failure names the fault's object."""
+    verdicts = dict(row.verdicts)
+    guard = STAGES.index(row.guard)
+    assert row.failed == row.guard, f"{row.fault}: first failed stage {row.failed}, expected {row.guard}: {row.message}"
+    assert all(verdicts.get(s) == "passed" for s in STAGES[:guard]), verdicts
+    word = NAMES[row.fault]
+    assert any(word in m.lower() for m in row.messages), f"{row.fault}: no failure names {word!r}: {row.messages}"
+
+
+def test_every_fault_in_the_catalog_is_in_the_matrix_with_the_object_it_breaks() -> None:
+    assert set(NAMES) == {f.name for f in list_faults()}
+    assert sorted(SHARED + FRESH) == sorted(NAMES)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
+    from pytest_cutover.rehearsal.stack import EmbeddedStack, services_available
+
+    reason = services_available()
+    if reason:
+        pytest.skip(f"rehearsal services not available: {reason}")
+    with EmbeddedStack(None, monitor_window_s=MONITOR_WINDOW_S, monitor_interval_s=MONITOR_WINDOW_S / 8) as stack:
+        yield SharedStack(stack, tmp_path_factory.mktemp("matrix-shared"), monitor_window_s=MONITOR_WINDOW_S)
+
+
+@pytest.mark.xdist_group("fault-matrix-shared-stack")
+def test_every_reversible_fault_changes_the_stack_state_and_its_undo_restores_it(shared: SharedStack) -> None:
+    """The shared stack's reset is proven, not assumed: planting each reversible fault shows in
+    ``stack_state`` (so a missing undo would be caught before the next fault), and its undo restores it."""
+    from pytest_cutover.rehearsal.matrix import stack_state
+
+    stack = shared.stack
+    baseline = stack_state(stack)
+    for name in SHARED:
+        stack.plant(name)
+        assert stack_state(stack) != baseline, f"planting {name} changed nothing the matrix checks"
+        stack.undo(name)
+        assert stack_state(stack) == baseline, f"undoing {name} left the stack changed"
+
+
+@pytest.mark.xdist_group("fault-matrix-shared-stack")
+@pytest.mark.parametrize("fault", SHARED)
+def test_a_reversible_fault_fails_its_stage_on_the_shared_stack(shared: SharedStack, fault: str) -> None:
+    assert_guarded(shared.row(fault))
+
+
+@pytest.mark.parametrize("fault", FRESH)
+def test_a_fault_fails_its_stage_on_a_fresh_stack(tmp_path: Path, fault: str) -> None:
+    assert_guarded(fresh_row(fault, tmp_path, monitor_window_s=MONITOR_WINDOW_S))
+
