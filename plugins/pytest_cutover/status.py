@@ -106,7 +106,7 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
     ledger = ctx.ledger
     records = ledger.records()
     rows = stage_rows(ledger.stage_records())
-    rolling = rolling_window(records).as_dict()
+    rolling = rolling_window(records, now).as_dict()
     section = None
     if week1:
         section = week1_section(records, week1_settings(ctx.config), now, always=True)

@@ -207,7 +207,7 @@ def no_critical_issues(records: Sequence[Mapping[str, Any]], settings: Week1Sett
     if not passes:
         return CheckVerdict(NO_CRITICAL_ISSUES, PENDING, "no monitor pass recorded yet: nothing watched",
                             figures)
-    hours = rolling_window(records).hours_monitored
+    hours = rolling_window(records, now).hours_monitored
     return CheckVerdict(NO_CRITICAL_ISSUES, PASSED, f"no rollback trigger and no rollback in {len(passes)} monitor "
                                                     f"pass(es) over {hours:.1f} h", figures)
 
@@ -405,7 +405,7 @@ def week1_section(records: Sequence[Mapping[str, Any]], settings: Week1Settings,
     return {
         "evaluated_at": fmt_utc(now),
         "switch": fmt_utc(switch) if switch else None,
-        "rolling": rolling_window(records).as_dict(),
+        "rolling": rolling_window(records, now).as_dict(),
         "checks": [v.as_dict() for v in evaluate_week1(records, settings, now)],
         "decommission": decisions,
     }

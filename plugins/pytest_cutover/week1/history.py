@@ -206,9 +206,10 @@ def covered_hours(spans: Iterable[tuple[datetime, datetime]]) -> float:
     return total / 3600
 
 
-def rolling_window(records: Sequence[Mapping[str, Any]]) -> RollingWindow:
-    """The rolling window over every monitor pass of the run (not only the last one)."""
-    passes = monitor_passes(records)
+def rolling_window(records: Sequence[Mapping[str, Any]], until: datetime | None = None) -> RollingWindow:
+    """The rolling window over every monitor pass of the run (not only the last one), as of ``until``."""
+    passes = [p for p in monitor_passes(records) if until is None or p.start <= until]
+    found = [i for i in incidents(records) if until is None or (parse_utc(i.at) or until) <= until]
     latencies = [v for p in passes for v in p.search_ms]
     return RollingWindow(
         passes=len(passes), passes_failed=tuple(p.label() for p in passes if not p.ok),
@@ -219,5 +220,5 @@ def rolling_window(records: Sequence[Mapping[str, Any]]) -> RollingWindow:
         log_requests=sum(p.log_requests for p in passes),
         log_request_errors=sum(p.log_request_errors for p in passes),
         search_n=len(latencies), search_p95_ms=percentile(latencies, 95),
-        incidents=tuple(incidents(records)),
+        incidents=tuple(found),
     )

@@ -69,6 +69,8 @@ def clean_week(path: Path, switch: datetime = SWITCH, *, days: int = 7, reachabl
     ledger = Ledger(path)
     night(ledger, switch)
     first = switch + timedelta(minutes=10)
+    ledger.append({"kind": "stage", "run": "week", "stage": "monitor", "verdict": "passed", "start": iso(first),
+                   "end": iso(first + timedelta(minutes=30)), "counts": {"passed": 13}, "tests": [], "figures": {}})
     watch(ledger, first, switch + timedelta(hours=24, minutes=30))
     watch(ledger, switch + timedelta(hours=25), switch + timedelta(days=days), every=timedelta(hours=6))
     if reachable_at is not None:
