@@ -69,6 +69,7 @@ log_file = "{fake_app.app.log_file}"
 [thresholds]
 monitor_window_s = 0.6
 monitor_interval_s = 0.15
+search_p95_ms = 5000  # this test is about passes landing in the ledger, not latency on 2 busy cores
 [monitor]
 orgs = ["org_0001", "org_0002"]
 attachments = {{org_0001 = 5}}
