@@ -152,3 +152,13 @@ def _local_qdrant(folder: Path, points: int) -> Path:
         finally:
             client.close()
     return folder
+
+
+def test_decommission_without_a_source_config_is_a_config_error(reports: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    _week_ending_now(reports)
+    assert main(["decommission", "--run", RUN, "--reports-dir", str(reports), "--decided-by", "Dana Lee"]) == 2
+    assert "missing config key source.database_url: the old infrastructure cannot be checked" in \
+        capsys.readouterr().err
+    kinds = [r["kind"] for r in Ledger.for_run(reports, RUN).records()]
+    assert "decommission" not in kinds and kinds.count("week1-reachability") == 1  # only the factory's
