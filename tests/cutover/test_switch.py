@@ -35,7 +35,9 @@ def restarted(ctx: RunContext, switched: Any, needs: Any, announce_event: Any) -
     from pytest_cutover.actions.health import HEALTHY
     from pytest_cutover.actions.restart import restart_app
 
-    result = restart_app(ctx, expect=HEALTHY)
+    # The new instance must be on the target: an .env edit the app ignores (its process environment wins)
+    # would otherwise pass every check here and only show as wrong data later.
+    result = restart_app(ctx, expect=HEALTHY, expect_database="target")
     announce_event("restarted", detail=result.detail)
     return result
 

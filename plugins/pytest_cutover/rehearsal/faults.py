@@ -65,6 +65,8 @@ class FaultTarget(Protocol):
 
     faults_file: Path
     app_dir: Path
+    workdir: Path | None
+    env_file: Path | None
     backup_path: Path
     qdrant_path: Path
     collection: str
@@ -250,6 +252,25 @@ def _blob_corrupt(stack: FaultTarget) -> str:
         data = bytearray(b"\x00")
     files[0].write_bytes(bytes(data))
     return f"storage object {names[0]}: one byte flipped on disk"
+
+
+def _env_overridden(stack: FaultTarget) -> str:
+    """DATABASE_URL also set in the app's process environment (a unit file's Environment= line), which the
+    app's settings prefer to ``.env``: the switch's edit is then silently ignored at the restart."""
+    from pytest_cutover.rehearsal import ctl
+    from pytest_cutover.rehearsal.stack import read_env_file  # the stack imports this module: import late
+
+    if stack.workdir is None or stack.env_file is None:
+        raise RehearsalError("cannot plant env-overridden: the stack has no app", hint="build the stack with services")
+    current = read_env_file(stack.env_file).get("DATABASE_URL")
+    if not current:
+        raise RehearsalError(f"cannot plant env-overridden: {stack.env_file} has no DATABASE_URL line")
+    state = ctl.read_state(stack.workdir)
+    app = state.get("app") or {}
+    app["env"] = {**(app.get("env") or {}), "DATABASE_URL": current}
+    state["app"] = app
+    ctl.write_state(stack.workdir, state)
+    return "the app's process environment sets DATABASE_URL to the old database; it wins over .env at every restart"
 
 
 # ------------------------------------------------------------------------------------------------ source faults
@@ -546,6 +567,10 @@ _CATALOG: tuple[Fault, ...] = (
     Fault("private-tier-leak", RLS, BEFORE,
           "a permissive policy OR'd in exposes other users' private fragments within the org", _private_tier_leak,
           undoer=_sql_undo("drop policy memory_fragments_org_read on public.memory_fragments;")),
+    # Beyond the contract's names (design.md: "add more, keep these names"):
+    Fault("env-overridden", SWITCH, BEFORE,
+          "DATABASE_URL is also set in the app's process environment, so the .env edit does not take effect",
+          _env_overridden),
 )
 FAULTS: dict[str, Fault] = {f.name: f for f in _CATALOG}
 

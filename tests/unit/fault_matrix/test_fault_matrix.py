@@ -39,6 +39,7 @@ NAMES: dict[str, str] = {
     "bucket-public": "bucket attachments is public",
     "maintenance-ignored": "still says healthy",
     "app-fails-start": "restart",
+    "env-overridden": "did not take effect",
     "syntax-error": "app/search.py",
     "merge-conflict": "conflict marker",
     "stale-backup": "72.0 h old",
