@@ -117,8 +117,27 @@ def test_maintenance_mode_disabled(ctx: RunContext, request: pytest.FixtureReque
     needs("app.maintenance", "app.health_url")
     if request.session.testsfailed:
         pytest.fail("maintenance stays ON: a check failed in this run (Only if all smoke tests passed!)")
-    from pytest_cutover.actions.maintenance import disable_maintenance
+    from pytest_cutover.actions.health import HEALTHY
+    from pytest_cutover.actions.maintenance import disable_maintenance, maintenance_status
 
+    off_since = _maintenance_off_since(ctx)
+    if off_since is not None:
+        # A later monitor pass (the Week-1 watch): the window was already closed and users were told once.
+        status = maintenance_status(ctx)
+        assert status.health.state == HEALTHY, (
+            f"maintenance was turned off at {off_since}, but /health now says {status.health.evidence()}: "
+            "the app is not serving users")
+        return
     result = disable_maintenance(ctx)
     assert result.ok, result.detail
     announce_event("maintenance-disabled", detail=result.detail)
+
+
+def _maintenance_off_since(ctx: RunContext) -> str | None:
+    """When this run last turned maintenance off, if nothing turned it on again since (else None)."""
+    last = None
+    for record in ctx.ledger.records():
+        if record.get("kind") == "action" and record.get("ok") and record.get("action") in (
+                "maintenance-on", "maintenance-off"):
+            last = record
+    return last["ts"] if last is not None and last["action"] == "maintenance-off" else None

@@ -210,6 +210,12 @@ class SharedStack:
         return matrix_row(name, fault.stage, read_report(self.reports_dir, run), kind=kind,
                           seconds=round(time.monotonic() - started, 1))
 
+    def monitor_pass(self) -> dict:
+        """One more clean monitor pass of the shared run (as the Week-1 watch repeats it); its report."""
+        run = self._monitor_run()
+        self.run_suite(run, [STAGES[-1]])
+        return read_report(self.reports_dir, run)
+
     def _monitor_run(self) -> str:
         """The run whose clean precutover..rls every monitor fault's pass follows (made on first use)."""
         if self.monitor_run is None:

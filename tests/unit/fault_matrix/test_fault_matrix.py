@@ -105,6 +105,22 @@ def test_a_reversible_fault_fails_its_stage_on_the_shared_stack(shared: SharedSt
     assert_guarded(shared.row(fault))
 
 
+@pytest.mark.xdist_group("fault-matrix-shared-stack")
+def test_repeated_clean_monitor_passes_close_the_window_once(shared: SharedStack) -> None:
+    """After the monitor faults, the shared run watches on like Week 1: each clean pass passes and lands in the
+    ledger, and only the first turns maintenance off and tells users (no "maintenance complete" every pass)."""
+    import json
+
+    for _ in range(2):
+        report = shared.monitor_pass()
+        assert dict((s["name"], s["verdict"]) for s in report["stages"])["monitor"] == "passed", report["issues"]
+    ledger = shared.reports_dir / str(shared.monitor_run) / "ledger.jsonl"
+    records = [json.loads(line) for line in ledger.read_text().splitlines()]
+    offs = [r for r in records if r["kind"] == "action" and r.get("action") == "maintenance-off"]
+    assert len(offs) == 1, offs
+    assert sum(r["kind"] == "monitor-window" for r in records) >= 2
+
+
 @pytest.mark.parametrize("fault", FRESH)
 def test_a_fault_fails_its_stage_on_a_fresh_stack(tmp_path: Path, fault: str) -> None:
     assert_guarded(fresh_row(fault, tmp_path, monitor_window_s=MONITOR_WINDOW_S))

@@ -207,3 +207,21 @@ def test_issue_lines_are_classified_for_colour(issue: str, kind: str) -> None:
     from pytest_cutover.report.html import _issue_kind
 
     assert _issue_kind(issue) == kind
+
+
+def test_the_week1_block_shows_each_verdict_and_who_decided(tmp_path: Path) -> None:
+    built = write_report_files(_demo_run(tmp_path, trigger=False), generate_allure=False).report
+    report = {**built, "week1": {
+        "evaluated_at": "2026-12-03T09:00:00Z", "rolling": {"passes": 75, "hours_monitored": 37.4},
+        "checks": [{"name": "monitoring-24h", "title": "Monitoring continued for 24 hours", "verdict": "failed",
+                    "evidence": "1 gap longer than 15 min: from 03:19 to 04:19 (60.1 min)"},
+                   {"name": "decommission-ready", "title": "Old infrastructure decommission-ready",
+                    "verdict": "pending", "evidence": "not yet: day 5.0 of 7"}],
+        "decommission": [{"decided_by": "Dana Lee", "at": "2026-12-03T09:05:00Z", "forced": "board approved"}]}}
+    html = render_html(report)
+    week1 = html[html.index("<h2>Week 1"):html.index("<h2>Runbook checklist")]
+    assert "75 monitor pass(es), 37.40 h monitored" in week1
+    assert 'pill failed">failed' in week1 and "(60.1 min)" in week1
+    assert 'pill skipped">pending' in week1
+    assert "decided by <b>Dana Lee</b>" in week1 and "forced: board approved" in week1
+    assert "<h2>Week 1" not in render_html({**report, "week1": None})
