@@ -324,18 +324,38 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+def _model_in(annotation: Any) -> tuple[Any, bool]:
+    """The pydantic model inside ``annotation`` (``M``, ``M | None``, ``list[M]``, ``dict[str, M]``) and whether
+    it sits in a container, so the next part of an error location is an index or key, not a field."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset, dict):
+        models = [m for m, _ in map(_model_in, args) if m is not None]
+        return (models[0] if models else None), True
+    if len(args) == 1:  # Optional[...]
+        return _model_in(args[0])
+    return None, False
+
+
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names at ``loc`` inside ``model``, for the 'unknown key' message."""
     current: Any = model
+    skip_index = False
     for part in loc[:-1]:
+        if skip_index:  # a list index or a table name such as [team.<item>]
+            skip_index = False
+            continue
         fields = getattr(current, "model_fields", None)
-        if not fields:
-            return []
-        name = "schema_" if part == "schema" else part
-        field = fields.get(name)
+        field = (fields or {}).get("schema_" if part == "schema" else part)
         if field is None:
             return []
-        current = field.annotation
+        current, skip_index = _model_in(field.annotation)
+        if current is None:
+            return []
     fields = getattr(current, "model_fields", {}) or {}
     return sorted((f.alias or n) for n, f in fields.items() if n != "path")
 

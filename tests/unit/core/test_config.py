@@ -131,3 +131,14 @@ def test_a_pytest_run_with_a_bad_config_stops_with_a_usage_error(pytester: pytes
     result = pytester.runpytest("-p", "no:cacheprovider", "--cutover-config", "cutover.toml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: *cutover.toml: unknown key app.helth_url*"])
+
+
+@pytest.mark.parametrize(("data", "known"), [
+    ({"people": {"contacts": [{"nmae": "Lee", "role": "support", "channel": "mail:a@b.c"}]}},
+     "channel, from, name, note, role, until"),
+    ({"team": {"support_standby": {"who": "Lee", "when": "2026-11-25", "wat": 1}}}, "note, when, who"),
+])
+def test_an_unknown_key_inside_a_list_or_table_of_sections_lists_the_keys_there(data: dict, known: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert err.value.hint == f"known keys here: {known}"
