@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One worker under xdist (--dist loadgroup): the clean rehearsal behind the module fixture then runs once.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("rehearsal-e2e")]
 
 ROOT = Path(__file__).resolve().parents[3]
 CHECK_REPORT = ROOT.parent / "shared" / "tools" / "check-report"
