@@ -9,18 +9,14 @@ import pytest
 
 from pytest_cutover.monitor.probes import ProbeSet, build_probe_specs
 
-from .fakeapp import TOKEN, FakeApp, ServedApp
+from .fakeapp import TOKEN, ServedApp, serve_fake_app
 
 
 @pytest.fixture
 def fake_app(tmp_path: Path) -> Iterator[ServedApp]:
     """The fake backend on a free loopback port, logging JSON lines to ``tmp_path/app.log``."""
-    log = tmp_path / "app.log"
-    log.write_text("")
-    served = ServedApp(FakeApp(log))
-    served.start()
-    yield served
-    served.stop()
+    with serve_fake_app(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture

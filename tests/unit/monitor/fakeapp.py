@@ -10,11 +10,13 @@ search serve org_0002's rows), ``maintenance``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,3 +145,16 @@ class ServedApp:
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+
+
+@contextlib.contextmanager
+def serve_fake_app(folder: Path) -> Iterator[ServedApp]:
+    """The fake backend on a free loopback port, logging JSON lines to ``folder/app.log``, for a with-block."""
+    log = folder / "app.log"
+    log.write_text("")
+    served = ServedApp(FakeApp(log))
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()

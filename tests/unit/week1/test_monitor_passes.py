@@ -18,7 +18,7 @@ from pytest_cutover.report.build import build_report
 from pytest_cutover.stages import STAGES
 from pytest_cutover.week1.history import rolling_window
 
-from ..monitor.fakeapp import TOKEN, FakeApp, ServedApp
+from ..monitor.fakeapp import TOKEN, ServedApp, serve_fake_app
 
 SUITE = Path(__file__).resolve().parents[2] / "cutover"
 RUN = "prod-2026-11-26"
@@ -44,12 +44,8 @@ def test_rls(): pass
 
 @pytest.fixture
 def fake_app(tmp_path: Path) -> Iterator[ServedApp]:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    served = ServedApp(FakeApp(log))
-    served.start()
-    yield served
-    served.stop()
+    with serve_fake_app(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
