@@ -50,6 +50,7 @@ from typing import IO
 
 from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.procs import free_port
 
 __all__ = [
     "LOGIN_ROLES",
@@ -133,12 +134,6 @@ def scram_sha256_verifier(password: str, *, salt: bytes | None = None, iteration
         return base64.b64encode(raw).decode("ascii")
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
-def _free_port() -> int:
-    from pytest_cutover.rehearsal.procs import free_port
-
-    return free_port("127.0.0.1")
 
 
 class EmbeddedPostgres:
@@ -259,7 +254,7 @@ class EmbeddedPostgres:
         else:
             self._load_credentials()
             self._stop_leftover_server()
-        self.port = self._requested_port or _free_port()
+        self.port = self._requested_port or free_port()
         self.socket_dir = self._make_socket_dir()
         self._spawn()
         try:

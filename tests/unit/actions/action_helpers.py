@@ -7,7 +7,6 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import pytest
 
 from pytest_cutover.config import CutoverConfig, load_config
 from pytest_cutover.context import RunContext
+from pytest_cutover.rehearsal.procs import free_port
 
 HERE = Path(__file__).resolve().parent
 ADMIN_TOKEN = "adm-7f3c9a2b1e"
@@ -31,12 +31,6 @@ OLD_URL = f"postgresql+asyncpg://app_user:{OLD_PASSWORD}@old-db.internal:5432/da
 POOLER_URL = f"postgresql+asyncpg://app_user.ref:{NEW_PASSWORD}@pooler.supabase.example:6543/postgres"
 SESSION_URL = f"postgresql://app_user.ref:{NEW_PASSWORD}@pooler.supabase.example:5432/postgres"
 DIRECT_URL = f"postgresql://postgres:{NEW_PASSWORD}@db.ref.supabase.example:5432/postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

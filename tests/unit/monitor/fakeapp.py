@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from pytest_cutover.rehearsal.procs import free_port
 
 TOKEN = "test-token-abcdef123456"
 THREADS = {"org_0001": ["11111111-0000-0000-0000-000000000001", "11111111-0000-0000-0000-000000000002"],
@@ -112,12 +113,6 @@ class FakeApp:
             Route("/api/search", self.search, methods=["POST"]),
             Route("/api/attachments/{id}", self.attachment),
         ])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServedApp:

@@ -72,7 +72,7 @@ def test_timeout_is_recorded(fake_app: ServedApp) -> None:
 
 
 def test_connection_refused_is_a_failure() -> None:
-    from .fakeapp import free_port
+    from pytest_cutover.rehearsal.procs import free_port
 
     specs = build_probe_specs(f"http://127.0.0.1:{free_port()}", kinds=("health",))
     got = _run(ProbeSet(specs))["health"]

@@ -118,7 +118,7 @@ def test_db_connection_failures_from_the_app_log(tmp_path: Path, fake_app: Serve
 
 def test_db_connection_failures_from_the_monitor_own_connection(tmp_path: Path, fake_app: ServedApp,
                                                                 probe_set: ProbeSet) -> None:
-    from .fakeapp import free_port
+    from pytest_cutover.rehearsal.procs import free_port
 
     dsn = f"postgresql://monitor:pw-not-shown-9@127.0.0.1:{free_port()}/postgres"
     sampler = _sampler(tmp_path, fake_app, probe_set, FAST.with_(window_s=3.0))

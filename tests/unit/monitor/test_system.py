@@ -25,6 +25,7 @@ from pytest_cutover.monitor.system import (
     rss_from_command,
     rss_of_pid,
 )
+from pytest_cutover.rehearsal.procs import free_port
 
 SHOW_POOLS = """\
 database|user|cl_active|cl_waiting|cl_active_cancel_req|cl_waiting_cancel_req|sv_active|sv_active_cancel|\
@@ -96,12 +97,6 @@ def test_system_sampler_turns_failures_into_notes(tmp_path: Path) -> None:
     assert "pw-x-1" not in " ".join(got.notes)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def pgbouncer() -> Iterator[str]:
     """A real PgBouncer with an admin user (SCRAM password); no server behind it is needed for SHOW POOLS."""
@@ -112,10 +107,10 @@ def pgbouncer() -> Iterator[str]:
         pytest.skip("psql not installed (apt-get install postgresql-client)")
     work = Path(tempfile.mkdtemp(prefix="cutover-pgb-"))
     work.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     (work / "users.txt").write_text('"monitor" "monitor-pw-77"\n')
     (work / "pgbouncer.ini").write_text(
-        f"[databases]\npostgres = host=127.0.0.1 port={_free_port()} dbname=postgres\n\n[pgbouncer]\n"
+        f"[databases]\npostgres = host=127.0.0.1 port={free_port()} dbname=postgres\n\n[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\nauth_type = scram-sha-256\n"
         f"auth_file = {work / 'users.txt'}\nadmin_users = monitor\npool_mode = transaction\n"
         f"logfile = {work / 'pgbouncer.log'}\npidfile = {work / 'pgbouncer.pid'}\n")

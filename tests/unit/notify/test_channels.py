@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sys
 import time
 from pathlib import Path
@@ -13,18 +12,13 @@ import pytest
 from pytest_cutover.config import NotifyChannel
 from pytest_cutover.notify.channels import deliver
 from pytest_cutover.notify.templates import message_facts, render_message
+from pytest_cutover.rehearsal.procs import free_port
 
 from .conftest import Receiver
 
 FACTS = message_facts("maintenance-enabled", {"detail": "maintenance on"}, run="r1", lead="Ana",
                       window_start="2026-11-28 22:00 UTC", window_end="2026-11-29 02:00 UTC",
                       report="reports/r1/report.json")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_generic_webhook_gets_the_event_document(receiver: Receiver) -> None:
@@ -59,7 +53,7 @@ def test_a_500_then_200_is_delivered_on_the_second_attempt(receiver: Receiver) -
 
 
 def test_connection_refused_is_retried_and_reported() -> None:
-    channel = NotifyChannel(kind="slack", url=f"http://127.0.0.1:{_free_port()}/x", retries=2, timeout_s=2)
+    channel = NotifyChannel(kind="slack", url=f"http://127.0.0.1:{free_port()}/x", retries=2, timeout_s=2)
     started = time.monotonic()
     delivery = deliver(channel, "x", FACTS)
     assert (delivery.ok, delivery.status, delivery.attempts) == (False, None, 2)
