@@ -41,6 +41,7 @@ __all__ = [
     "list_faults",
     "plant",
     "plant_due",
+    "run_git",
     "undo",
     "validate_faults",
 ]
@@ -104,7 +105,8 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _git(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_git(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """git in ``checkout`` with the rehearsal's identity, never prompting; ``check`` raises on failure."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "rehearsal", "GIT_AUTHOR_EMAIL":
            "rehearsal@localhost", "GIT_COMMITTER_NAME": "rehearsal", "GIT_COMMITTER_EMAIL": "rehearsal@localhost"}
     done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, env=env,
@@ -116,13 +118,13 @@ def _git(checkout: Path, *args: str, check: bool = True) -> subprocess.Completed
 
 
 def _commit_and_push(checkout: Path, paths: Sequence[str], message: str, *, merge: bool = False) -> str:
-    _git(checkout, "add", "--", *paths)
+    run_git(checkout, "add", "--", *paths)
     # A merge is concluded with everything staged (git refuses a partial commit during a merge).
-    _git(checkout, "commit", "-q", "-m", message, *(() if merge else ("--", *paths)))
-    if _git(checkout, "remote", check=False).stdout.strip():
+    run_git(checkout, "commit", "-q", "-m", message, *(() if merge else ("--", *paths)))
+    if run_git(checkout, "remote", check=False).stdout.strip():
         # Pushed like a real change, so only the planted defect (not "unpushed commits") is visible.
-        _git(checkout, "push", "-q", "origin", "HEAD", check=False)
-    return _git(checkout, "rev-parse", "--short", "HEAD").stdout.strip()
+        run_git(checkout, "push", "-q", "origin", "HEAD", check=False)
+    return run_git(checkout, "rev-parse", "--short", "HEAD").stdout.strip()
 
 
 def _edit_source(checkout: Path, pattern: re.Pattern[str], replace: str | Callable[[re.Match[str]], str],
@@ -306,19 +308,19 @@ def _merge_conflict(stack: FaultTarget) -> str:
     checkout = stack.app_dir
     target = checkout / "app" / "config.py"
     rel = str(target.relative_to(checkout))
-    base = _git(checkout, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    base = run_git(checkout, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     original = target.read_text(encoding="utf-8")
-    _git(checkout, "checkout", "-q", "-b", "feature/search-timeout")
+    run_git(checkout, "checkout", "-q", "-b", "feature/search-timeout")
     target.write_text(original.replace('"SEARCH_TIMEOUT_MS", "2000"', '"SEARCH_TIMEOUT_MS", "5000"', 1)
                       if '"SEARCH_TIMEOUT_MS", "2000"' in original else original + "\nSEARCH_TIMEOUT_MS = 5000\n",
                       encoding="utf-8")
-    _git(checkout, "commit", "-q", "-am", "Raise the search timeout")
-    _git(checkout, "checkout", "-q", base)
+    run_git(checkout, "commit", "-q", "-am", "Raise the search timeout")
+    run_git(checkout, "checkout", "-q", base)
     target.write_text(original.replace('"SEARCH_TIMEOUT_MS", "2000"', '"SEARCH_TIMEOUT_MS", "1000"', 1)
                       if '"SEARCH_TIMEOUT_MS", "2000"' in original else original + "\nSEARCH_TIMEOUT_MS = 1000\n",
                       encoding="utf-8")
-    _git(checkout, "commit", "-q", "-am", "Lower the search timeout")
-    merged = _git(checkout, "merge", "--no-edit", "feature/search-timeout", check=False)
+    run_git(checkout, "commit", "-q", "-am", "Lower the search timeout")
+    merged = run_git(checkout, "merge", "--no-edit", "feature/search-timeout", check=False)
     if "CONFLICT" not in merged.stdout + merged.stderr:
         raise RehearsalError(f"cannot plant merge-conflict: the merge did not conflict ({merged.stdout.strip()})",
                              hint="the reference app changed; update faults.py")
@@ -374,15 +376,15 @@ def _checkout_undo(stack: FaultTarget) -> None:
         raise RehearsalError("cannot undo a source fault: the stack recorded no base commit of the app checkout",
                              hint="build the stack with EmbeddedStack, which records app_base_rev at start")
     checkout = stack.app_dir
-    _git(checkout, "merge", "--abort", check=False)
-    _git(checkout, "checkout", "-q", "-f", "main")
-    _git(checkout, "reset", "-q", "--hard", base)
-    _git(checkout, "clean", "-q", "-f", "-d")  # -x not given: .env and logs are git-ignored and stay
-    for branch in _git(checkout, "branch", "--format=%(refname:short)").stdout.split():
+    run_git(checkout, "merge", "--abort", check=False)
+    run_git(checkout, "checkout", "-q", "-f", "main")
+    run_git(checkout, "reset", "-q", "--hard", base)
+    run_git(checkout, "clean", "-q", "-f", "-d")  # -x not given: .env and logs are git-ignored and stay
+    for branch in run_git(checkout, "branch", "--format=%(refname:short)").stdout.split():
         if branch != "main":
-            _git(checkout, "branch", "-q", "-D", branch)
-    if _git(checkout, "remote", check=False).stdout.strip():
-        _git(checkout, "push", "-q", "-f", "origin", "HEAD:main")
+            run_git(checkout, "branch", "-q", "-D", branch)
+    if run_git(checkout, "remote", check=False).stdout.strip():
+        run_git(checkout, "push", "-q", "-f", "origin", "HEAD:main")
 
 
 # ------------------------------------------------------------------------------------------------ qdrant faults

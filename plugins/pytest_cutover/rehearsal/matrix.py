@@ -31,8 +31,8 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.suite import find_suite, stages_until, suite_args
 from pytest_cutover.stages import STAGES
 
-__all__ = ["MatrixRow", "SharedStack", "fresh_row", "matrix_kind", "matrix_row", "read_report", "run_matrix",
-           "stack_state"]
+__all__ = ["MatrixRow", "SharedStack", "fresh_row", "in_matrix_order", "matrix_kind", "matrix_row", "read_report",
+           "run_matrix", "stack_state"]
 
 Kind = Literal["shared-precutover", "shared-monitor", "fresh"]
 #: Deadline of one suite run in the matrix (a hung stage must not hang the matrix).
@@ -114,9 +114,7 @@ select coalesce(string_agg(line, E'\\n' order by line), '') from (
 
 def _git_state(checkout: Path) -> dict[str, str]:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, timeout=60,
-                              check=False)
-        return done.stdout.strip()
+        return catalog.run_git(checkout, *args, check=False).stdout.strip()
 
     return {"head": git("rev-parse", "HEAD"), "status": git("status", "--porcelain"),
             "branches": git("branch", "--format=%(refname:short)"), "origin": git("ls-remote", "origin", "main")}
@@ -255,7 +253,8 @@ def fresh_row(name: str, reports_dir: Path, *, monitor_window_s: float, stamp: s
 
 
 # ------------------------------------------------------------------------------------------------ the command
-def _ordered(faults: Sequence[catalog.Fault]) -> list[catalog.Fault]:
+def in_matrix_order(faults: Sequence[catalog.Fault]) -> list[catalog.Fault]:
+    """Shared-stack precutover faults, then shared monitor faults, then the fresh ones (stable within each)."""
     order = {"shared-precutover": 0, "shared-monitor": 1, "fresh": 2}
     return sorted(faults, key=lambda f: order[matrix_kind(f)])
 
@@ -265,7 +264,7 @@ def run_matrix(names: Sequence[str], *, reports_dir: Path | None, monitor_window
     """Rehearse each fault; print the table; exit 0 only if every fault failed its guarding stage."""
     from pytest_cutover.rehearsal.stack import EmbeddedStack
 
-    faults = _ordered(catalog.validate_faults(names) if names else catalog.list_faults())
+    faults = in_matrix_order(catalog.validate_faults(names) if names else catalog.list_faults())
     base = (reports_dir or Path(os.environ.get("CUTOVER_REPORTS_DIR") or "reports")).resolve()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     rows: list[MatrixRow] = []

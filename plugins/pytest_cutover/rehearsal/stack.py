@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -333,9 +332,7 @@ class EmbeddedStack:
     def _app_head(self) -> str | None:
         if self.app_dir is None or not (self.app_dir / ".git").exists():
             return None
-        done = subprocess.run(["git", "-C", str(self.app_dir), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=30, check=False)
-        return done.stdout.strip() or None
+        return fault_catalog.run_git(self.app_dir, "rev-parse", "HEAD", check=False).stdout.strip() or None
 
     @property
     def app_database_choice(self) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cutover.rehearsal.faults import list_faults
-from pytest_cutover.rehearsal.matrix import MatrixRow, SharedStack, fresh_row, matrix_kind
+from pytest_cutover.rehearsal.matrix import MatrixRow, SharedStack, fresh_row, in_matrix_order, matrix_kind
 from pytest_cutover.stages import STAGES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,9 +52,7 @@ NAMES: dict[str, str] = {
     "private-tier-leak": "private fragments",
 }
 
-_ORDER = {"shared-precutover": 0, "shared-monitor": 1}
-SHARED = [f.name for f in sorted((f for f in list_faults() if matrix_kind(f) != "fresh"),
-                                 key=lambda f: _ORDER[matrix_kind(f)])]
+SHARED = [f.name for f in in_matrix_order(list_faults()) if matrix_kind(f) != "fresh"]
 FRESH = [f.name for f in list_faults() if matrix_kind(f) == "fresh"]
 
 

@@ -15,7 +15,7 @@ EXPORTS = {
                                            "find_pgbouncer"],
     "pytest_cutover.rehearsal.faults": ["AFTER_SYNC", "BEFORE", "DURING_MONITOR", "FAULTS", "Fault", "FaultTarget",
                                         "clear_runtime_faults", "faults_due", "get_fault", "list_faults", "plant",
-                                        "plant_due", "undo", "validate_faults"],
+                                        "plant_due", "run_git", "undo", "validate_faults"],
     "pytest_cutover.rehearsal.ctl": ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app",
                                      "start_app", "stop_all", "stop_app", "write_state"],
     "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ",
