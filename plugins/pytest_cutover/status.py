@@ -15,7 +15,7 @@ import click
 from pytest_cutover.cli_options import run_options
 from pytest_cutover.context import context_from_options
 from pytest_cutover.redact import redact
-from pytest_cutover.stages import FAILED, NOT_RUN, PASSED, STAGES
+from pytest_cutover.stages import FAILED, INTERRUPTED, NOT_RUN, PARTIAL, PASSED, STAGES
 
 __all__ = ["rolling_lines", "stage_rows", "status", "week1_lines"]
 
@@ -35,7 +35,8 @@ def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-_STYLE = {PASSED: "green", FAILED: "red", "blocked": "yellow", NOT_RUN: "dim"}
+_STYLE = {PASSED: "green", FAILED: "red", "blocked": "yellow", PARTIAL: "yellow", INTERRUPTED: "yellow",
+          NOT_RUN: "dim"}
 
 
 def _pct(value: float | None) -> str:
