@@ -246,10 +246,10 @@ class CutoverSession:
             doc = (getattr(item, "obj", None).__doc__ or "").strip() if hasattr(item, "obj") else ""
             if doc:
                 item.user_properties.append((_PROP_RUNBOOK, doc.splitlines()[0]))
+        self.stage_of_node = {item.nodeid: s for item, s in zip(items, stages, strict=True) if s}
+        self.session_stages = sorted({s for s in stages if s}, key=stage_index)
         order = {id(item): (-1 if s is None else stage_index(s)) for item, s in zip(items, stages, strict=True)}
         items.sort(key=lambda item: order[id(item)])
-        self.session_stages = sorted({s for s in stages if s}, key=stage_index)
-        self.stage_of_node = {item.nodeid: s for item, s in zip(items, stages, strict=True) if s}
         if self.session_stages:
             self.staged = True
             try:

@@ -268,3 +268,14 @@ def test_a_stage_header_stands_on_its_own_line(cutover_pytester: CutoverPytester
     headers = [line for line in lines if "stage 1/6 precutover" in line or "stage 2/6 sync" in line]
     assert len(headers) == 2
     assert all(line.startswith("-") for line in headers)
+
+
+@pytest.mark.xdist_group("xdist-inner")
+def test_under_xdist_the_controller_knows_the_whole_stage(cutover_pytester: CutoverPytester) -> None:
+    cutover_pytester.suite(THREE_CHECKS)
+    run = cutover_pytester.run("-m", "precutover", "-k", "test_a or test_b", "-n", "2", subprocess=True)
+    assert run.result.ret == EXIT_PARTIAL, run.output
+    assert _stage(run, "precutover")["not_run"] == [{"id": "test_cutover_suite.py::test_c",
+                                                    "why": "deselected by -k 'test_a or test_b', -m 'precutover'"}]
+    whole = cutover_pytester.run("-m", "precutover", "-n", "2", subprocess=True)
+    assert whole.result.ret == 0 and _stage(whole, "precutover")["verdict"] == "passed"

@@ -188,3 +188,16 @@ def test_figures_and_times_are_aggregated() -> None:
     result = tracker.result("sync")
     assert result.figures == {"points": 5, "missing": 0}
     assert (result.start, result.end) == (10.0, 13.5)
+
+
+def test_rehearse_until_exits_0_when_every_stage_up_to_it_passed() -> None:
+    from pytest_cutover.rehearsal.cli import rehearsal_exit
+
+    rows = [{"stage": s, "verdict": PASSED if s == "precutover" else NOT_RUN} for s in STAGES]
+    assert rehearsal_exit(INCOMPLETE, rows, "precutover") == 0
+    assert rehearsal_exit(INCOMPLETE, rows, "sync") == 1
+    assert rehearsal_exit(INCOMPLETE, rows, None) == 1
+    failed = [{**rows[0], "verdict": FAILED}, *rows[1:]]
+    assert rehearsal_exit(INCOMPLETE, failed, "precutover") == 1
+    assert rehearsal_exit(ROLLBACK, rows, "precutover") == 1
+    assert rehearsal_exit(SUCCESS, [{"stage": s, "verdict": PASSED} for s in STAGES], None) == 0
