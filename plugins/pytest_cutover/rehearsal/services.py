@@ -5,7 +5,6 @@
   engine settings) run on a real repository, and writes its ``.env`` (0600, git-ignored).
 * :func:`app_process` serves that checkout with uvicorn over HTTPS, from the checkout itself.
 * :func:`storage_process` runs the Storage-API-compatible service (``rehearsal/storage``).
-* :func:`mint_jwt` signs the JWTs the stack hands out (service key, user tokens), HS256 as Supabase.
 
 The processes are :class:`ManagedProcess` objects that are returned NOT started; ``start()`` with no
 argument waits until the process answers HTTP (``start(ready)`` still takes a custom probe).
@@ -19,7 +18,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -34,7 +32,6 @@ __all__ = [
     "ServiceProcess",
     "app_process",
     "http_ready",
-    "mint_jwt",
     "prepare_app_checkout",
     "storage_process",
     "write_env",
@@ -208,17 +205,3 @@ def storage_process(port: int, *, dsn: str, jwt_secret: str, data_dir: Path, cer
                           ready_url=f"{scheme}://{host}:{port}/status", ca_file=ca_file)
 
 
-def mint_jwt(secret: str, *, role: str, org_id: str | None = None, sub: str | None = None,
-             ttl_s: int = 3600) -> str:
-    """An HS256 JWT shaped like Supabase's (``role``, ``iss``, ``iat``, ``exp``; ``aud`` for signed-in users)."""
-    import jwt
-
-    now = int(time.time())
-    claims: dict[str, object] = {"role": role, "iss": "supabase", "iat": now, "exp": now + ttl_s}
-    if role == "authenticated":
-        claims["aud"] = "authenticated"
-    if sub is not None:
-        claims["sub"] = sub
-    if org_id is not None:
-        claims["org_id"] = org_id
-    return jwt.encode(claims, secret, algorithm="HS256")
