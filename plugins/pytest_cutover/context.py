@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from pytest_cutover.config import CutoverConfig, config_hash
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.ledger import LEDGER_NAME, Ledger, check_run_id, run_dir
 from pytest_cutover.redact import redact
+from pytest_cutover.util.git import GitError, run_git
 
 __all__ = [
     "DEFAULT_RUN",
@@ -72,12 +72,11 @@ def latest_run(reports_dir: str | os.PathLike[str]) -> str | None:
 def git_revision(path: str | os.PathLike[str]) -> str | None:
     """The suite's git revision (``+dirty`` when it has uncommitted changes), or ``None``."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
+        rev = run_git(path, "rev-parse", "HEAD", timeout=10)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        dirty = run_git(path, "status", "--porcelain", "--untracked-files=no", timeout=10)
+    except (GitError, OSError):
         return None
     return rev.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
 

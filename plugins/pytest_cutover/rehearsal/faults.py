@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.services import GIT_IDENTITY
 from pytest_cutover.stages import STAGES
+from pytest_cutover.util.git import GitError
+from pytest_cutover.util.git import run_git as _run_git
 from pytest_cutover.util.sql import quote_literal
 
 __all__ = [
@@ -104,14 +107,11 @@ class Fault:
 # ------------------------------------------------------------------------------------------------ helpers
 def run_git(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """git in ``checkout`` with the rehearsal's identity, never prompting; ``check`` raises on failure."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "rehearsal", "GIT_AUTHOR_EMAIL":
-           "rehearsal@localhost", "GIT_COMMITTER_NAME": "rehearsal", "GIT_COMMITTER_EMAIL": "rehearsal@localhost"}
-    done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
-    if check and done.returncode != 0:
-        raise RehearsalError(f"git {' '.join(args)} failed in {checkout}: {done.stderr.strip() or done.stdout.strip()}",
-                             hint="the app checkout is not a healthy git repository; rebuild the stack")
-    return done
+    try:
+        return _run_git(checkout, *args, config=GIT_IDENTITY, check=check)
+    except GitError as exc:
+        raise RehearsalError(str(exc), hint="the app checkout is not a healthy git repository; rebuild the stack") \
+            from None
 
 
 def _commit_and_push(checkout: Path, paths: Sequence[str], message: str, *, merge: bool = False) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import urllib.error
@@ -25,9 +24,11 @@ from pathlib import Path
 
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess
+from pytest_cutover.util.git import GitError, run_git
 
 __all__ = [
     "APP_ENV_KEYS",
+    "GIT_IDENTITY",
     "TEMPLATE_DIR",
     "ServiceProcess",
     "app_process",
@@ -45,25 +46,19 @@ APP_ENV_KEYS = (
     "QDRANT_PATH", "QDRANT_COLLECTION", "VECTOR_BACKEND", "STORAGE_URL", "STORAGE_KEY", "STORAGE_BUCKET",
     "STORAGE_SSL_CA", "LOG_FILE", "FAULTS_FILE", "SEARCH_TIMEOUT_MS", "APP_ENV_FILE",
 )
-_GIT_IDENTITY = ("-c", "user.name=pytest-cutover rehearsal", "-c", "user.email=rehearsal@pytest-cutover.invalid",
-                 "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main")
+#: Who the rehearsal commits as in its app checkout (the checkout itself, and the faults planted in it).
+GIT_IDENTITY = {"user.name": "pytest-cutover rehearsal", "user.email": "rehearsal@pytest-cutover.invalid",
+                "commit.gpgsign": "false", "init.defaultBranch": "main"}
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".env", "*.log")
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
     try:
-        done = subprocess.run(["git", *_GIT_IDENTITY, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
-    except FileNotFoundError:
-        raise RehearsalError("app checkout: git is not installed", hint="apt-get install git") from None
-    except subprocess.TimeoutExpired:
-        raise RehearsalError(f"app checkout: git {args[0]} did not finish within 60s in {cwd}",
-                             hint="check the disk and retry") from None
-    if done.returncode != 0:
-        raise RehearsalError(f"app checkout: git {' '.join(args)} failed in {cwd}: {done.stderr.strip()}",
-                             hint="check that the folder is writable and git works for this user")
-    return done.stdout
+        return run_git(cwd, *args, config=GIT_IDENTITY, env={"GIT_CONFIG_NOSYSTEM": "1"}, check=True).stdout
+    except GitError as exc:
+        hint = ("apt-get install git" if "not installed" in str(exc)
+                else "check that the folder is writable and git works for this user")
+        raise RehearsalError(f"app checkout: {exc}", hint=hint) from None
 
 
 def write_env(env_file: Path, env: Mapping[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""The neutral helpers (``pytest_cutover.util``): JWTs, certificate dates, SQL quoting.
+"""The neutral helpers (``pytest_cutover.util``): JWTs, certificate dates, SQL quoting, git.
 
 The stdlib HS256 signer is checked against PyJWT (the library the rehearsal's Storage service verifies
 with), so a token that PyJWT would reject cannot pass here.
@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pytest_cutover.util import certs
+from pytest_cutover.util.git import GitError, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
 from pytest_cutover.util.sql import quote_ident, quote_literal
 
@@ -27,6 +28,7 @@ EXPORTS = {
     "pytest_cutover.util.jwt": ["encode_hs256", "mint_jwt"],
     "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
     "pytest_cutover.util.sql": ["quote_ident", "quote_literal"],
+    "pytest_cutover.util.git": ["GitError", "run_git"],
 }
 
 
@@ -122,3 +124,37 @@ def test_quote_ident(name: str, quoted: str) -> None:
 ])
 def test_quote_literal(value: str | None, quoted: str) -> None:
     assert quote_literal(value) == quoted
+
+
+# -- git -------------------------------------------------------------------------------------------------------
+IDENTITY = {"user.name": "util test", "user.email": "util@example.invalid", "commit.gpgsign": "false"}
+
+
+def test_run_git_commits_with_the_given_identity_and_trusts_only_the_given_folders(tmp_path: Path) -> None:
+    run_git(tmp_path, "init", "-q", check=True)
+    (tmp_path / "f.txt").write_text("x")
+    run_git(tmp_path, "add", "f.txt", check=True)
+    run_git(tmp_path, "commit", "-q", "-m", "one", config=IDENTITY, check=True)
+    assert run_git(tmp_path, "log", "-1", "--format=%an <%ae>").stdout.strip() == "util test <util@example.invalid>"
+    trusted = run_git(tmp_path, "config", "--get-all", "safe.directory", trust=(tmp_path, tmp_path.parent))
+    assert trusted.stdout.split() == [str(tmp_path), str(tmp_path.parent)]
+    printenv = run_git(tmp_path, "show-env", config={"alias.show-env": "!printenv GIT_TERMINAL_PROMPT UTIL_X"},
+                       env={"UTIL_X": "extra"}, check=True)
+    assert printenv.stdout.split() == ["0", "extra"]   # never prompts for credentials; extra env passed
+
+
+def test_run_git_failure_is_returned_or_raised_with_gits_words(tmp_path: Path) -> None:
+    done = run_git(tmp_path, "rev-parse", "HEAD")           # not a repository: returned, not raised
+    assert done.returncode != 0 and "not a git repository" in done.stderr
+    with pytest.raises(GitError, match=r"git rev-parse HEAD failed in .*not a git repository") as caught:
+        run_git(tmp_path, "rev-parse", "HEAD", check=True)
+    assert caught.value.returncode == done.returncode and "not a git repository" in caught.value.stderr
+
+
+def test_run_git_never_hangs_and_says_when_git_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(GitError, match=r"git slow did not finish within 0.5s") as caught:
+        run_git(tmp_path, "slow", config={"alias.slow": "!sleep 5"}, timeout=0.5)
+    assert caught.value.returncode is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(GitError, match="git is not installed"):
+        run_git(tmp_path, "status")
