@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.packaging.imports import ROOT
+from .imports import ROOT
 
 PLAIN_INSTALL_GROUP = "plain-install"
 VENV_TIMEOUT_S = 180

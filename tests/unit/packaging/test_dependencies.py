@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.packaging.imports import (
+from .imports import (
     ENTRY_POINT_PLUGINS,
     compare,
     declared,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pytest_cutover.stages import STAGES
-from tests.unit.packaging.conftest import PLAIN_INSTALL_GROUP, PlainInstall
-from tests.unit.packaging.imports import PACKAGE_DIR, compare, declared, production_files
+
+from .conftest import PLAIN_INSTALL_GROUP, PlainInstall
+from .imports import PACKAGE_DIR, compare, declared, production_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PLAIN_INSTALL_GROUP)]
 
