@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_cutover.actions.base import ActionError, run_sync
 from pytest_cutover.redact import Secret, redact, reveal
+from pytest_cutover.util.sql import quote_ident
 
 __all__ = ["OUR_APPLICATION_NAME", "ConnectionCount", "Endpoint", "app_connections", "asyncpg_dsn", "endpoint",
-           "non_null_count", "quote_ident", "recent_backends", "sample_org", "table_counts", "tenant_count"]
+           "non_null_count", "recent_backends", "sample_org", "table_counts", "tenant_count"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,6 @@ def asyncpg_dsn(url: Secret | str) -> str:
 
 OUR_APPLICATION_NAME = "pytest-cutover-actions"
 _NOT_OURS = f"application_name IS DISTINCT FROM '{OUR_APPLICATION_NAME}' "
-
-
-def quote_ident(name: str) -> str:
-    """Quote ``table`` or ``schema.table`` as SQL identifiers."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
 
 async def _connect(url: Secret | str, timeout: float):  # type: ignore[no-untyped-def]

@@ -45,6 +45,7 @@ from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port, port_is_free
+from pytest_cutover.util.jwt import mint_jwt
 
 __all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ", "read_env_file",
            "services_available"]
@@ -503,8 +504,7 @@ class EmbeddedStack:
         services = self._services()
         self._storage_port = free_port()
         jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
-        self._secrets["SUPABASE_SERVICE_KEY"] = Secret(services.mint_jwt(jwt_secret, role="service_role",
-                                                                         ttl_s=7 * 24 * 3600))
+        self._secrets["SUPABASE_SERVICE_KEY"] = Secret(mint_jwt(jwt_secret, role="service_role", ttl_s=7 * 24 * 3600))
         self.storage = services.storage_process(
             self._storage_port, dsn=self.pg.dsn("supabase_storage_admin").get(), jwt_secret=jwt_secret,
             data_dir=self.storage_data_dir, certfile=self.storage_cert.cert_path,

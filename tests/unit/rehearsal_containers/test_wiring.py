@@ -26,8 +26,8 @@ from pytest_cutover.rehearsal.postgres import (
     SQL_DIR,
     SUPERUSER,
 )
-from pytest_cutover.rehearsal.services import mint_jwt
 from pytest_cutover.rehearsal.stack import STATS_USER, EmbeddedStack
+from pytest_cutover.util.jwt import mint_jwt
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"
 

@@ -9,8 +9,8 @@ import pytest
 EXPORTS = {
     "pytest_cutover.rehearsal.errors": ["RehearsalError"],
     "pytest_cutover.rehearsal.procs": ["ManagedProcess", "free_port", "port_is_free"],
-    "pytest_cutover.rehearsal.tls": ["DEFAULT_HOSTS", "CertificateAuthority", "ServerCertificate", "cert_not_after",
-                                     "days_left", "issue_server_cert", "make_ca"],
+    "pytest_cutover.rehearsal.tls": ["DEFAULT_HOSTS", "CertificateAuthority", "ServerCertificate",
+                                     "issue_server_cert", "make_ca"],
     "pytest_cutover.rehearsal.pgbouncer": ["PGBOUNCER_BIN", "PgBouncer", "PoolMode", "client_ssl_context",
                                            "find_pgbouncer"],
     "pytest_cutover.rehearsal.faults": ["AFTER_SYNC", "BEFORE", "DURING_MONITOR", "FAULTS", "Fault", "FaultTarget",
