@@ -93,3 +93,27 @@ def test_the_plugin_and_the_command_load_from_a_plain_install(plain_install: Pla
         assert all(cmd in helped.stdout for cmd in ("status", "report", "migrate", "action")), helped.stdout
     status = plain_install.run("cutover", "status", "--json", cwd=tmp_path, timeout=60)
     assert status.returncode in (0, 1, 2) and "Traceback" not in status.stderr, status.stderr[-2000:]
+
+
+def test_the_packaged_suite_runs_and_gates_from_a_directory_with_only_a_config(plain_install: PlainInstall,
+                                                                              tmp_path: Path) -> None:
+    """The user's day one: a plain install, a folder with a cutover.toml, `pytest -m STAGE`."""
+    (tmp_path / "cutover.toml").write_text('[run]\nid = "night"\nlead = "Dana"\n')
+    env = {"CUTOVER_SUITE": "packaged"}  # the unit tests' own wiring turns it off for their inner runs
+
+    collected = plain_install.run("pytest", "--co", "-q", "-p", "no:cacheprovider", cwd=tmp_path, env=env)
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-2000:]
+    modules = {line.split("::")[0] for line in collected.stdout.splitlines() if "::" in line}
+    assert {f"pytest_cutover/suite/test_{stage}.py" for stage in STAGES} <= modules, modules
+
+    # With no stack behind the config, sync's checks skip (absent keys), so a forced sync would pass; one
+    # test picked with -k must still not count as the stage.
+    partial = plain_install.run("pytest", "-p", "no:cacheprovider", "-m", "sync", "-k", "maintenance",
+                                "--cutover-force", "plain-install test", cwd=tmp_path, env=env)
+    assert partial.returncode == 7, partial.stdout[-3000:]
+    assert "PARTIAL" in partial.stdout
+    blocked = plain_install.run("pytest", "-p", "no:cacheprovider", "-m", "switch", cwd=tmp_path, env=env)
+    assert blocked.returncode == 6, blocked.stdout[-3000:]
+    assert "stage `precutover` has not passed" in blocked.stdout
+    shown = plain_install.run("cutover", "status", cwd=tmp_path, env=env)
+    assert "partial" in shown.stdout and "blocked" in shown.stdout, shown.stdout
