@@ -12,6 +12,7 @@ from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_cutover.actions.base import ActionError, run_sync
+from pytest_cutover.dsn import driver_dsn
 from pytest_cutover.redact import Secret, redact, reveal
 
 __all__ = ["OUR_APPLICATION_NAME", "ConnectionCount", "Endpoint", "app_connections", "asyncpg_dsn", "endpoint",
@@ -51,10 +52,9 @@ def endpoint(url: Secret | str) -> Endpoint:
 
 
 def asyncpg_dsn(url: Secret | str) -> str:
-    """A DSN asyncpg accepts: ``postgresql+asyncpg://`` and friends become ``postgresql://``."""
-    raw = reveal(url) or ""
-    scheme, sep, rest = raw.partition("://")
-    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+    """A DSN asyncpg accepts: ``postgresql+asyncpg://`` and friends become ``postgresql://``, and parameters
+    no driver accepts (``pgbouncer=true``, copied from Supabase's docs) are dropped (:func:`driver_dsn`)."""
+    return driver_dsn(reveal(url) or "")
 
 
 OUR_APPLICATION_NAME = "pytest-cutover-actions"
