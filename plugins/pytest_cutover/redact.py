@@ -38,6 +38,9 @@ _SPLIT = re.compile(r"[/#?@&=:;,%\\\s'\"`<>()\[\]{}|!$*+^~]")
 
 _lock = threading.Lock()
 _literals: set[str] = set()
+_whole: set[str] = set()  # the secrets' forms without their fragments, for cut-off (truncated) text
+_cuts: tuple[frozenset[str], frozenset[str], int] | None = None
+_TRUNCATION = re.compile(r"(\.\.\.|\u2026)")
 _pattern: re.Pattern[str] | None = None
 
 
@@ -81,11 +84,15 @@ def secret_forms(value: str, *, fragments: bool = True) -> set[str]:
 def register_secret(value: str | None, *, fragments: bool = True) -> None:
     """Remember a literal secret, in every form it can take (:func:`secret_forms`), so that :func:`redact`
     masks it wherever it appears."""
-    global _pattern
+    global _pattern, _cuts
     if not value or len(value) < _MIN_LITERAL:
         return
     forms = secret_forms(value, fragments=fragments)
     with _lock:
+        whole = secret_forms(value, fragments=False)
+        if not whole <= _whole:
+            _whole.update(whole)
+            _cuts = None
         if not forms <= _literals:
             _literals.update(forms)
             _pattern = None
@@ -99,6 +106,33 @@ def _literal_pattern() -> re.Pattern[str] | None:
         return _pattern
 
 
+def _cut_pieces() -> tuple[frozenset[str], frozenset[str], int]:
+    """Every head and tail (at least ``_MIN_FRAGMENT`` long) of every whole form, and the longest form."""
+    global _cuts
+    with _lock:
+        if _cuts is None:
+            heads = frozenset(f[:k] for f in _whole for k in range(_MIN_FRAGMENT, len(f)))
+            tails = frozenset(f[-k:] for f in _whole for k in range(_MIN_FRAGMENT, len(f)))
+            _cuts = (heads, tails, max(map(len, _whole), default=0))
+        return _cuts
+
+
+def _mask_truncated(text: str) -> str:
+    """Mask the start and end of a secret cut off by a ``...`` (pytest's ``saferepr`` shortens long values
+    to ``head...tail`` at any character, not where a parser would split them)."""
+    heads, tails, longest = _cut_pieces()
+    parts = _TRUNCATION.split(text)
+    for i in range(0, len(parts) - 2, 2):
+        before, after = parts[i], parts[i + 2]
+        k = next((k for k in range(min(longest, len(before)), _MIN_FRAGMENT - 1, -1) if before[-k:] in heads), 0)
+        if k:
+            parts[i] = before[:-k] + MASK
+        k = next((k for k in range(min(longest, len(after)), _MIN_FRAGMENT - 1, -1) if after[:k] in tails), 0)
+        if k:
+            parts[i + 2] = MASK + after[k:]
+    return "".join(parts)
+
+
 def redact(text: Any) -> str:
     """Return ``text`` as a string with every known kind of secret masked."""
     if text is None:
@@ -106,6 +140,8 @@ def redact(text: Any) -> str:
     out = str(text)
     pattern = _literal_pattern()
     if pattern is not None:
+        if _TRUNCATION.search(out):
+            out = _mask_truncated(out)
         out = pattern.sub(MASK, out)
     out = _PEM.sub(f"-----PRIVATE KEY {MASK}-----", out)
     out = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['at']}", out)
