@@ -12,7 +12,7 @@ from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_cutover.actions.base import ActionError, run_sync
-from pytest_cutover.dsn import driver_dsn
+from pytest_cutover.dsn import DsnProblem, check_url, driver_dsn
 from pytest_cutover.redact import Secret, redact, reveal
 
 __all__ = ["OUR_APPLICATION_NAME", "ConnectionCount", "Endpoint", "app_connections", "asyncpg_dsn", "endpoint",
@@ -43,9 +43,16 @@ def endpoint(url: Secret | str) -> Endpoint:
         parts = urlsplit(raw)
         query = parse_qs(parts.query)
         port = parts.port or int(query.get("port", ["5432"])[0])
-    except ValueError as exc:
-        raise ActionError(f"database url {redact(raw)} cannot be parsed: {exc}",
-                          hint="use postgresql://user:password@host:port/database") from None
+    except ValueError:
+        # urllib's message quotes the piece it choked on (often a piece of the password): say what is wrong instead
+        try:
+            check_url(raw, postgres=True)
+            problem = "it is not a database URL"
+        except DsnProblem as exc:
+            problem = str(exc)
+        raise ActionError(f"a database URL cannot be parsed: {problem}",
+                          hint="use postgresql://user:password@host:port/database, special characters "
+                               "percent-encoded") from None
     host = parts.hostname or query.get("host", [""])[0]
     return Endpoint(host=host, port=port, database=unquote(parts.path.lstrip("/")) or "postgres",
                     user=unquote(parts.username or ""))
