@@ -379,23 +379,23 @@ def _from_vars(key: str, found: _Interpolation) -> str:
 
 
 def _check_values(config: CutoverConfig, source: str, found: _Interpolation) -> None:
-    """Empty secrets and URLs that do not parse are errors naming the key, never quoting the value."""
+    """Empty secrets and URLs that do not parse are one error naming every such key, never quoting a value."""
     from pytest_cutover.dsn import DsnProblem, check_url
 
-    for key, secret in _secret_keys(config):
-        if not secret.get().strip():
-            raise ConfigError(f"{source}: {key} is empty{_from_vars(key, found)}",
-                              hint=f"give {key} its value, or remove the key if this cutover does not need it")
+    problems = [f"{key} is empty{_from_vars(key, found)}"
+                for key, secret in _secret_keys(config) if not secret.get().strip()]
     for key, postgres in _url_keys(config):
         value = lookup(config, key)
         if value is None:
             continue
-        raw = value.get() if isinstance(value, Secret) else str(value)
         try:
-            check_url(raw, postgres=postgres)
+            check_url(value.get() if isinstance(value, Secret) else str(value), postgres=postgres)
         except DsnProblem as exc:
-            raise ConfigError(f"{source}: {key}: {exc}{_from_vars(key, found)}",
-                              hint="fix the URL in the config or in the variable it comes from") from None
+            problems.append(f"{key}: {exc}{_from_vars(key, found)}")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems),
+                          hint="fix the values in the config or in the variables they come from; remove a key "
+                               "this cutover does not need")
 
 
 def dsn_notices(config: CutoverConfig | None) -> list[str]:

@@ -118,3 +118,14 @@ def test_our_connections_use_the_cleaned_url_and_psql_never_sees_the_password() 
     url = "postgresql+asyncpg://app:Xq9%2Fvb@pooler.example:6543/postgres?pgbouncer=true&application_name=x"
     assert asyncpg_dsn(Secret(url)) == "postgresql://app:Xq9%2Fvb@pooler.example:6543/postgres?application_name=x"
     assert split_password(url) == ("postgresql://app@pooler.example:6543/postgres?application_name=x", "Xq9/vb")
+
+
+def test_every_bad_value_is_listed_at_once() -> None:
+    env = {"PW": "Kq7Lm/Xp9#Zt4Wq", "EMPTY": ""}
+    data = {"target": {"database_url": "postgresql://postgres:${PW}@h:5432/postgres", "storage_key": "${EMPTY}"}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, source="c.toml", env=env)
+    assert str(err.value).startswith("c.toml: target.storage_key is empty (its value comes from ${EMPTY}); "
+                                     "target.database_url: the password contains `/`: percent-encode it as `%2F` "
+                                     "(its value comes from ${PW})")
+    assert "Kq7Lm" not in str(err.value) and "Xp9" not in str(err.value)
