@@ -28,6 +28,9 @@ PERCENT = ("%2F", "%zz", "%", "%%", "%41", "%E2%82", "%40")
 NON_ASCII = "éßøΩж日本語🔑"
 PLAIN = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MIN_FRAGMENT = 6
+#: Any run of this many consecutive characters of a secret (or of its escaped forms) counts as a leak,
+#: wherever it was cut (pytest's saferepr shortens long values to head...tail at any character).
+WINDOW = 10
 
 
 def hostile_password(rnd: random.Random, length: int) -> str:
@@ -41,8 +44,8 @@ def hostile_password(rnd: random.Random, length: int) -> str:
 
 
 def forms(secret: str) -> set[str]:
-    """Every way ``secret`` can show up in text, and every piece of at least ``MIN_FRAGMENT`` characters
-    that a parser splitting it at a reserved character could quote."""
+    """Every way ``secret`` can show up in text, every piece of at least ``MIN_FRAGMENT`` characters that a
+    parser splitting it at a reserved character could quote, and every ``WINDOW`` characters of it."""
     whole = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), json.dumps(secret)[1:-1],
              json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1], html.escape(secret)}
     whole |= {f.lower() for f in whole if "%" in f}
@@ -52,7 +55,8 @@ def forms(secret: str) -> set[str]:
         cuts = [i for i, ch in enumerate(form) if ch in splitters]
         pieces |= {form[:c] for c in cuts} | {form[c + 1:] for c in cuts}
         pieces |= {form[a + 1:b] for a, b in zip([-1, *cuts], [*cuts, len(form)], strict=True)}
-    return {f for f in whole | pieces if len(f) >= MIN_FRAGMENT}
+    windows = {form[i:i + WINDOW] for form in whole for i in range(len(form) - WINDOW + 1)}
+    return {f for f in whole | pieces | windows if len(f) >= MIN_FRAGMENT}
 
 
 def closed_port() -> int:
@@ -115,7 +119,7 @@ def test_failing(cutover_config):
 
 def test_unstaged_failure(cutover_config):
     secret = cutover_config.target.storage_key.get()
-    long_text = "x" * 150 + secret + "y" * 150
+    long_text = "x" * 110 + secret + "y" * 110  # saferepr (-l, assertion text) cuts it inside the secret
     assert secret == long_text, f"unstaged {secret}"
 '''
 
