@@ -4,7 +4,8 @@ Why a plugin of its own: the secrets the config loaded (every form of them, see
 :func:`pytest_cutover.redact.secret_forms`) must be masked in text that never passes through our
 code: live logging (``--log-cli-level``), the log file (``--log-file``), captured logs, warnings,
 ``-l`` locals and ``--tb=long`` tracebacks of any test (staged or not), collection errors, JUnit XML
-properties, and finally every byte the terminal writer emits.  Each hook here is one wrapper around
+properties, every byte the terminal writer emits and, with ``-s``, what tests print to ``sys.stdout`` and
+``sys.stderr`` (not what a subprocess writes to the file descriptors).  Each hook here is one wrapper around
 :func:`~pytest_cutover.redact.redact`; the pattern-based masking inside it stays as the second line of
 defence for secrets the config does not know.
 """
@@ -12,6 +13,7 @@ defence for secrets the config does not know.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from pytest_cutover.redact import redact, redact_obj
 __all__ = ["RedactingFormatter", "redact_record"]
 
 _FACTORY_KEY = pytest.StashKey[Any]()
+_STREAMS_KEY = pytest.StashKey[tuple[Any, Any]]()
 _PYTEST_HANDLERS = ("log_cli_handler", "log_file_handler", "caplog_handler", "report_handler")
 
 
@@ -107,6 +110,9 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.setLogRecordFactory(factory)
     for handler in logging.getLogger().handlers:
         _wrap_handler(handler)
+    if config.getoption("capture", None) == "no":  # -s: what tests print goes straight to the terminal
+        config.stash[_STREAMS_KEY] = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _RedactingFile(sys.stdout), _RedactingFile(sys.stderr)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -122,6 +128,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     old = config.stash.get(_FACTORY_KEY, None)
     if old is not None:
         logging.setLogRecordFactory(old)
+    streams = config.stash.get(_STREAMS_KEY, None)
+    if streams is not None:
+        sys.stdout, sys.stderr = streams
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

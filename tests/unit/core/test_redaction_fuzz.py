@@ -177,3 +177,23 @@ def test_a_raw_reserved_character_stops_at_config_load_naming_the_key(cutover_py
     assert "(its value comes from ${NEW_PW})" in run.output
     for form in {*forms(password), "Kq7", "vRt", "Zp9xWm"}:
         assert form not in run.output
+
+
+def test_with_capture_off_what_a_test_prints_is_redacted_too(cutover_pytester: CutoverPytester,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    password = hostile_password(random.Random(3), 24)
+    monkeypatch.setenv("ADMIN_TOKEN", password)
+    cutover_pytester.pytester.makefile(".toml", cutover='[app]\nadmin_token = "${ADMIN_TOKEN}"\n')
+    cutover_pytester.suite('''
+import sys, pytest
+
+@pytest.mark.precutover
+def test_prints(cutover_config):
+    token = cutover_config.app.admin_token.get()
+    print("stdout", token)
+    print("stderr", repr(token), file=sys.stderr)
+''')
+    run = cutover_pytester.run("-s", subprocess=True)
+    assert run.verdicts() == {"precutover": "passed"}
+    assert "stdout ***" in run.output
+    assert not [form for form in forms(password) if form in run.output]
