@@ -24,8 +24,9 @@ _BEARER = re.compile(r"(?i)\b(?P<head>bearer\s+)(?P<tok>[A-Za-z0-9\-._~+/=]{4,})
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 _KEY_VALUE = re.compile(
     r"(?i)(?P<head>\b[\w.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|service[_\-]?key"
-    r"|access[_\-]?key|private[_\-]?key|storage[_\-]?key|anon[_\-]?key|authorization)[\w.\-]*[\"']?\s*[=:]\s*[\"']?)"
-    r"(?P<val>(?!\*\*\*|\.\.\.|<[^>\s]*>|\$\{|(?:bearer|basic)\b)[^\s\"'&,;})\]]+)"
+    r"|access[_\-]?key|private[_\-]?key|storage[_\-]?key|anon[_\-]?key|authorization)[\w.\-]*[\"']?\s*[=:](?!:)\s*[\"']?)"
+    # not a placeholder, nor the line number of a file:line: location (test_tokens.py:12: ...)
+    r"(?P<val>(?!\*\*\*|\.\.\.|<[^>\s]*>|\$\{|(?:bearer|basic)\b|\d+:)[^\s\"'&,;})\]]+)"
 )
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 _MIN_LITERAL = 4

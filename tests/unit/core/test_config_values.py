@@ -42,6 +42,9 @@ def test_the_key_value_pattern_leaves_placeholders_alone() -> None:
     assert redact("export QDRANT_API_KEY=...") == "export QDRANT_API_KEY=..."
     assert redact("token=<your-token> password=${PW}") == "token=<your-token> password=${PW}"
     assert redact("ADMIN_TOKEN=abc123xyz") == "ADMIN_TOKEN=***"
+    # the terminal is redacted as a whole now: test ids and file:line locations are not key=value secrets
+    for text in ("tests/test_passwords.py::test_a_token PASSED", "test_tokens.py:12: AssertionError"):
+        assert redact(text) == text
 
 
 def test_an_empty_secret_is_an_error_naming_the_key_and_the_variable() -> None:
