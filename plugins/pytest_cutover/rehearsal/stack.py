@@ -296,7 +296,10 @@ class EmbeddedStack:
 
     def write_stack_env(self, path: Path) -> Path:
         """Write ``path`` (0600; ``cutover rehearse --serve`` puts it in ``reports/.secrets/<run>/``) for a person
-        or a tool to use the rehearsed stack: ``set -a; . stack.env``.  It is removed when the stack stops."""
+        or a tool to use the rehearsed stack: ``set -a; . stack.env``.  It is removed when the stack stops.
+
+        It holds the contract's variables (``API_URL``, ``DATABASE_URL``, ...) and every ``${VAR}`` the stack's
+        ``cutover.toml`` refers to."""
         urls = self._require_urls()
         ca = urls.ca_file
         tls_q = f"?sslmode=verify-full&sslrootcert={ca}"
@@ -310,6 +313,9 @@ class EmbeddedStack:
             "TEST_TOKEN": urls.test_token.get(),
             "CA_FILE": ca,
         }
+        # ... and every variable cutover.toml refers to, so that the config and this file are a usable pair
+        # (`set -a; . stack.env; pytest -m precutover --cutover-config .../cutover.toml` from any folder).
+        values |= {key: value for key, value in self.environ().items() if key not in values}
         path = Path(path)
         _write_private(path, env_text(values, "# the rehearsed stack; removed when it stops. set -a; . THIS_FILE\n"))
         self.served_env_path = path
