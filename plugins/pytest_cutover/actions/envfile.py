@@ -114,6 +114,15 @@ def find_line(path: Path, key: str, *, data: bytes | None = None) -> EnvLine | N
     return found[0] if found else None
 
 
+_KEY = re.compile(rb"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def keys(path: Path) -> list[str]:
+    """Every variable ``path`` assigns, in file order (values are not read)."""
+    found = (_KEY.match(raw) for raw in _split(_read(path)))
+    return list(dict.fromkeys(m.group(1).decode() for m in found if m))
+
+
 def read_value(path: Path, key: str) -> str | None:
     """The value of ``key`` (quotes removed), or ``None`` when the file has no such line."""
     line = find_line(path, key)

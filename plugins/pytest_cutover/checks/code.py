@@ -207,18 +207,27 @@ def python_files(root: Path) -> list[str]:
     return found
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(config: CutoverConfig | None = None) -> dict[str, str]:
+    """The operator's environment, less what would make the app's code behave unlike the app: pytest's own
+    variables and ``PYTHONPATH``, and every variable the app's ``.env`` sets (the service reads those from its
+    ``.env``; an operator shell's ``DATABASE_URL`` must not decide how the app's tests import)."""
+    from pytest_cutover.actions.envfile import keys
+
+    app_keys: set[str] = set()
+    env_file = config.app.env_file if config is not None else None
+    if env_file and config_relative(config, env_file).is_file():
+        app_keys = set(keys(config_relative(config, env_file)))
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "COV_CORE")) and k not in ("PYTHONPATH",)}
+           if not k.startswith(("PYTEST_", "COV_CORE")) and k not in ("PYTHONPATH",) and k not in app_keys}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def _run(argv: list[str], cwd: Path, timeout: float, what: str,
-         stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], cwd: Path, timeout: float, what: str, stdin: str | None = None,
+         config: CutoverConfig | None = None) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout,
-                              env=_child_env(), check=False)
+                              env=_child_env(config), check=False)
     except FileNotFoundError:
         raise CutoverError(f"{what}: {argv[0]} does not exist", hint="set app.python to the app's interpreter "
                                                                       "(e.g. backend/venv/bin/python)") from None
@@ -233,7 +242,7 @@ def inspect_checkout(config: CutoverConfig, timeout: float = _TIMEOUT_S) -> Chec
     files = python_files(root)
     python = _python(config)
     done = _run([python, "-X", "utf8", "-c", _INSPECT, str(root)], root, timeout,
-                f"inspecting {root} with {python}", stdin=json.dumps(files))
+                f"inspecting {root} with {python}", stdin=json.dumps(files), config=config)
     if done.returncode != 0:
         raise CutoverError(f"the app's interpreter {python} failed while inspecting {root}: "
                            f"{redact(done.stderr.strip()[-500:])}", hint="run app.python by hand; is it a Python 3?")
@@ -270,7 +279,7 @@ def check_collects(config: CutoverConfig, timeout: float = _TIMEOUT_S) -> CheckR
     root = source_dir(config)
     python = _python(config)
     done = _run([python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], root, timeout,
-                f"collecting the app's tests in {root}")
+                f"collecting the app's tests in {root}", config=config)
     lines = done.stdout.strip().splitlines()
     collected = sum(1 for line in lines if "::" in line)
     summary = next((line for line in reversed(lines) if "collected" in line or "error" in line.lower()),

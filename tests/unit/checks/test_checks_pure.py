@@ -181,6 +181,22 @@ def test_collect_fails_without_tests(tmp_path: Path) -> None:
                               f"created and ready')",)
 
 
+def test_the_apps_tests_collect_with_the_apps_env_not_the_operators(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator shell that sourced stack.env has DATABASE_URL set; the app reads its own .env."""
+    (tmp_path / ".env").write_text("DATABASE_URL=sqlite://\nexport APP_MODE='x'\n", encoding="utf-8")
+    (tmp_path / "test_env.py").write_text(
+        "import os\n\nassert 'DATABASE_URL' not in os.environ, 'the operator env leaked into the app'\n"
+        "assert 'APP_MODE' not in os.environ\n\ndef test_a():\n    pass\n", encoding="utf-8")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://operator:pw@elsewhere/db")
+    monkeypatch.setenv("APP_MODE", "operator")
+    config = parse_config({"app": {"source_dir": str(tmp_path), "env_file": str(tmp_path / ".env")}})
+    check = code.check_collects(config)
+    assert check.ok, check.message
+    without_env_file = code.check_collects(parse_config({"app": {"source_dir": str(tmp_path)}}))
+    assert not without_env_file.ok and "the operator env leaked into the app" in without_env_file.message
+
+
 def test_results_are_redacted() -> None:
     check = result("x", ["cannot reach postgresql://app:s3cr3t-pw@db:6543/postgres"], "token=abcdefgh1234")
     assert "s3cr3t-pw" not in check.message and "abcdefgh1234" not in check.evidence
