@@ -3,10 +3,10 @@
 Passwords come from a hostile alphabet (every reserved URL character, quotes, backslash, %-sequences,
 non-ASCII; short and long) from a seeded generator (``CUTOVER_FUZZ_SEED`` picks another seed).  A
 passing and a failing staged test and an unstaged one run with live logging at DEBUG, a log file,
-``-l``, ``--tb=long``, ``-rA`` and JUnit XML; the failing one goes through the suite's own connector
-to a closed local port and also raises, logs, warns and prints every secret raw.  Then the terminal
-output, every file of the reports folder, the log file and the JUnit XML are searched for every form
-of every secret, computed here independently of the redactor: zero hits.
+``-l``, ``--tb=long``, ``-rA``, JUnit XML and Allure results; the failing one goes through the suite's
+own connector to a closed local port and also raises, logs, warns and prints every secret raw.  Then
+the terminal output and every file the run left (reports folder, zip members included, log file, JUnit
+XML) are searched for every form of every secret, computed here independently of the redactor: zero hits.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import os
 import random
 import socket
+import zipfile
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -57,6 +59,19 @@ def forms(secret: str) -> set[str]:
         pieces |= {form[a + 1:b] for a, b in zip([-1, *cuts], [*cuts, len(form)], strict=True)}
     windows = {form[i:i + WINDOW] for form in whole for i in range(len(form) - WINDOW + 1)}
     return {f for f in whole | pieces | windows if len(f) >= MIN_FRAGMENT}
+
+
+def every_byte(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (the members of a zip archive, such as the Allure results, unpacked)."""
+    blobs: dict[str, bytes] = {}
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        name = str(path.relative_to(root))
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                blobs |= {f"{name}!{m}": archive.read(m) for m in archive.namelist()}
+        else:
+            blobs[name] = path.read_bytes()
+    return blobs
 
 
 def closed_port() -> int:
@@ -136,17 +151,17 @@ def _run_round(cutover_pytester: CutoverPytester, monkeypatch: pytest.MonkeyPatc
     pytester.makefile(".toml", cutover=CONFIG)
     cutover_pytester.suite(SUITE)
     run = cutover_pytester.run("--log-cli-level=DEBUG", "--log-file=cutover.log", "--log-file-level=DEBUG",
-                               "-l", "--tb=long", "-rA", "-v", "--junitxml=junit.xml", "-W", "always",
+                               "-l", "--tb=long", "-rA", "-v", "--junitxml=junit.xml",
+                               "--alluredir=reports/r1/allure-results", "-W", "always",
                                *os.environ.get("CUTOVER_FUZZ_ARGS", "").split(),
                                subprocess=True)
     assert run.verdicts() == {"precutover": "passed", "sync": "failed"}, run.output
     out = run.output
     assert "connection refused" in out, "the failing stage did not go through the connector"
-    files = [p for p in pytester.path.rglob("*")
-             if p.is_file() and p.suffix in (".log", ".xml", ".json", ".jsonl", ".html", ".txt", ".md", "")]
-    assert {"cutover.log", "junit.xml", "ledger.jsonl"} <= {p.name for p in files}
+    blobs = {"terminal": out.encode(), **every_byte(pytester.path)}
+    assert {"cutover.log", "junit.xml", "reports/r1/ledger.jsonl", "reports/r1/report.json"} <= set(blobs)
+    assert any("allure-results" in name for name in blobs)
     assert "connector failed" in (pytester.path / "cutover.log").read_text()
-    blobs = {"terminal": out.encode(), **{str(p.relative_to(pytester.path)): p.read_bytes() for p in files}}
     leaks = [(name, where, form) for name, value in secrets.items() for form in forms(value)
              for where, blob in blobs.items() if form.encode() in blob]
     assert not leaks, f"seed {seed}: {len(leaks)} leaks, first: {leaks[:3]}"
