@@ -12,7 +12,6 @@ import os
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from pytest_cutover.context import RunContext, resolve_run_id
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.ledger import iso_utc
 from pytest_cutover.redact import redact
+from pytest_cutover.redact_plugin import Crash, RedactedRepr
 from pytest_cutover.scope import build_scopes, narrowing, packaged_items, selection, suite_enabled
 from pytest_cutover.stages import (
     EXIT_CODES_HELP,
@@ -139,43 +139,6 @@ def _props(report: pytest.TestReport) -> dict[str, Any]:
         else:
             props[name] = value
     return props
-
-
-@dataclass(frozen=True)
-class _Crash:
-    path: str
-    lineno: int
-    message: str
-
-
-class _RedactedRepr:
-    """A failure's text with secrets masked; keeps the one-line crash message for ``-ra`` summaries."""
-
-    def __init__(self, text: str, crash: _Crash | None) -> None:
-        self.text = text
-        self.reprcrash = crash
-
-    def toterminal(self, tw: Any) -> None:
-        for line in self.text.splitlines():
-            tw.line(line)
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def _redact_report(report: pytest.TestReport) -> None:
-    """Mask secrets in a staged test's failure text and captured output before anything prints them."""
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple):
-        report.longrepr = (longrepr[0], longrepr[1], redact(longrepr[2]))
-    elif longrepr is not None:
-        text = str(longrepr)
-        clean = redact(text)
-        if clean != text:
-            crash = getattr(longrepr, "reprcrash", None)
-            report.longrepr = _RedactedRepr(clean, _Crash(str(crash.path), crash.lineno, redact(crash.message))
-                                            if crash is not None else None)
-    report.sections = [(title, redact(content)) for title, content in report.sections]
 
 
 class CutoverSession:
@@ -346,15 +309,14 @@ class CutoverSession:
         item.user_properties.append((_PROP_BLOCKED, reason))
         pytest.skip(reason)
 
-    # -- redaction of what pytest itself prints, findings first ---------------------------------
+    # -- findings first -----------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
-        if STAGE_KEY in item.stash:
-            if report.failed and call.excinfo is not None and self._compact_tracebacks \
-                    and call.excinfo.errisinstance((AssertionError, CutoverError)):
-                _compact_report(report)
-            _redact_report(report)
+        # (redact_plugin masks secrets in every report, this compact one included)
+        if STAGE_KEY in item.stash and report.failed and call.excinfo is not None and self._compact_tracebacks \
+                and call.excinfo.errisinstance((AssertionError, CutoverError)):
+            _compact_report(report)
         return report
 
     @property
@@ -492,7 +454,7 @@ def _compact_report(report: pytest.TestReport) -> None:
     if crash is None:
         return
     lines = [f"{crash.path}:{crash.lineno}", *(f"    {line}" for line in finding_lines(crash.message, limit=40))]
-    report.longrepr = _RedactedRepr("\n".join(lines), _Crash(str(crash.path), crash.lineno, crash.message))
+    report.longrepr = RedactedRepr("\n".join(lines), Crash(str(crash.path), crash.lineno, crash.message))
 
 
 def _stage_header(config: pytest.Config, stage: str) -> None:

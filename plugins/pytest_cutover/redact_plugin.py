@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from pytest_cutover.redact import redact, redact_obj
 
-__all__ = ["RedactingFormatter", "redact_record"]
+__all__ = ["Crash", "RedactedRepr", "RedactingFormatter", "redact_record", "redact_report"]
 
 _FACTORY_KEY = pytest.StashKey[Any]()
 _STREAMS_KEY = pytest.StashKey[tuple[Any, Any]]()
@@ -140,10 +141,45 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"cutover notice: {line}" for line in dsn_notices(getattr(session, "cutover_config", None))]
 
 
-def _redact_any_report(report: pytest.TestReport | pytest.CollectReport) -> None:
-    from pytest_cutover.plugin import _redact_report
+@dataclass(frozen=True)
+class Crash:
+    path: str
+    lineno: int
+    message: str
 
-    _redact_report(report)  # type: ignore[arg-type]
+
+class RedactedRepr:
+    """A failure's text with secrets masked; keeps the one-line crash message for ``-ra`` summaries."""
+
+    def __init__(self, text: str, crash: Crash | None) -> None:
+        self.text = text
+        self.reprcrash = crash
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def redact_report(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Mask secrets in a report's failure text and captured output before anything prints them."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        report.longrepr = (longrepr[0], longrepr[1], redact(longrepr[2]))
+    elif longrepr is not None:
+        text = str(longrepr)
+        clean = redact(text)
+        if clean != text:
+            crash = getattr(longrepr, "reprcrash", None)
+            report.longrepr = RedactedRepr(clean, Crash(str(crash.path), crash.lineno, redact(crash.message))
+                                            if crash is not None else None)
+    report.sections = [(title, redact(content)) for title, content in report.sections]
+
+
+def _redact_any_report(report: pytest.TestReport | pytest.CollectReport) -> None:
+    redact_report(report)
     properties = getattr(report, "user_properties", None)
     if properties:
         report.user_properties = [(name, redact_obj(value)) for name, value in properties]
