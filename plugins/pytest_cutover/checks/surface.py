@@ -375,11 +375,16 @@ def inventory(surface: Surface, rules: Rules | None = None) -> dict[str, Any]:
         for role, privs in rel.privileges.items():
             if role in per_role:
                 per_role[role][f"{rel.qname} ({_KINDS.get(rel.kind, rel.kind)})"] = ",".join(privs)
+    members: dict[tuple[str, str], int] = {}
     for fn in surface.functions:
-        for role in fn.executors:
-            if role in per_role:
-                kind = "function, SECURITY DEFINER" if fn.definer else "function"
-                per_role[role][f"{fn.qname}({fn.args}) ({kind})"] = "EXECUTE"
+        for role in (r for r in fn.executors if r in per_role):
+            if fn.extension:  # pgvector alone has ~100: counted per schema, not listed
+                members[role, fn.schema] = members.get((role, fn.schema), 0) + 1
+                continue
+            kind = "function, SECURITY DEFINER" if fn.definer else "function"
+            per_role[role][f"{fn.qname}({fn.args}) ({kind})"] = "EXECUTE"
+    for (role, schema), n in sorted(members.items()):
+        per_role[role][f"{schema}.* (extension functions)"] = f"EXECUTE on {n}"
     figure: dict[str, Any] = {"app_role": surface.app_role, "roles": per_role,
                               "counts": {role: len(objs) for role, objs in per_role.items()}}
     if rules is not None:

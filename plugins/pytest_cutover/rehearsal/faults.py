@@ -206,7 +206,7 @@ def _policy_using_true(stack: FaultTarget) -> str:
 def _private_tier_leak(stack: FaultTarget) -> str:
     # OR'd with the tenant policy: same org, but the private/shared tier check is gone.
     stack.target_sql("create policy memory_fragments_org_read on public.memory_fragments as permissive for select "
-                     "using (org_id = nullif(current_setting('app.current_org_id', true), ''));")
+                     "using (org_id = nullif((select current_setting('app.current_org_id', true)), ''));")
     return "permissive policy memory_fragments_org_read exposes private fragments within the org"
 
 
