@@ -33,6 +33,7 @@ __all__ = [
     "BEFORE",
     "DURING_MONITOR",
     "FAULTS",
+    "SURFACE_FAULTS",
     "Fault",
     "FaultTarget",
     "clear_runtime_faults",
@@ -273,6 +274,68 @@ def _env_overridden(stack: FaultTarget) -> str:
     state["app"] = app
     ctl.write_state(stack.workdir, state)
     return "the app's process environment sets DATABASE_URL to the old database; it wins over .env at every restart"
+
+
+# ------------------------------------------------------------------------------------------------ surface faults
+# Mistakes the exposed-surface audit (checks/surface.py) must catch, each a real leak on the target: planted as
+# `postgres` (which owns the app's tables and has BYPASSRLS, as on Supabase), undone by dropping or revoking.
+#: name -> (description, SQL that plants it, SQL that undoes it)
+SURFACE_FAULTS: dict[str, tuple[str, str, str]] = {
+    "definer-view": (
+        "a view over threads with security_invoker off, readable by the app role: it runs as postgres (BYPASSRLS)",
+        "create view public.thread_titles with (security_invoker = off) as "
+        "select id, org_id, title from public.threads;\n"
+        "grant select on public.thread_titles to app_user;",
+        "drop view public.thread_titles;"),
+    "view-no-invoker": (
+        "a view over messages without security_invoker, readable by authenticated",
+        "create view public.recent_messages as select id, org_id, thread_id, content, created_at "
+        "from public.messages;\n"
+        "grant select on public.recent_messages to authenticated;",
+        "drop view public.recent_messages;"),
+    "definer-function": (
+        "a SECURITY DEFINER function returning any org's threads, executable by everyone (PUBLIC)",
+        "create function public.org_threads(p_org text) returns setof public.threads language sql stable "
+        "security definer as $$ select * from public.threads where org_id = p_org $$;",
+        "drop function public.org_threads(text);"),
+    "anon-grant": (
+        "SELECT on threads granted to anon (anyone holding the public anon key)",
+        "grant select on public.threads to anon;",
+        "revoke select on public.threads from anon;"),
+    "secrets-table": (
+        "a table of API keys without a tenant column or RLS, readable by authenticated and the app role",
+        "create table public.integration_credentials (id bigint generated always as identity primary key, "
+        "provider text not null, api_key text not null);\n"
+        "insert into public.integration_credentials (provider, api_key) values ('mailer', 'rehearsal-not-a-key');\n"
+        "grant select on public.integration_credentials to app_user, authenticated;",
+        "drop table public.integration_credentials;"),
+    "tenant-column-renamed": (
+        "a tenant table whose tenant column is organization_id (a foreign key to orgs), without RLS",
+        "create table public.projects (id bigint generated always as identity primary key, "
+        "organization_id text not null references public.orgs, name text not null);\n"
+        "insert into public.projects (organization_id, name) select id, 'project of ' || id from public.orgs;\n"
+        "grant select, insert, update, delete on public.projects to app_user, authenticated;",
+        "drop table public.projects;"),
+    "policy-user-metadata": (
+        "a threads policy for authenticated trusting the org in the JWT's user_metadata (the user edits it)",
+        "create policy threads_by_metadata on public.threads for select to authenticated using "
+        "(org_id = ((select auth.jwt()) -> 'user_metadata' ->> 'org_id'));",
+        "drop policy threads_by_metadata on public.threads;"),
+    "policy-unbound": (
+        "a threads policy for authenticated that checks the role, not the tenant: auth.role() = 'authenticated'",
+        "create policy threads_signed_in on public.threads for select to authenticated using "
+        "((select auth.role()) = 'authenticated');",
+        "drop policy threads_signed_in on public.threads;"),
+}
+
+
+def _surface_fault(name: str) -> Callable[[FaultTarget], str]:
+    def planter(stack: FaultTarget) -> str:
+        description, sql, _ = SURFACE_FAULTS[name]
+        stack.target_sql(f"set role postgres;\n{sql}\nreset role;")
+        return description
+
+    return planter
 
 
 # ------------------------------------------------------------------------------------------------ source faults
@@ -573,6 +636,9 @@ _CATALOG: tuple[Fault, ...] = (
     Fault("env-overridden", SWITCH, BEFORE,
           "DATABASE_URL is also set in the app's process environment, so the .env edit does not take effect",
           _env_overridden),
+    *(Fault(name, PRECUTOVER, BEFORE, description, _surface_fault(name),
+            undoer=_sql_undo(f"set role postgres;\n{undo_sql}\nreset role;"))
+      for name, (description, _, undo_sql) in SURFACE_FAULTS.items()),
 )
 FAULTS: dict[str, Fault] = {f.name: f for f in _CATALOG}
 
