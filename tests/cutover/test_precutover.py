@@ -388,7 +388,7 @@ def test_exposed_surface_does_not_leak(cutover_config: CutoverConfig, cutover_re
     from pytest_cutover.checks import surface
 
     cutover_require("target.app_database_url")
-    _verify(surface.check_surface(*surface.read_surface(cutover_config)), record_figure, prefix="rls.")
+    _verify(surface.check_surface(*surface.read_surface(cutover_config)), record_figure)
 
 
 # ------------------------------------------------------------------------------------------------ Team Communication
