@@ -660,6 +660,6 @@ def check_surface(surface: Surface, rules: Rules) -> CheckResult:
     evidence = (f"exposed surface of {', '.join(f'{r}: {n} objects' for r, n in counts.items())}; "
                 f"{len(rules.public)} declared public; {len(found)} findings")
     by_severity = {s: sum(f.severity == s for f in found) for s in SEVERITIES}
-    # One report section "surface" (report/build.py merge_figure): the inventory, then the findings' counts.
+    # One report section "surface" (report/build.py merge_figure): the inventory and the findings' counts.
     return result("exposed-surface", [f.line() for f in found], evidence,
-                  {"surface": figure, "surface.findings": len(found), "surface.findings_by_severity": by_severity})
+                  {"surface": {**figure, "findings": len(found), "findings_by_severity": by_severity}})

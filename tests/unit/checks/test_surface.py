@@ -172,7 +172,7 @@ def test_functions_grants_secrets_extensions_and_per_row_policies() -> None:
         "CREATE SCHEMA IF NOT EXISTS extensions; ALTER EXTENSION pg_trgm SET SCHEMA extensions")
     assert found["policy-per-row", "public.users policy slow"].severity == "low"
     result = sf.check_surface(model, RULES)
-    assert not result.ok and result.figures["surface.findings"] == len(found)
+    assert not result.ok and result.figures["surface"]["findings"] == len(found)
     assert result.problems[0].startswith("[critical] ")
 
 
