@@ -141,6 +141,8 @@ class RlsConfig(_Section):
                                                                "column to bind it, e.g. private.is_member")
     api_roles: tuple[str, ...] = Field(("anon", "authenticated"), description="the API roles audited besides the "
                                                                               "app role")
+    accepted: dict[str, str] = Field({}, description="findings taken on purpose: the finding's object as printed "
+                                                     "(e.g. 'public.accounts policy owners insert') -> the reason")
 
 
 class Thresholds(_Section):

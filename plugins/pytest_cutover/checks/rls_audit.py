@@ -321,6 +321,16 @@ def trusted_source(text: str, settings: Iterable[str]) -> bool:
     return "auth.uid()" in low
 
 
+_COLUMN = re.compile(r'(?:"?[a-z_][\w$]*"?\.)?"?[a-z_][\w$]*"?', re.I)
+
+
+def _caller_id(text: str) -> bool:
+    """Is ``text`` the calling user's id: ``auth.uid()`` or the JWT's ``sub`` claim?"""
+    low = text.lower()
+    return not any(u in low for u in _UNTRUSTED) and ("auth.uid()" in low or (
+        ("auth.jwt()" in low or "request.jwt.claim" in low) and "'sub'" in low))
+
+
 def _split_equality(atom: str) -> tuple[str, str] | None:
     """``a = b`` at the top level (not ``<=``, ``>=``, ``<>``, ``!=``), else None."""
     for i, ch, depth in _outside_quotes(atom):
@@ -351,6 +361,14 @@ def _bound_atom(atom: str, tenant_column: str, settings: Iterable[str], trusted_
         # EXISTS (SELECT ... WHERE m.org_id = t.org_id AND m.user_id = auth.uid()): a membership lookup.
         if low.startswith("exists") and _references(text, column) and trusted_source(text, settings):
             return True
+    # Any column equal to the caller's own id (owner_id = auth.uid()) ties the row to that user: narrower
+    # than a tenant.
+    if pair is not None:
+        for col, src in (pair, pair[::-1]):
+            bare = _strip_parens(re.sub(r"::[\w ]+$", "", _strip_parens(col)))
+            if (_COLUMN.fullmatch(bare) and _caller_id(src)
+                    and not _references(_without_subqueries(src), bare.rsplit(".", 1)[-1].strip('"'))):
+                return True
     # Declared membership helpers (rls.trusted_functions), e.g. private.is_member(org_id).
     return any(re.match(re.escape(fn.lower()) + r"\s*\(", low) and _references(text, tenant_column)
                for fn in trusted_functions)

@@ -44,6 +44,7 @@ __all__ = [
     "Rules",
     "Surface",
     "TenantKey",
+    "accepted",
     "check_surface",
     "fetch_surface",
     "findings",
@@ -178,6 +179,7 @@ class Rules:
     user_column: str | None = "user_id"
     trusted_functions: tuple[str, ...] = ()
     public: Mapping[str, str] = field(default_factory=dict)                   # schema.name -> reason
+    accepted: Mapping[str, str] = field(default_factory=dict)                 # finding's object -> reason
     admin_role: str = "postgres"
 
 
@@ -364,7 +366,7 @@ def rules_from_config(config: CutoverConfig, *, admin_role: str = "postgres") ->
                  tenant_tables=tuple(sorted({qualify(t) for t in s.tenant_tables})), org_setting=s.rls_org_setting,
                  user_setting=s.rls_user_setting, user_column=s.user_column,
                  trusted_functions=tuple(r.trusted_functions), public={qualify(k): v for k, v in r.public.items()},
-                 admin_role=admin_role)
+                 accepted=dict(r.accepted), admin_role=admin_role)
 
 
 # ------------------------------------------------------------------------------------------------ pure analysis
@@ -470,13 +472,22 @@ def _policy_unbound(policy: PolicyRow, key: TenantKey, rules: Rules) -> list[str
     return out
 
 
-def _per_row(expr: str | None) -> bool:
-    """Supabase's auth_rls_initplan: current_setting()/auth.*() called per row instead of ``(select ...)``."""
+def _per_row(expr: str | None) -> list[str]:
+    """Supabase's auth_rls_initplan: the current_setting()/auth.*() calls made per row, not ``(select ...)``."""
     low = (expr or "").lower()
-    for call in ("auth.uid()", "auth.jwt()", "auth.role()", "auth.email()", "current_setting("):
-        if call in low and f"select {call}" not in low:
-            return True
-    return False
+    return [call for call in ("auth.uid()", "auth.jwt()", "auth.role()", "auth.email()", "current_setting(")
+            if call in low and f"select {call}" not in low]
+
+
+def _q(name: str) -> str:
+    """A policy name as SQL: quoted unless it is a plain identifier."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def accepted(found: Sequence[Finding], rules: Rules) -> tuple[list[Finding], dict[str, str]]:
+    """``found`` without the findings ``[rls] accepted`` takes (by object, with a reason), and those taken."""
+    taken = {f.object: rules.accepted[f.object] for f in found if f.object in rules.accepted}
+    return [f for f in found if f.object not in rules.accepted], taken
 
 
 def findings(surface: Surface, rules: Rules) -> list[Finding]:
@@ -526,7 +537,7 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
                 add("critical", "policy-unbound", f"{t} policy {p.name}",
                     f"{p.command} policy for {', '.join(exposed)} has a branch that does not bind the tenant "
                     f"({'; '.join(loose)}): permissive policies are OR'ed, so every tenant's rows pass",
-                    f"DROP POLICY {p.name} ON {tn}; CREATE POLICY {p.name} ON {tn} FOR {p.command} "
+                    f"DROP POLICY {_q(p.name)} ON {tn}; CREATE POLICY {_q(p.name)} ON {tn} FOR {p.command} "
                     + (f"USING ({pred})" if p.command in ("SELECT", "DELETE") else
                        f"WITH CHECK ({pred})" if p.command == "INSERT" else f"USING ({pred}) WITH CHECK ({pred})"))
 
@@ -537,14 +548,16 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
             add("critical", "policy-user-metadata", f"{p.relation} policy {p.name}",
                 "reads user_metadata from the JWT, which every user can edit for themselves",
                 f"keep the tenant in app_metadata (set server-side) and compare with ((select auth.jwt()) -> "
-                f"'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {p.name} ON {_ident(p.relation)}; "
-                f"CREATE POLICY {p.name} ON {_ident(p.relation)} ... ")
+                f"'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {_q(p.name)} ON "
+                f"{_ident(p.relation)}; CREATE POLICY {_q(p.name)} ON {_ident(p.relation)} ... ")
         schema = p.relation.split(".", 1)[0]
-        if schema not in MANAGED_SCHEMAS and (_per_row(p.using) or _per_row(p.check)):
+        calls = sorted(set(_per_row(p.using) + _per_row(p.check)))
+        if schema not in MANAGED_SCHEMAS and calls:
+            shown = ", ".join(c.replace("(", "(...)").replace("()(...)", "()") for c in calls)
             add("low", "policy-per-row", f"{p.relation} policy {p.name}",
-                "calls current_setting()/auth.*() once per row (Supabase lint auth_rls_initplan)",
-                "wrap each call in a scalar subquery, evaluated once per statement: "
-                f"{tenant_predicate(rules.tenant_columns[0], rules.org_setting)}")
+                f"calls {shown} once per row (Supabase lint auth_rls_initplan)",
+                f"wrap each call in a scalar subquery, evaluated once per statement: (select auth.uid()), "
+                f"e.g. {tenant_predicate(rules.tenant_columns[0], rules.org_setting)}")
 
     # -- views and materialized views
     auth_rels = {r.qname for r in surface.relations if r.schema == "auth"}
@@ -585,7 +598,9 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
         callers = list(fn.executors)
         if not callers:
             continue
-        if fn.definer and fn.qname not in rules.public:
+        # Declared membership helpers must be callable from policies (and are usually definer, to avoid
+        # recursing into the policy they serve): their search_path is still checked.
+        if fn.definer and fn.qname not in rules.public and fn.qname not in rules.trusted_functions:
             add("high", "definer-function-executable", f"{fn.qname}({fn.args})",
                 f"SECURITY DEFINER function executable by {', '.join(callers)}: it runs as {fn.owner} and "
                 f"bypasses RLS on whatever it reads or writes",
@@ -621,7 +636,7 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
 
     # -- secret-looking columns
     bound = {t for t, key in tenants.items()
-             if (r := rels.get(t)) is not None and r.rls and r.forced
+             if (r := rels.get(t)) is not None and r.rls and (r.forced or r.owner not in roles)
              and not any(_policy_unbound(p, key, rules) for p in policies.get(t, []) if p.permissive)}
     secret_cols: dict[str, list[Column]] = {}
     for c in surface.columns:
@@ -654,11 +669,12 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
 
 def check_surface(surface: Surface, rules: Rules) -> CheckResult:
     """Every finding as a problem; the inventory and the declared-public objects as figures."""
-    found = findings(surface, rules)
+    found, taken = accepted(findings(surface, rules), rules)
     figure = inventory(surface, rules)
+    figure["accepted"] = taken
     counts = figure["counts"]
     evidence = (f"exposed surface of {', '.join(f'{r}: {n} objects' for r, n in counts.items())}; "
-                f"{len(rules.public)} declared public; {len(found)} findings")
+                f"{len(rules.public)} declared public; {len(found)} findings ({len(taken)} more accepted)")
     by_severity = {s: sum(f.severity == s for f in found) for s in SEVERITIES}
     # One report section "surface" (report/build.py merge_figure): the inventory and the findings' counts.
     return result("exposed-surface", [f.line() for f in found], evidence,

@@ -45,6 +45,11 @@ USER = "(user_id = NULLIF(current_setting('app.current_user_id'::text, true), ''
     ("(org_id = ((auth.jwt() -> 'user_metadata'::text) ->> 'org_id'::text))",
      ["org_id = ((auth.jwt() -> 'user_metadata'::text) ->> 'org_id'::text)"]),
     ("(org_id IN ( SELECT m.org_id FROM memberships m))", ["org_id IN ( SELECT m.org_id FROM memberships m)"]),
+    # Any column equal to the caller's own id binds the row to that user; a fallback to the column does not.
+    ("(primary_owner_user_id = ( SELECT auth.uid() AS uid))", []),
+    ("((created_by)::text = (auth.jwt() ->> 'sub'::text))", []),
+    ("(owner_id = COALESCE(auth.uid(), owner_id))", ["owner_id = COALESCE(auth.uid(), owner_id)"]),
+    ("(lower(name) = (auth.uid())::text)", ["lower(name) = (auth.uid())::text"]),
     ("(org_id <> NULLIF(current_setting('app.current_org_id'::text, true), ''::text))",
      ["org_id <> NULLIF(current_setting('app.current_org_id'::text, true), ''::text)"]),
     ("(content = 'a OR b'::text)", ["content = 'a OR b'::text"]),

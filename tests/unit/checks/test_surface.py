@@ -188,3 +188,27 @@ def test_rules_from_config() -> None:
     rules = sf.rules_from_config(cfg)
     assert rules.tenant_columns == ("org_id", "organization_id")
     assert rules.public == {"public.plans": "pricing"} and rules.tenant_tables == ("public.notes",)
+
+
+def test_accepted_findings_trusted_helpers_and_quoted_policy_names() -> None:
+    helper = "(basejump.has_role_on_account(account_id) = true)"
+    model = _model(
+        relations=(_table("basejump.account_user"),),
+        columns=(sf.Column("basejump.account_user", "account_id", (AUTH,)),),
+        policies=(sf.PolicyRow("basejump.account_user", "users can view their teammates", "SELECT", True, (AUTH,),
+                               helper),),
+        functions=(sf.Function("basejump", "has_role_on_account", "account_id uuid", True, True, "postgres", False,
+                               (AUTH,)),))
+    rules = dataclasses.replace(RULES, tenant_columns=("org_id", "account_id"))
+    found = _found(model, rules)
+    unbound = found["policy-unbound", "basejump.account_user policy users can view their teammates"]
+    assert unbound.fix.startswith('DROP POLICY "users can view their teammates" ON basejump.account_user;')
+    assert ("definer-function-executable", "basejump.has_role_on_account(account_id uuid)") in found
+    trusted = dataclasses.replace(rules, trusted_functions=("basejump.has_role_on_account",))
+    assert sf.findings(model, trusted) == [], "a declared membership helper binds, and may be executable"
+    taken = dataclasses.replace(rules, accepted={
+        "basejump.account_user policy users can view their teammates": "reviewed: helper checks membership",
+        "basejump.has_role_on_account(account_id uuid)": "policies call it"})
+    result = sf.check_surface(model, taken)
+    assert result.ok, result.problems
+    assert result.figures["surface"]["accepted"] == dict(taken.accepted)

@@ -239,5 +239,6 @@ def test_the_exposed_surface_section_lists_each_role_and_the_declared_public_obj
     assert "0 finding(s)" in section and "(the app role)" in section
     assert ">public.threads (table)</td><td class=\"mono\">SELECT,INSERT,UPDATE,DELETE<" in section
     assert ">public.plans</td><td>pricing, readable by everyone<" in section
+    assert "accepted findings" not in section
     assert "tenant key org_id" in section
     assert "<h2>Exposed surface" not in render_html(built)
