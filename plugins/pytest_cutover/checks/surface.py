@@ -553,11 +553,13 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
         schema = p.relation.split(".", 1)[0]
         calls = sorted(set(_per_row(p.using) + _per_row(p.check)))
         if schema not in MANAGED_SCHEMAS and calls:
-            shown = ", ".join(c.replace("(", "(...)").replace("()(...)", "()") for c in calls)
+            names = [c if c.endswith(")") else c + ")" for c in calls]
             add("low", "policy-per-row", f"{p.relation} policy {p.name}",
-                f"calls {shown} once per row (Supabase lint auth_rls_initplan)",
-                f"wrap each call in a scalar subquery, evaluated once per statement: (select auth.uid()), "
-                f"e.g. {tenant_predicate(rules.tenant_columns[0], rules.org_setting)}")
+                f"calls {', '.join(names)} once per row (Supabase lint auth_rls_initplan)",
+                "wrap each call in a scalar subquery, evaluated once per statement: "
+                + ", ".join(f"(select {n})" for n in names)
+                + (f", e.g. {tenant_predicate(rules.tenant_columns[0], rules.org_setting)}"
+                   if "current_setting()" in names else ""))
 
     # -- views and materialized views
     auth_rels = {r.qname for r in surface.relations if r.schema == "auth"}

@@ -170,7 +170,10 @@ def test_functions_grants_secrets_extensions_and_per_row_policies() -> None:
     assert ("secret-readable", "public.users (password_hash)") not in found, "behind a binding tenant policy"
     assert found["extension-in-public", "extension pg_trgm"].fix.startswith(
         "CREATE SCHEMA IF NOT EXISTS extensions; ALTER EXTENSION pg_trgm SET SCHEMA extensions")
-    assert found["policy-per-row", "public.users policy slow"].severity == "low"
+    slow = found["policy-per-row", "public.users policy slow"]
+    assert slow.severity == "low" and "calls current_setting() once per row" in slow.why
+    assert slow.fix.startswith("wrap each call in a scalar subquery, evaluated once per statement: "
+                               "(select current_setting()), e.g. org_id = nullif((select current_setting(")
     result = sf.check_surface(model, RULES)
     assert not result.ok and result.figures["surface"]["findings"] == len(found)
     assert result.problems[0].startswith("[critical] ")
