@@ -77,6 +77,7 @@ class FaultTarget(Protocol):
     def target_sql(self, sql: str) -> str: ...          # as the superuser on the target database
     def old_sql(self, sql: str) -> str: ...             # as the superuser on the old database
     def set_app_database(self, *, user: str | None = None, pooler: str | None = None) -> None: ...
+    def set_people_fault(self, name: str, on: bool = True) -> None: ...  # rewrites the config
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,17 @@ def _surface_fault(name: str) -> Callable[[FaultTarget], str]:
         return description
 
     return planter
+
+
+# ------------------------------------------------------------------------------------------------ people faults
+def _people_fault(name: str, on: bool) -> Callable[[FaultTarget], Any]:
+    """The rehearsal attests the people items and stands every contact itself; these faults write the config
+    without one attestation, or with the on-call contact going off duty inside the maintenance window."""
+    def change(stack: FaultTarget) -> str:
+        stack.set_people_fault(name, on)
+        return f"config written {'with' if on else 'without'} {name}"
+
+    return change
 
 
 # ------------------------------------------------------------------------------------------------ source faults
@@ -636,6 +648,12 @@ _CATALOG: tuple[Fault, ...] = (
     Fault("env-overridden", SWITCH, BEFORE,
           "DATABASE_URL is also set in the app's process environment, so the .env edit does not take effect",
           _env_overridden),
+    Fault("missing-attestation", PRECUTOVER, BEFORE,
+          "the config has no [team.stakeholders_notified] attestation", _people_fault("missing-attestation", True),
+          undoer=_people_fault("missing-attestation", False)),
+    Fault("on-call-gap", PRECUTOVER, BEFORE,
+          "the only on-call contact goes off duty 30 minutes into the maintenance window",
+          _people_fault("on-call-gap", True), undoer=_people_fault("on-call-gap", False)),
     *(Fault(name, PRECUTOVER, BEFORE, description, _surface_fault(name),
             undoer=_sql_undo(f"set role postgres;\n{undo_sql}\nreset role;"))
       for name, (description, _, undo_sql) in SURFACE_FAULTS.items()),

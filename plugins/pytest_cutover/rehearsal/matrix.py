@@ -137,6 +137,7 @@ def stack_state(stack: Any) -> dict[str, Any]:
         "checkout": _git_state(stack.app_dir),
         "backup_fresh": stack.backup_path.exists() and time.time() - stack.backup_path.stat().st_mtime < 3600,
         "app_database": stack.app_database_choice,
+        "people_faults": getattr(stack, "people_choice", ()),
         "runtime_faults": runtime or {},
     }
 

@@ -50,6 +50,8 @@ NAMES: dict[str, str] = {
     "cross-org-leak": "rls-leak",
     "tls-expiring": "expires in",
     "private-tier-leak": "private fragments",
+    "missing-attestation": "team.stakeholders_notified",
+    "on-call-gap": "no on-call contact is on duty",
     "definer-view": "public.thread_titles",
     "view-no-invoker": "public.recent_messages",
     "definer-function": "public.org_threads(p_org text)",

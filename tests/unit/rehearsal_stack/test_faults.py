@@ -13,6 +13,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -43,7 +44,7 @@ CONTRACT = [
 def test_catalog_holds_the_contract_names_in_order_then_its_own() -> None:
     names = [f.name for f in faults.list_faults()]
     assert names[:len(CONTRACT)] == CONTRACT
-    assert names[len(CONTRACT):] == ["env-overridden", *faults.SURFACE_FAULTS]
+    assert names[len(CONTRACT):] == ["env-overridden", "missing-attestation", "on-call-gap", *faults.SURFACE_FAULTS]
 
 
 def test_every_fault_names_a_stage_a_moment_a_description_and_a_planter() -> None:
@@ -429,3 +430,32 @@ def test_surface_fault_leaks_for_real_and_the_audit_names_it(stack: EmbeddedStac
     finally:
         stack.undo(name)
     assert not _leaked(stack, name, org_a, org_b)
+
+
+# ----------------------------------------------------------------------------------------------- people faults
+def test_people_faults_write_the_config_without_an_attestation_or_with_an_on_call_gap(stack: EmbeddedStack) -> None:
+    """The rehearsal attests and stands every contact itself; these two faults prove the people checks can fail."""
+    from pytest_cutover.checks import people, team
+    from pytest_cutover.config import load_config
+    from pytest_cutover.rehearsal.stack import read_env_file
+
+    def config() -> Any:
+        return load_config(stack.config_path, env=read_env_file(stack.stack_env_path))
+
+    clean = config()
+    assert team.check_team_item(clean, "stakeholders_notified").ok
+    assert people.check_contacts(clean, "on-call").ok
+    assert "covered" in people.check_contacts(clean, "on-call").evidence, "the rehearsal sets a maintenance window"
+    stack.plant("missing-attestation")
+    stack.plant("on-call-gap")
+    try:
+        cfg = config()
+        missing = team.check_team_item(cfg, "stakeholders_notified")
+        assert not missing.ok and "team.stakeholders_notified" in missing.message
+        gap = people.check_contacts(cfg, "on-call")
+        assert not gap.ok and gap.message.startswith("no on-call contact is on duty from ")
+        assert people.check_contacts(cfg, "support").ok and team.check_team_item(cfg, "support_standby").ok
+    finally:
+        stack.undo("missing-attestation")
+        stack.undo("on-call-gap")
+    assert team.check_team_item(config(), "stakeholders_notified").ok and people.check_contacts(config(), "on-call").ok
