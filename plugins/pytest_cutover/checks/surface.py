@@ -40,6 +40,7 @@ __all__ = [
     "ForeignKey",
     "Function",
     "PolicyRow",
+    "Probe",
     "Relation",
     "Rules",
     "Surface",
@@ -50,6 +51,8 @@ __all__ = [
     "findings",
     "inventory",
     "is_secret_column",
+    "plan_probes",
+    "probe_surface",
     "read_surface",
     "read_surface_async",
     "rules_from_config",
@@ -681,3 +684,113 @@ def check_surface(surface: Surface, rules: Rules) -> CheckResult:
     # One report section "surface" (report/build.py merge_figure): the inventory and the findings' counts.
     return result("exposed-surface", [f.line() for f in found], evidence,
                   {"surface": {**figure, "findings": len(found), "findings_by_severity": by_severity}})
+
+
+# ------------------------------------------------------------------------------------------------ live probes
+@dataclass(frozen=True)
+class Probe:
+    """One read the rls stage makes: ``role`` reads ``relation`` as a caller of org A and counts org B's rows
+    (``column`` None: ``anon`` reading tenant data, where any row is a leak)."""
+
+    role: str
+    relation: str
+    column: str | None
+
+
+def plan_probes(surface: Surface, rules: Rules) -> list[Probe]:
+    """Every relation an audited role can SELECT outside the managed schemas that holds tenant rows: tenant
+    tables with their own key, and views over tenant data (keyed by a tenant column they expose).  Tables
+    reached only through a parent, and relations declared public, are not probed."""
+    tenants = tenant_tables(surface, rules)
+    cols: dict[str, set[str]] = {}
+    for c in surface.columns:
+        cols.setdefault(c.relation, set()).add(c.name)
+    out = []
+    for rel in surface.relations:
+        if rel.schema in MANAGED_SCHEMAS or rel.extension or rel.qname in rules.public:
+            continue
+        key = tenants.get(rel.qname)
+        if key is not None:
+            column = key.column if key.parent is None else None
+            tenant_data = True
+        else:
+            column = next((c for c in rules.tenant_columns if c in cols.get(rel.qname, ())), None)
+            tenant_data = bool(_reads(surface, rel.qname) & set(tenants)) or column is not None
+        if not tenant_data:
+            continue
+        for role, privs in rel.privileges.items():
+            if "SELECT" not in privs:
+                continue
+            if column is not None:
+                out.append(Probe(role, rel.qname, column))
+            elif role == "anon":
+                out.append(Probe(role, rel.qname, None))
+    return sorted(out, key=lambda p: (p.relation, p.role))
+
+
+async def _probe_surface(config: CutoverConfig) -> CheckResult:
+    """Each planned probe as its role, with the BYPASSRLS control seeing org B's rows first."""
+    import json
+    import uuid
+
+    from pytest_cutover.checks.isolation import _control_bypasses, _in_tx, _orgs_from_db_async
+
+    found, rules = await read_surface_async(config)
+    probes = plan_probes(found, rules)
+    problems: list[str] = []
+    vacuous: list[str] = []
+    leaks = 0
+    async with config_connection(config, "target.database_url") as control, \
+            config_connection(config, "target.app_database_url") as app:
+        await _control_bypasses(control)
+        orgs = await _orgs_from_db_async(control, config)
+        for p in probes:
+            rel = _ident(p.relation)
+            where = f" where {quote_ident(p.column)}::text = $1" if p.column else ""
+            if p.column:
+                org_b = await control.fetchval(f"select {quote_ident(p.column)}::text from {rel} group by 1 "
+                                               f"order by count(*) desc, 1 limit 1")
+                args: tuple[Any, ...] = (org_b,)
+            else:
+                org_b, args = None, ()
+            seen = await control.fetchval(f"select count(*) from {rel}{where}", *args)
+            if not seen:
+                vacuous.append(f"{p.relation} as {p.role}")
+                continue
+            org_a = next((o for o in orgs if o != org_b), "cutover-probe-no-such-org")
+            query = f"select count(*) from {rel}{where}"
+            if p.role == found.app_role:
+                got = await _in_tx(app, config, org_a, None, lambda q=query, a=args: app.fetchval(q, *a))
+            else:
+                claims = {"role": p.role, "iss": "supabase"}
+                if p.role != "anon":  # a signed-in user of org A, as PostgREST passes a verified JWT's claims,
+                    # who wrote org B into the user_metadata every user may edit for themselves
+                    tenant = config.schema_.tenant_column
+                    claims.update(sub=str(uuid.uuid4()), aud=p.role, org_id=org_a, app_metadata={tenant: org_a},
+                                  user_metadata={tenant: org_b})
+
+                async def as_api(q: str = query, a: tuple[Any, ...] = args, c: dict = claims, r: str = p.role) -> Any:
+                    async with control.transaction():
+                        await control.execute(f"set local role {quote_ident(r)}")
+                        await control.execute("select set_config('request.jwt.claims', $1, true)", json.dumps(c))
+                        value = await control.fetchval(q, *a)
+                        await control.execute("reset role")
+                        return value
+
+                got = await as_api()
+            if got:
+                leaks += 1
+                whose = f"{got} of org {org_b}'s {seen} rows" if p.column else f"{got} tenant rows"
+                problems.append(f"RLS LEAK: {p.role} reads {whose} in {p.relation}"
+                                + (f" as a caller of org {org_a}" if p.column and p.role != "anon" else "")
+                                + ": fix it as the precutover exposed-surface audit says (test_exposed_surface_"
+                                  "does_not_leak)")
+    evidence = (f"{len(probes)} reads of the exposed surface as {', '.join(found.roles)}: {leaks} leaks; "
+                f"control saw no rows to probe in {len(vacuous)}")
+    return result("surface-probe", problems, evidence,
+                  {"probes": len(probes), "leaks": leaks, "not_probed_empty": vacuous})
+
+
+def probe_surface(config: CutoverConfig) -> CheckResult:
+    """The rls stage's reads of the whole exposed surface (:func:`plan_probes`), from synchronous code."""
+    return run_sync(_probe_surface(config), timeout=config.thresholds.connect_timeout_s * 4 + 120)

@@ -215,3 +215,19 @@ def test_accepted_findings_trusted_helpers_and_quoted_policy_names() -> None:
     result = sf.check_surface(model, taken)
     assert result.ok, result.problems
     assert result.figures["surface"]["accepted"] == dict(taken.accepted)
+
+
+def test_probes_cover_tenant_tables_and_views_over_them_per_reading_role() -> None:
+    model = _model(
+        relations=(_table("public.thread_titles", kind="v", privileges={AUTH: ("SELECT",), ANON: ("SELECT",)}),
+                   _table("public.comments", privileges={ANON: ("SELECT",)}),
+                   _table("public.plans", privileges={ANON: ("SELECT",)})),
+        columns=(sf.Column("public.thread_titles", "org_id", (AUTH, ANON)),),
+        foreign_keys=(sf.ForeignKey("public.comments", ("thread_id",), "public.threads", ("id",)),),
+        view_reads={"public.thread_titles": ("public.threads",)})
+    probes = {(p.relation, p.role): p.column for p in sf.plan_probes(model, RULES)}
+    assert probes[("public.threads", APP)] == probes[("public.threads", AUTH)] == "org_id"
+    assert probes[("public.orgs", APP)] == "id"
+    assert probes[("public.thread_titles", ANON)] == "org_id"
+    assert probes[("public.comments", ANON)] is None, "anon: any row of tenant data is a leak"
+    assert not [k for k in probes if k[0] in ("public.plans", "storage.objects")], "not tenant data / managed"

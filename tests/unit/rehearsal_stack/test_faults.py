@@ -373,6 +373,8 @@ SURFACE_LEAKS: dict[str, tuple[str, bool, dict | None, str]] = {
     "view-no-invoker": ("authenticated", True, None,
                         "select count(*) from public.recent_messages where org_id = '{B}'"),
     "definer-function": ("anon", False, None, "select count(*) from public.org_threads('{B}')"),
+    # The grant is live, only the tenant policy still stands in the way: anon reads org B's threads as soon as
+    # anything on its path sets the tenant (through PostgREST alone it cannot; the static audit catches it).
     "anon-grant": ("anon", False, None, "set local app.current_org_id = '{B}'; select count(*) from public.threads"),
     "secrets-table": ("authenticated", False, None, "select count(*) from public.integration_credentials"),
     "tenant-column-renamed": ("app_user", True, None,
