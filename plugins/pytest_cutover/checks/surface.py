@@ -628,7 +628,9 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
                 add("high", "anon-grant", rel.qname,
                     f"anon (anyone holding the public anon key) may {', '.join(extra)} on this "
                     f"{_KINDS.get(rel.kind, rel.kind)}, which is not declared public",
-                    f"REVOKE {', '.join(extra)} ON {_ident(rel.qname)} FROM PUBLIC, anon"
+                    f"REVOKE {', '.join(extra)} ON {_ident(rel.qname)} FROM PUBLIC, anon; and for the next tables "
+                    f"(Supabase grants anon every new table in public by default): ALTER DEFAULT PRIVILEGES FOR ROLE "
+                    f"{rel.owner} IN SCHEMA {rel.schema} REVOKE ALL ON TABLES FROM anon"
                     + ("" if rel.qname in rules.public else
                        f" (or declare it in [rls] public = {{\"{rel.qname}\" = \"why everyone may read it\"}})"))
         for fn in surface.functions:
