@@ -23,6 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # name -> (module, attribute, one-line help).  Each module exposes a click command.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("pytest_cutover.init", "init", "Start an operator directory: a commented cutover.toml, a .gitignore."),
     "status": ("pytest_cutover.status", "status", "Show the stages of a run from its ledger."),
     "config": ("pytest_cutover.cli_config", "config", "Validate and print the cutover config (redacted)."),
     "rehearse": ("pytest_cutover.rehearsal.cli", "rehearse",

@@ -8,36 +8,75 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_cutover.config import CutoverConfig, config_hash
-from pytest_cutover.ledger import Ledger, check_run_id, run_dir
+from pytest_cutover.errors import ConfigError
+from pytest_cutover.ledger import LEDGER_NAME, Ledger, check_run_id, run_dir
 from pytest_cutover.redact import redact
+from pytest_cutover.util.git import GitError, run_git
 
-__all__ = ["DEFAULT_RUN", "RunContext", "context_from_options", "git_revision", "resolve_run_id"]
+__all__ = [
+    "DEFAULT_RUN",
+    "RunContext",
+    "context_from_options",
+    "git_revision",
+    "given_run_id",
+    "latest_run",
+    "resolve_run_id",
+]
 
 DEFAULT_RUN = "default"
 
 
+def given_run_id(flag: str | None, config: CutoverConfig | None,
+                 env: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """``(run id, where it came from)`` when the operator named a run: ``--cutover-run``/``--run`` >
+    ``$CUTOVER_RUN`` > ``[run] id``; ``None`` when nothing names one."""
+    environ = os.environ if env is None else env
+    for value, source in ((flag, "--run"), (environ.get("CUTOVER_RUN"), "$CUTOVER_RUN"),
+                          (config.run.id if config else None, "[run] id")):
+        if value:
+            return check_run_id(value), source
+    return None
+
+
 def resolve_run_id(flag: str | None, config: CutoverConfig | None, env: dict[str, str] | None = None) -> str:
     """``--cutover-run`` > ``$CUTOVER_RUN`` > ``[run] id`` > ``default``."""
-    environ = os.environ if env is None else env
-    chosen = flag or environ.get("CUTOVER_RUN") or (config.run.id if config else None) or DEFAULT_RUN
-    return check_run_id(chosen)
+    given = given_run_id(flag, config, env)
+    return given[0] if given else DEFAULT_RUN
+
+
+def latest_run(reports_dir: str | os.PathLike[str]) -> str | None:
+    """The run in ``reports_dir`` whose ledger was written last (file mtime; the name breaks a tie), or ``None``.
+
+    Why: right after ``cutover rehearse`` or a night's ``pytest -m ...`` the operator wants *that* run's
+    status without retyping its id.  Folders whose name is not a run id (``.secrets``) are ignored.
+    """
+    found: list[tuple[int, str]] = []
+    try:
+        folders = list(Path(reports_dir).iterdir())
+    except OSError:
+        return None
+    for folder in folders:
+        ledger = folder / LEDGER_NAME
+        try:
+            found.append((ledger.stat().st_mtime_ns, check_run_id(folder.name)))
+        except (OSError, ConfigError):
+            continue
+    return max(found)[1] if found else None
 
 
 def git_revision(path: str | os.PathLike[str]) -> str | None:
     """The suite's git revision (``+dirty`` when it has uncommitted changes), or ``None``."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
+        rev = run_git(path, "rev-parse", "HEAD", timeout=10)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        dirty = run_git(path, "status", "--porcelain", "--untracked-files=no", timeout=10)
+    except (GitError, OSError):
         return None
     return rev.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
 

@@ -1,4 +1,9 @@
-"""Fixtures every stage module uses: the config, the run context, figures, required keys."""
+"""Fixtures every stage module uses: the config, the run context, figures, required keys, SQL, events.
+
+A ``pytest11`` plugin, so the packaged suite and a user's own staged tests (in any directory) see the
+same fixtures.  Everything here reads the cutover config; nothing knows whether it is production or a
+rehearsal.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ import pytest
 
 from pytest_cutover.config import CutoverConfig, lookup
 from pytest_cutover.context import RunContext
-from pytest_cutover.plugin import _PROP_FIGURE, get_session
+from pytest_cutover.plugin import _PROP_FIGURE, announce, get_session
 
-__all__ = ["cutover_config", "cutover_context", "cutover_require", "record_figure"]
+__all__ = ["announce_event", "ctx", "cutover_config", "cutover_context", "cutover_require", "needs", "record_figure",
+           "sql", "tenant_sql"]
 
 
 @pytest.fixture(scope="session")
@@ -39,15 +45,83 @@ def cutover_require(cutover_config: CutoverConfig) -> Callable[..., Any]:
     """
 
     def require(*keys: str) -> Any:
-        values = []
-        for key in keys:
-            value = lookup(cutover_config, key)
-            if value is None or value == "":
-                pytest.skip(f"missing config key {key}")
-            values.append(value)
+        values = _require(cutover_config, keys)
         return values[0] if len(values) == 1 else tuple(values)
 
     return require
+
+
+def _require(config: CutoverConfig, keys: tuple[str, ...]) -> list[Any]:
+    """The values of ``keys``; skips the calling test naming the first one that is absent."""
+    values = []
+    for key in keys:
+        value = lookup(config, key)
+        if value is None or value == "":
+            pytest.skip(f"missing config key {key}")
+        values.append(value)
+    return values
+
+
+@pytest.fixture(scope="session")
+def needs(cutover_config: CutoverConfig) -> Callable[..., None]:
+    """``needs("app.health_url", ...)`` skips the caller naming the first config key that is absent."""
+
+    def check(*keys: str) -> None:
+        _require(cutover_config, keys)
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def ctx(cutover_context: RunContext, cutover_config: CutoverConfig) -> RunContext:
+    """The run this invocation belongs to, with its (validated) config."""
+    return cutover_context
+
+
+@pytest.fixture(scope="session")
+def sql(cutover_config: CutoverConfig) -> Callable[..., list[Any]]:
+    """``sql("target.database_url", "SELECT ...", *args)`` -> rows, over the configured DSN with its CA and timeout."""
+    from pytest_cutover.checks.base import run_sync
+    from pytest_cutover.checks.db import config_connection
+
+    def fetch(key: str, query: str, *args: Any) -> list[Any]:
+        async def go() -> list[Any]:
+            async with config_connection(cutover_config, key) as conn:
+                return list(await conn.fetch(query, *args))
+
+        return run_sync(go(), timeout=cutover_config.thresholds.connect_timeout_s * 6)
+
+    return fetch
+
+
+@pytest.fixture(scope="session")
+def tenant_sql(cutover_config: CutoverConfig) -> Callable[..., list[Any]]:
+    """``tenant_sql(key, org, "SELECT ...")`` -> rows, inside one transaction whose tenant is set the app's way
+    (``set_config(<rls_org_setting>, org, true)``: transaction-scoped, safe through a transaction pooler)."""
+    from pytest_cutover.checks.base import run_sync
+    from pytest_cutover.checks.db import config_connection
+
+    setting = cutover_config.schema_.rls_org_setting
+
+    def fetch(key: str, org: str, query: str, *args: Any) -> list[Any]:
+        async def go() -> list[Any]:
+            async with config_connection(cutover_config, key) as conn, conn.transaction():
+                await conn.execute("SELECT set_config($1, $2, true)", setting, org)
+                return list(await conn.fetch(query, *args))
+
+        return run_sync(go(), timeout=cutover_config.thresholds.connect_timeout_s * 6)
+
+    return fetch
+
+
+@pytest.fixture(scope="session")
+def announce_event(pytestconfig: pytest.Config) -> Callable[..., None]:
+    """``announce_event("maintenance-enabled", **details)``: tell notifiers (and a rehearsal) what just happened."""
+
+    def fire(event: str, **details: Any) -> None:
+        announce(pytestconfig, event, **details)
+
+    return fire
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_cutover.errors import ConfigError, LedgerError
 from pytest_cutover.jsonl import append_record, parse_lines
+from pytest_cutover.records import RecordError, validate_record
 from pytest_cutover.redact import redact_obj
 from pytest_cutover.stages import NOT_RUN, STAGES, PriorVerdict, stage_index
 
@@ -69,6 +70,10 @@ class Ledger:
         stamped = {"v": SCHEMA_VERSION, "ts": iso_utc(), **redact_obj(dict(record))}
         if "kind" not in stamped:
             raise LedgerError("a ledger record needs a 'kind'")
+        try:
+            validate_record(stamped)
+        except RecordError as exc:
+            raise LedgerError(f"refusing to write to {self.path}: {exc}") from None
         append_record(self.path, stamped, error=LedgerError)
         return stamped
 
@@ -82,8 +87,16 @@ class Ledger:
                 raise LedgerError(f"{self.path} line {number} has schema version {record['v']}, newer than this tool")
             if record["kind"] == "stage" and record.get("stage") not in STAGES:
                 raise LedgerError(f"{self.path} line {number}: unknown stage {record.get('stage')!r}")
+            try:
+                validate_record(record)
+            except RecordError as exc:
+                raise LedgerError(f"{self.path} line {number}: {exc}") from None
             out.append(record)
         return out
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of one declared kind, in order."""
+        return [r for r in self.records() if r["kind"] == kind]
 
     def stage_records(self) -> dict[str, dict[str, Any]]:
         """The effective record per stage: the latest one, invalidated by a later record of an earlier stage."""

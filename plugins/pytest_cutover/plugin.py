@@ -23,13 +23,19 @@ from pytest_cutover.context import RunContext, resolve_run_id
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.ledger import iso_utc
 from pytest_cutover.redact import redact
+from pytest_cutover.scope import build_scopes, narrowing, packaged_items, selection, suite_enabled
 from pytest_cutover.stages import (
+    EXIT_CODES_HELP,
+    EXIT_MEANING,
     STAGE_HELP,
     STAGES,
+    UNKNOWN_SCOPE,
     PriorVerdict,
     StageMarkerError,
     StageResult,
+    StageScope,
     StageTracker,
+    exit_status,
     gate,
     stage_index,
     stage_of,
@@ -48,7 +54,7 @@ def _force_reason(value: str) -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("cutover", "database cutover stages and gating")
+    group = parser.getgroup("cutover", f"database cutover stages and gating (exit codes: {EXIT_CODES_HELP})")
     group.addoption("--cutover-config", dest="cutover_config", metavar="PATH", default=None,
                     help="cutover.toml to use (default: ./cutover.toml, else [tool.cutover] in pyproject.toml)")
     group.addoption("--cutover-run", dest="cutover_run", metavar="ID", default=None,
@@ -64,6 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=4 * 3600.0,
                     help="with pytest-xdist, how long a worker waits for the earlier stages of this invocation "
                          "to finish before it gives up (default: 4 hours)")
+    group.addoption("--cutover-suite", dest="cutover_suite", metavar="packaged|none", default=None,
+                    help="whether the packaged acceptance suite joins the collection when a cutover config is found "
+                         "(default: $CUTOVER_SUITE, else packaged)")
     group.addoption("--cutover-reports-dir", dest="cutover_reports_dir", metavar="DIR", default=None,
                     help="where reports/<run>/ lives (default: $CUTOVER_REPORTS_DIR, else ./reports)")
 
@@ -82,6 +91,10 @@ def announce(config: pytest.Config, event: str, **details: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("cutover_redact"):  # an install that predates its entry point
+        from pytest_cutover import redact_plugin
+
+        config.pluginmanager.register(redact_plugin, "cutover_redact")
     for stage in STAGES:
         config.addinivalue_line("markers", f"{stage}: cutover stage {stage_index(stage) + 1}/6 - {STAGE_HELP[stage]}")
     # Not a seventh stage: the Week-1 checks read the ledger after the night and never gate a stage.
@@ -192,15 +205,43 @@ class CutoverSession:
         self.gates: dict[str, str | None] = {}
         self.forced_over: dict[str, str] = {}
         self.staged = False
+        self.scopes: dict[str, StageScope] = {}
+        self.stage_of_node: dict[str, str] = {}
+        self.collection_errors: list[str] = []
+        self.exit_status: int | None = None
+        self._header_stage: str | None = None
 
     # -- collection -----------------------------------------------------------------------------
-    @pytest.hookimpl(trylast=True)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors.append(report.nodeid or "<session>")
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
-                                      items: list[pytest.Item]) -> None:
+                                      items: list[pytest.Item]) -> Any:
+        """Join the packaged suite, note every staged test *before* selection, then see what selection kept."""
+        if suite_enabled(config.getoption("cutover_suite"), self.cutover_config is not None):
+            items.extend(packaged_items(session))
+        collected = {item.nodeid: stage for item, stage in zip(items, self._stages(items), strict=True) if stage}
+        result = yield
+        self._order(items)
+        if collected:
+            selected = [item.nodeid for item in items]
+            narrowed = narrowing(config, self.collection_errors, list(config.args))
+            self.scopes = build_scopes(collected, selected, selection(config), narrowed)
+        if self.is_worker and self.session_stages:
+            self._publish_manifest()
+        return result
+
+    @staticmethod
+    def _stages(items: list[pytest.Item]) -> list[str | None]:
         try:
-            stages = [stage_of(item.nodeid, (m.name for m in item.iter_markers())) for item in items]
+            return [stage_of(item.nodeid, (m.name for m in item.iter_markers())) for item in items]
         except StageMarkerError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+    def _order(self, items: list[pytest.Item]) -> None:
+        stages = self._stages(items)
         for item, stage in zip(items, stages, strict=True):
             if stage is None:
                 continue
@@ -209,13 +250,11 @@ class CutoverSession:
             doc = (getattr(item, "obj", None).__doc__ or "").strip() if hasattr(item, "obj") else ""
             if doc:
                 item.user_properties.append((_PROP_RUNBOOK, doc.splitlines()[0]))
+        self.stage_of_node = {item.nodeid: s for item, s in zip(items, stages, strict=True) if s}
+        self.session_stages = sorted({s for s in stages if s}, key=stage_index)
         order = {id(item): (-1 if s is None else stage_index(s)) for item, s in zip(items, stages, strict=True)}
         items.sort(key=lambda item: order[id(item)])
-        selected = sorted({s for s in stages if s}, key=stage_index)
-        self.session_stages = selected
-        if self.is_worker and selected:
-            self._publish_stage_map({item.nodeid: s for item, s in zip(items, stages, strict=True) if s})
-        if selected:
+        if self.session_stages:
             self.staged = True
             try:
                 self.context.ledger.records()  # a corrupt ledger stops the run before anything changes
@@ -223,7 +262,7 @@ class CutoverSession:
                 raise pytest.UsageError(str(exc)) from None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.remaining = Counter(item.stash[STAGE_KEY] for item in session.items if STAGE_KEY in item.stash)
+        self.remaining = Counter(self.stage_of_node.values())
 
     # -- xdist: a stage barrier -----------------------------------------------------------------
     # Workers run tests of one stage in parallel, never across a boundary: the controller writes a
@@ -233,18 +272,28 @@ class CutoverSession:
     def _stage_map_path(self) -> Path:
         return self.context.run_dir / f".xdist-stages-{self.invocation}.json"
 
-    def _publish_stage_map(self, mapping: dict[str, str]) -> None:
+    def _publish_manifest(self) -> None:
+        """A worker tells the controller (which collects nothing) each selected test's stage and each stage's scope."""
+        manifest = {
+            "stages": self.stage_of_node,
+            "scopes": {stage: {"expected": sorted(sc.expected), "deselected": dict(sc.deselected),
+                               "narrowed": sc.narrowed} for stage, sc in self.scopes.items()},
+        }
         path = self._stage_map_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(mapping, sort_keys=True))
+        tmp.write_text(json.dumps(manifest, sort_keys=True))
         os.replace(tmp, path)
 
-    def _load_stage_map(self) -> None:
-        if self.remaining or not self.config.pluginmanager.hasplugin("dsession") or not self._stage_map_path.exists():
+    def _load_manifest(self) -> None:
+        if self.stage_of_node or not self.config.pluginmanager.hasplugin("dsession") \
+                or not self._stage_map_path.exists():
             return
-        mapping = json.loads(self._stage_map_path.read_text())
-        self.remaining = Counter(mapping.values())
+        manifest = json.loads(self._stage_map_path.read_text())
+        self.stage_of_node = dict(manifest["stages"])
+        self.scopes = {stage: StageScope(frozenset(sc["expected"]), sc["deselected"], sc["narrowed"])
+                       for stage, sc in manifest["scopes"].items()}
+        self.remaining = Counter(self.stage_of_node.values())
         self.remaining.subtract(Counter(self._done))
 
     @pytest.hookimpl(optionalhook=True)
@@ -297,20 +346,42 @@ class CutoverSession:
         item.user_properties.append((_PROP_BLOCKED, reason))
         pytest.skip(reason)
 
-    # -- redaction of what pytest itself prints -------------------------------------------------
+    # -- redaction of what pytest itself prints, findings first ---------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
         if STAGE_KEY in item.stash:
+            if report.failed and call.excinfo is not None and self._compact_tracebacks \
+                    and call.excinfo.errisinstance((AssertionError, CutoverError)):
+                _compact_report(report)
             _redact_report(report)
         return report
 
+    @property
+    def _compact_tracebacks(self) -> bool:
+        """A finding in a few lines unless the operator asked for tracebacks (``-v`` or an explicit ``--tb``)."""
+        return self.config.option.tbstyle == "auto" and self.config.option.verbose <= 0
+
     # -- verdicts -------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self.is_worker:
+            return
+        self._load_manifest()
+        stage = self.stage_of_node.get(nodeid)
+        if stage is None:
+            return
+        self.tracker.start(stage)
+        if stage != self._header_stage:
+            self._header_stage = stage
+            _stage_header(self.config, stage)
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker:
             return
         props = _props(report)
-        stage = props.get(_PROP_STAGE)
+        # A report xdist makes up for a crashed worker carries no properties: the manifest knows its stage.
+        stage = props.get(_PROP_STAGE) or self.stage_of_node.get(report.nodeid)
         if stage not in STAGES:
             return
         self.tracker.record(
@@ -322,7 +393,7 @@ class CutoverSession:
         )
         if report.when != "teardown":
             return
-        self._load_stage_map()
+        self._load_manifest()
         self._done[stage] += 1
         if self.remaining.get(stage):
             self.remaining[stage] -= 1
@@ -330,7 +401,7 @@ class CutoverSession:
                 self._write(stage, interrupted=False)
 
     def _write(self, stage: str, *, interrupted: bool) -> None:
-        result = self.tracker.result(stage, interrupted=interrupted)
+        result = self.tracker.result(stage, self.scopes.get(stage, UNKNOWN_SCOPE), interrupted=interrupted)
         forced = self.forced if stage in self.forced_over else None
         self.context.ledger.append({
             "kind": "stage",
@@ -348,6 +419,7 @@ class CutoverSession:
             "counts": result.counts,
             "tests": result.tests,
             "skipped": result.skipped,
+            "not_run": result.not_run,
             "figures": result.figures,
         })
         self.written[stage] = result
@@ -356,11 +428,14 @@ class CutoverSession:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker or self.config.option.collectonly:
             return
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         for stage in self.tracker.stages_seen():
             if stage not in self.written:
                 self._write(stage, interrupted=interrupted)
         self._stage_map_path.unlink(missing_ok=True)
+        if self.written:
+            self.exit_status = exit_status(int(session.exitstatus), [r.verdict for r in self.written.values()])
+            session.exitstatus = self.exit_status
 
     # -- terminal -------------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -370,16 +445,63 @@ class CutoverSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.written:
             return
+        findings = [(stage, t) for stage in STAGES if stage in self.written
+                    for t in self.written[stage].tests if t["outcome"] in ("failed", "error")]
+        if findings:
+            terminalreporter.section("cutover findings", red=True)
+            for stage, test in findings:
+                terminalreporter.write_line(redact(f"{stage} {test['outcome'].upper()} {test['id']}"))
+                for line in finding_lines(test["message"]):
+                    terminalreporter.write_line(redact(f"    {line}"))
+            if self._compact_tracebacks:
+                terminalreporter.write_line("(full tracebacks: -v or --tb=long)")
         terminalreporter.section(f"cutover stages (run {self.context.run})")
         for stage in STAGES:
             result = self.written.get(stage)
             if result is None:
                 continue
             counts = ", ".join(f"{n} {k}" for k, n in result.counts.items() if n)
-            line = f"{stage:<11} {result.verdict.upper():<8} {counts}"
+            line = f"{stage:<11} {result.verdict.upper():<11} {counts}"
             if result.reason:
                 line += f"  - {result.reason}"
             if stage in self.forced_over:
                 line += f"  [forced: {self.forced}]"
             terminalreporter.write_line(redact(line))
+        if self.exit_status is not None:
+            terminalreporter.write_line(f"cutover exit status {self.exit_status}: {EXIT_MEANING[self.exit_status]}")
 
+
+def finding_lines(message: str | None, limit: int = 6) -> list[str]:
+    """A failed check's finding and fix, without pytest's ``assert <repr>`` explanation."""
+    text = (message or "no message").strip()
+    for prefix in ("AssertionError: ", "Failed: "):
+        text = text.removeprefix(prefix)
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("assert ") or line.startswith("+  where"):
+            break
+        if line.strip():
+            lines.append(line.rstrip())
+    lines = lines or [text.splitlines()[0]]
+    return lines[:limit] + ([f"... ({len(lines) - limit} more lines)"] if len(lines) > limit else [])
+
+
+def _compact_report(report: pytest.TestReport) -> None:
+    """Replace a failed check's long traceback by its location and finding (``-v``/``--tb=long`` keep it all)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is None:
+        return
+    lines = [f"{crash.path}:{crash.lineno}", *(f"    {line}" for line in finding_lines(crash.message, limit=40))]
+    report.longrepr = _RedactedRepr("\n".join(lines), _Crash(str(crash.path), crash.lineno, crash.message))
+
+
+def _stage_header(config: pytest.Config, stage: str) -> None:
+    """``---- stage 2/6 sync: ... ----`` on its own line in the progress output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    reporter.ensure_newline()
+    if reporter._tw.width_of_current_line:  # -q progress has no file name to end the line
+        reporter._tw.line()
+    reporter.write_sep("-", f"stage {stage_index(stage) + 1}/6 {stage}: {STAGE_HELP[stage]}", bold=True)
+    reporter.currentfspath = None  # the next progress character starts a new line with its file name

@@ -13,11 +13,11 @@ from typing import Any
 import click
 
 from pytest_cutover.cli_options import run_options
-from pytest_cutover.context import context_from_options
+from pytest_cutover.context import RunContext, context_from_options, given_run_id, latest_run
 from pytest_cutover.redact import redact
-from pytest_cutover.stages import FAILED, NOT_RUN, PASSED, STAGES
+from pytest_cutover.stages import FAILED, INTERRUPTED, NOT_RUN, PARTIAL, PASSED, STAGES
 
-__all__ = ["rolling_lines", "stage_rows", "status", "week1_lines"]
+__all__ = ["choose_run", "rolling_lines", "stage_rows", "status", "week1_lines"]
 
 
 def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,7 +35,31 @@ def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-_STYLE = {PASSED: "green", FAILED: "red", "blocked": "yellow", NOT_RUN: "dim"}
+def _shown(folder: Path) -> str:
+    """``reports/`` when the folder is under the working directory, else its absolute path."""
+    try:
+        return f"{folder.relative_to(Path.cwd().resolve())}/"
+    except ValueError:
+        return f"{folder}/"
+
+
+def choose_run(ctx: RunContext, flag: str | None) -> str:
+    """Point ``ctx`` at the run to show and say why: the run named by ``--run`` > ``$CUTOVER_RUN`` >
+    ``[run] id``; when none is named, the run whose ledger was written last in the reports folder
+    (right after a rehearsal, that rehearsal); else ``default``."""
+    given = given_run_id(flag, ctx.config)
+    if given is not None:
+        config_file = ctx.config.path if ctx.config is not None else None
+        return f"[run] id in {config_file}" if given[1] == "[run] id" and config_file else given[1]
+    latest = latest_run(ctx.reports_dir)
+    if latest is None:
+        return f"no run in {_shown(ctx.reports_dir)} yet, none named (--run, $CUTOVER_RUN, [run] id)"
+    ctx.run = latest
+    return f"latest in {_shown(ctx.reports_dir)}"
+
+
+_STYLE = {PASSED: "green", FAILED: "red", "blocked": "yellow", PARTIAL: "yellow", INTERRUPTED: "yellow",
+          NOT_RUN: "dim"}
 
 
 def _pct(value: float | None) -> str:
@@ -103,6 +127,7 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
                                      param_hint="--at")
         now = parsed
     ctx = context_from_options(config_path, run, reports_dir)
+    picked = choose_run(ctx, run)
     ledger = ctx.ledger
     records = ledger.records()
     rows = stage_rows(ledger.stage_records())
@@ -111,7 +136,7 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
     if week1:
         section = week1_section(records, week1_settings(ctx.config), now, always=True)
     if as_json:
-        data: dict[str, Any] = {"run": ctx.run, "ledger": str(ledger.path), "stages": rows,
+        data: dict[str, Any] = {"run": ctx.run, "run_source": picked, "ledger": str(ledger.path), "stages": rows,
                                 "monitor_rolling": rolling}
         if section is not None:
             data["week1"] = section
@@ -125,6 +150,7 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
             table.add_row(row["stage"], f"[{_STYLE.get(row['verdict'], '')}]{row['verdict']}[/]",
                           row["start"] or "", row["end"] or "",
                           ", ".join(f"{n} {k}" for k, n in row["counts"].items()), note)
+        click.echo(f"run {ctx.run}: {picked}")
         if not ledger.path.exists():
             click.echo(f"no ledger yet for run {ctx.run} at {ledger.path}")
         Console(width=160).print(table)

@@ -12,7 +12,7 @@ from pytest_cutover.redact import redact, redact_obj
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
 
-__all__ = ["CheckResult", "config_relative", "quote_ident", "result", "run_sync"]
+__all__ = ["CheckResult", "config_relative", "result", "run_sync"]
 
 T = TypeVar("T")
 
@@ -52,13 +52,6 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     from pytest_cutover.actions.base import run_sync as _run_sync
 
     return _run_sync(coro, timeout)
-
-
-def quote_ident(name: str) -> str:
-    """``table`` or ``schema.table`` as quoted SQL identifiers."""
-    from pytest_cutover.actions.pg import quote_ident as _quote_ident
-
-    return _quote_ident(name)
 
 
 def config_relative(config: CutoverConfig | None, value: str) -> Path:

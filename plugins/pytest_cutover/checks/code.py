@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cutover.checks.base import CheckResult, config_relative, result
 from pytest_cutover.errors import ConfigError, CutoverError
 from pytest_cutover.redact import redact
+from pytest_cutover.util.git import GitError, run_git
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -325,8 +326,10 @@ def check_merge_markers(config: CutoverConfig) -> CheckResult:
 
 
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = ["git", "-c", f"safe.directory={root}", "-C", str(root), *args]
-    done = _run(argv, root, 60, f"git {args[0]}")
+    try:
+        done = run_git(root, *args, trust=(root,), timeout=60)
+    except GitError as exc:
+        raise CutoverError(str(exc), hint="install git, and check that app.source_dir is a git checkout") from None
     if check and done.returncode != 0:
         raise CutoverError(f"git {' '.join(args)} failed in {root}: {redact(done.stderr.strip())}",
                            hint="is app.source_dir a git checkout?")

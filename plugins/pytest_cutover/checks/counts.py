@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_cutover.checks.base import CheckResult, config_relative, quote_ident, result, run_sync
+from pytest_cutover.checks.base import CheckResult, config_relative, result, run_sync
 from pytest_cutover.checks.db import connection
 from pytest_cutover.errors import ConfigError, CutoverError
 from pytest_cutover.redact import redact, reveal
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig

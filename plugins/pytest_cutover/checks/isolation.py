@@ -31,11 +31,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_cutover.checks.base import CheckResult, quote_ident, result, run_sync
+from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import config_connection
 from pytest_cutover.checks.rls_audit import display_name, qualify
 from pytest_cutover.errors import ConfigError, CutoverError
 from pytest_cutover.redact import redact, reveal
+from pytest_cutover.util.jwt import mint_jwt
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -453,8 +455,6 @@ def _first_object(client: Any, bucket: str, prefix: str, token: str, apikey: str
 
 def check_storage_isolation(config: CutoverConfig) -> CheckResult:
     """Org A's user JWT cannot list or read org B's objects; B's JWT and the service key can (controls)."""
-    from pytest_cutover.rehearsal.services import mint_jwt
-
     t = config.target
     for key, value in (("target.storage_url", t.storage_url), ("target.storage_key", t.storage_key),
                        ("target.jwt_secret", t.jwt_secret)):

@@ -25,8 +25,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_cutover.checks.base import CheckResult, quote_ident, result, run_sync
+from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import config_connection
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 from pytest_cutover.checks.base import CheckResult, config_relative, result
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.redact import reveal
+from pytest_cutover.util.git import GitError, run_git
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -86,11 +87,9 @@ def _squash(text: str) -> str:
 def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     # The checkout may belong to the deploy user while the suite runs as another (root in CI): trust exactly
     # the folders on the way up to it (git's safe.directory), nothing else.
-    trusted = [arg for d in (folder, *folder.parents) for arg in ("-c", f"safe.directory={d}")]
     try:
-        return subprocess.run(["git", *trusted, "-C", str(folder), *args],
-                              capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        return run_git(folder, *args, trust=(folder, *folder.parents), timeout=_GIT_TIMEOUT_S)
+    except (GitError, OSError):
         return None
 
 

@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_cutover.checks.base import CheckResult, quote_ident, result, run_sync
+from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import config_connection
 from pytest_cutover.checks.rls_audit import unbound_branches
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig

@@ -21,6 +21,7 @@ from pytest_cutover.actions.pg import endpoint
 from pytest_cutover.checks.base import CheckResult, result
 from pytest_cutover.checks.db import ssl_context
 from pytest_cutover.redact import Secret, redact
+from pytest_cutover.util.certs import cert_not_after, days_left
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -45,16 +46,12 @@ class TlsPeer:
     def days_left(self, now: dt.datetime | None = None) -> float | None:
         if self.not_after is None:
             return None
-        from pytest_cutover.rehearsal.tls import days_left
-
         return days_left(self.not_after, now)
 
 
 def _not_after(der: bytes | None) -> dt.datetime | None:
     if not der:
         return None
-    from pytest_cutover.rehearsal.tls import cert_not_after
-
     return cert_not_after(der)
 
 

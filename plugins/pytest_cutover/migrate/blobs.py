@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pytest_cutover.migrate.errors import MigrationError, TargetError
-from pytest_cutover.migrate.sink import _ident
 from pytest_cutover.redact import redact
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -147,8 +147,8 @@ async def migrate_blobs(conn: asyncpg.Connection, storage: StorageClient, bucket
     """Upload every row's ``file_data`` not yet in storage, verify it read back, then record its path."""
     t0 = time.perf_counter()
     result = BlobResult()
-    t, key, blob = _ident(schema.table), _ident(schema.key), _ident(schema.blob)
-    path_col, bucket_col = _ident(schema.path), _ident(schema.bucket_column)
+    t, key, blob = quote_ident(schema.table), quote_ident(schema.key), quote_ident(schema.blob)
+    path_col, bucket_col = quote_ident(schema.path), quote_ident(schema.bucket_column)
     result.already_done = int(await conn.fetchval(f"SELECT count(*) FROM {t} WHERE {path_col} IS NOT NULL"))
     keys = [r[0] for r in await conn.fetch(
         f"SELECT {key} FROM {t} WHERE {blob} IS NOT NULL AND {path_col} IS NULL ORDER BY {key}")]
@@ -197,9 +197,10 @@ async def verify_blobs(conn: asyncpg.Connection, storage: StorageClient, schema:
     """Read every recorded object back and check its size and sha256 against the row (catches later corruption)."""
     t0 = time.perf_counter()
     result = BlobResult()
-    t, key = _ident(schema.table), _ident(schema.key)
-    rows = await conn.fetch(f"SELECT {key} AS id, {_ident(schema.path)} AS path, {_ident(schema.bucket_column)} "
-                            f"AS bucket, sha256, size_bytes FROM {t} WHERE {_ident(schema.path)} IS NOT NULL "
+    t, key = quote_ident(schema.table), quote_ident(schema.key)
+    path, bucket = quote_ident(schema.path), quote_ident(schema.bucket_column)
+    rows = await conn.fetch(f"SELECT {key} AS id, {path} AS path, {bucket} "
+                            f"AS bucket, sha256, size_bytes FROM {t} WHERE {path} IS NOT NULL "
                             f"ORDER BY {key}")
     result.rows = len(rows)
     gate = asyncio.Semaphore(concurrency)
@@ -225,12 +226,12 @@ async def null_file_data(conn: asyncpg.Connection, storage: StorageClient, schem
     t0 = time.perf_counter()
     check = await verify_blobs(conn, storage, schema)
     bad = set(check.bad_keys)
-    t, key = _ident(schema.table), _ident(schema.key)
-    rows = await conn.fetch(f"SELECT {key} AS id FROM {t} WHERE {_ident(schema.path)} IS NOT NULL "
-                            f"AND {_ident(schema.blob)} IS NOT NULL ORDER BY {key}")
+    t, key = quote_ident(schema.table), quote_ident(schema.key)
+    rows = await conn.fetch(f"SELECT {key} AS id FROM {t} WHERE {quote_ident(schema.path)} IS NOT NULL "
+                            f"AND {quote_ident(schema.blob)} IS NOT NULL ORDER BY {key}")
     verified = [r["id"] for r in rows if str(r["id"]) not in bad]
-    status = await conn.execute(f"UPDATE {t} SET {_ident(schema.blob)} = NULL WHERE {key} = ANY($1) "
-                                f"AND {_ident(schema.path)} IS NOT NULL", verified)
+    status = await conn.execute(f"UPDATE {t} SET {quote_ident(schema.blob)} = NULL WHERE {key} = ANY($1) "
+                                f"AND {quote_ident(schema.path)} IS NOT NULL", verified)
     check.migrated = int(status.split()[-1])
     check.duration_s = time.perf_counter() - t0
     return check
@@ -238,6 +239,6 @@ async def null_file_data(conn: asyncpg.Connection, storage: StorageClient, schem
 
 async def consistency(conn: asyncpg.Connection, schema: BlobSchema) -> int:
     """The runbook's check: rows with neither ``file_data`` nor ``storage_path`` (must be 0)."""
-    t = _ident(schema.table)
-    return int(await conn.fetchval(f"SELECT count(*) FROM {t} WHERE {_ident(schema.blob)} IS NULL "
-                                   f"AND {_ident(schema.path)} IS NULL"))
+    t = quote_ident(schema.table)
+    return int(await conn.fetchval(f"SELECT count(*) FROM {t} WHERE {quote_ident(schema.blob)} IS NULL "
+                                   f"AND {quote_ident(schema.path)} IS NULL"))

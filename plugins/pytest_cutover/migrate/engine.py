@@ -44,6 +44,7 @@ from pytest_cutover.migrate.sink import (
 )
 from pytest_cutover.migrate.source import SourceSpec, offset_from_text, offset_to_text
 from pytest_cutover.redact import redact
+from pytest_cutover.util.sql import quote_ident
 
 __all__ = ["VectorJob", "VectorResult", "migrate_vectors"]
 
@@ -366,7 +367,7 @@ async def _key_kind(conn: Any, schema: VectorSchema) -> str:
     """How point ids must look to match the target's key column: ``uuid``, ``int`` or ``text``."""
     key_type = await conn.fetchval(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) "
-        "AND attname = $2 AND attnum > 0 AND NOT attisdropped", '"' + schema.table.replace('"', '""') + '"',
+        "AND attname = $2 AND attnum > 0 AND NOT attisdropped", quote_ident(schema.table),
         schema.key)
     if key_type is None:
         raise TargetError(f"target column {schema.table}.{schema.key} does not exist",

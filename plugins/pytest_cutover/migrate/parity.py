@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_cutover.migrate.sink import _ident
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -48,7 +48,7 @@ class TableParity:
 async def _columns(conn: asyncpg.Connection, table: str) -> dict[str, str]:
     rows = await conn.fetch("SELECT attname, format_type(atttypid, atttypmod) AS t FROM pg_attribute "
                             "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                            _ident(table))
+                            quote_ident(table))
     return {r["attname"]: r["t"] for r in rows}
 
 
@@ -56,10 +56,10 @@ class _Side:
     def __init__(self, conn: asyncpg.Connection, table: str, key: str, tenant: str | None, cols: list[str],
                  counter: list[int]) -> None:
         self.conn = conn
-        self.t = _ident(table)
-        self.key = _ident(key)
-        self.tenant = f"{_ident(tenant)}::text" if tenant else f"'{_WHOLE}'"
-        row = ", ".join(f"quote_nullable({_ident(c)}::text)" for c in cols)
+        self.t = quote_ident(table)
+        self.key = quote_ident(key)
+        self.tenant = f"{quote_ident(tenant)}::text" if tenant else f"'{_WHOLE}'"
+        row = ", ".join(f"quote_nullable({quote_ident(c)}::text)" for c in cols)
         self.row = f"md5(concat_ws(',', {row}))"
         self.counter = counter
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pytest_cutover.dsn import driver_dsn
 from pytest_cutover.migrate.batch import Batch
 from pytest_cutover.migrate.errors import TargetError
 from pytest_cutover.redact import redact
+from pytest_cutover.util.sql import quote_ident, quote_literal
 
 if TYPE_CHECKING:
     import asyncpg
@@ -40,15 +42,6 @@ class VectorSchema:
     org: str = "org_id"
     embedding: str = "embedding"
     state_schema: str = "cutover"
-
-
-def _ident(name: str) -> str:
-    """A quoted identifier; ``schema.table`` is split on the dot."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
-
-
-def _literal(value: str | None) -> str:
-    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 def refuse_pooler(dsn: str, app_database_url: str | None = None) -> None:
@@ -83,7 +76,7 @@ async def connect_target(dsn: str, *, timeout: float = 10.0, app_database_url: s
 
     refuse_pooler(dsn, app_database_url)
     try:
-        return await asyncpg.connect(dsn, timeout=timeout, statement_cache_size=statement_cache_size)
+        return await asyncpg.connect(driver_dsn(dsn), timeout=timeout, statement_cache_size=statement_cache_size)
     except asyncpg.InvalidPasswordError:
         raise TargetError(f"the target refused the credentials in {redact(dsn)}",
                           hint="check the user and password of target.database_url") from None
@@ -102,7 +95,7 @@ def state_tables(schema: str) -> str:
     RLS is enabled without policies: on Supabase, tables in an exposed schema are reachable by the API roles,
     and these must not be (the migrating role owns them and is not filtered).
     """
-    s = _ident(schema)
+    s = quote_ident(schema)
     return f"""
         CREATE TABLE IF NOT EXISTS {s}.cutover_migration_checkpoint (
             run_id text NOT NULL, kind text NOT NULL, last_key text, next_offset text, batches int NOT NULL,
@@ -123,7 +116,7 @@ async def ensure_state_schema(conn: asyncpg.Connection, preferred: str) -> str:
         may = await conn.fetchval("SELECT has_database_privilege(current_database(), 'CREATE')")
         if not may:
             return "public"
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(preferred)}")
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(preferred)}")
     return preferred
 
 
@@ -151,12 +144,12 @@ class VectorSink:
         self.key_type = "uuid"
         self.dim = 0
         self.embedding_type = "vector"
-        self._target = _ident(schema.table)
+        self._target = quote_ident(schema.table)
         self.use_state_schema(schema.state_schema)
 
     def use_state_schema(self, state_schema: str) -> None:
         """Point the state and staging table names at ``state_schema`` (see :func:`ensure_state_schema`)."""
-        st = _ident(state_schema)
+        st = quote_ident(state_schema)
         self.state_schema = state_schema
         if self.dry_run:  # session-private, vanishes with the connection: a dry run writes nothing that stays
             self._seen = "pg_temp.cutover_dry_seen"
@@ -164,8 +157,8 @@ class VectorSink:
         else:
             self._seen = f"{st}.cutover_migration_seen"
             self._staging_parts = (state_schema, "cutover_vector_staging")
-        self._staging = _ident(".".join(self._staging_parts)) if "." not in state_schema else \
-            f"{st}.{_ident(self._staging_parts[1])}"
+        self._staging = quote_ident(".".join(self._staging_parts)) if "." not in state_schema else \
+            f"{st}.{quote_ident(self._staging_parts[1])}"
         self._checkpoint = f"{st}.cutover_migration_checkpoint"
 
     # -- preparation ---------------------------------------------------------------------------------------
@@ -184,13 +177,13 @@ class VectorSink:
         by :meth:`check_dimension` once the reader has opened the collection (or here, when given).
         """
         sc = self.schema
-        table_exists = await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", _ident(sc.table))
+        table_exists = await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", quote_ident(sc.table))
         if not table_exists:
             raise TargetError(f"target table {sc.table} does not exist", hint="check schema.fragments_table and "
                               "that the relational data was restored into the target")
         cols = {r["attname"]: r for r in await self.conn.fetch(
             "SELECT attname, format_type(atttypid, atttypmod) AS type, atttypmod FROM pg_attribute "
-            "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped", _ident(sc.table))}
+            "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped", quote_ident(sc.table))}
         for col in (sc.key, sc.org, sc.embedding):
             if col not in cols:
                 raise TargetError(f"target column {sc.table}.{col} does not exist",
@@ -218,7 +211,7 @@ class VectorSink:
         got = await self.conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", _ADVISORY + self.kind)
         if not got:  # a killed run's backend may still be exiting: wait for it, bounded by lock_timeout
             try:
-                await self.conn.execute(f"SELECT pg_advisory_lock(hashtext({_literal(_ADVISORY + self.kind)}))")
+                await self.conn.execute(f"SELECT pg_advisory_lock(hashtext({quote_literal(_ADVISORY + self.kind)}))")
             except Exception as exc:
                 raise TargetError(f"another {self.kind} migration holds the lock on the target: {redact(exc)}",
                                   hint="wait for it to finish or stop it; two runs must not write at once") from None
@@ -247,9 +240,9 @@ class VectorSink:
         """Forget this run's checkpoint and seen ids (a fresh, non-resumed run)."""
         if self.dry_run:
             return
-        await self.conn.execute(
-            f"DELETE FROM {self._checkpoint} WHERE run_id = {_literal(self.run_id)} AND kind = {_literal(self.kind)};"
-            f"DELETE FROM {self._seen} WHERE run_id = {_literal(self.run_id)} AND kind = {_literal(self.kind)};")
+        run, kind = quote_literal(self.run_id), quote_literal(self.kind)
+        await self.conn.execute(f"DELETE FROM {self._checkpoint} WHERE run_id = {run} AND kind = {kind};"
+                                f"DELETE FROM {self._seen} WHERE run_id = {run} AND kind = {kind};")
 
     # -- one batch -----------------------------------------------------------------------------------------
     async def write(self, batch: Batch, batches_done: int, next_offset: str | None, done: bool,
@@ -262,8 +255,8 @@ class VectorSink:
         """
         sc = self.schema
         t = self._target
-        key, org, emb = _ident(sc.key), _ident(sc.org), _ident(sc.embedding)
-        run, kind = _literal(self.run_id), _literal(self.kind)
+        key, org, emb = quote_ident(sc.key), quote_ident(sc.org), quote_ident(sc.embedding)
+        run, kind = quote_literal(self.run_id), quote_literal(self.kind)
         records = list(zip(batch.keys, batch.orgs, batch.binaries, batch.digests, batch.reasons, strict=True))
         await self.conn.execute(f"BEGIN; TRUNCATE {self._staging}")
         try:
@@ -293,8 +286,9 @@ class VectorSink:
                 state = {**state, "written": int(state.get("written", 0)) + written}
                 await self.conn.execute(f"""
                     INSERT INTO {self._checkpoint} (run_id, kind, last_key, next_offset, batches, done, state)
-                    VALUES ({run}, {kind}, {_literal(batch.last_key)}, {_literal(next_offset)}, {batches_done},
-                            {'true' if done else 'false'}, {_literal(json.dumps(state))}::jsonb)
+                    VALUES ({run}, {kind}, {quote_literal(batch.last_key)}, {quote_literal(next_offset)},
+                            {batches_done},
+                            {'true' if done else 'false'}, {quote_literal(json.dumps(state))}::jsonb)
                     ON CONFLICT (run_id, kind) DO UPDATE SET last_key = excluded.last_key,
                         next_offset = excluded.next_offset, batches = excluded.batches, done = excluded.done,
                         state = excluded.state, updated_at = now();
@@ -314,7 +308,8 @@ class VectorSink:
             return
         await self.conn.execute(
             f"INSERT INTO {self._checkpoint} (run_id, kind, batches, done, state) VALUES "
-            f"({_literal(self.run_id)}, {_literal(self.kind)}, {batches_done}, true, {_literal(json.dumps(state))})"
+            f"({quote_literal(self.run_id)}, {quote_literal(self.kind)}, {batches_done}, true, "
+            f"{quote_literal(json.dumps(state))})"
             " ON CONFLICT (run_id, kind) DO UPDATE SET done = true, next_offset = NULL, batches = excluded.batches,"
             " state = excluded.state, updated_at = now()")
 
@@ -324,11 +319,12 @@ class VectorSink:
         # Fresh statistics first: on a never-analysed seen table the planner picked a nested loop that took
         # 42 s at 20k rows (measured); with them it is a hash anti-join in milliseconds.
         await self.conn.execute(f"ANALYZE {self._seen}")
+        key = quote_ident(sc.key)
         row = await self.conn.fetchrow(f"""
-            SELECT count(*) AS n, (array_agg(t.{_ident(sc.key)}::text ORDER BY t.{_ident(sc.key)}))[1:{sample}] AS ids
-            FROM {self._target} t WHERE t.{_ident(sc.key)} IS NOT NULL AND NOT EXISTS (
+            SELECT count(*) AS n, (array_agg(t.{key}::text ORDER BY t.{key}))[1:{sample}] AS ids
+            FROM {self._target} t WHERE t.{key} IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM {self._seen} s WHERE s.run_id = $1 AND s.kind = $2
-                AND s.key = t.{_ident(sc.key)}::text)""", self.run_id, self.kind)
+                AND s.key = t.{key}::text)""", self.run_id, self.kind)
         return int(row["n"]), list(row["ids"] or [])
 
     async def drop_staging(self) -> None:

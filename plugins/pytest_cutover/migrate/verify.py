@@ -19,7 +19,8 @@ import numpy as np
 
 from pytest_cutover.migrate.batch import normalise_key
 from pytest_cutover.migrate.digest import encode_vector, vector_digest
-from pytest_cutover.migrate.sink import VectorSchema, _ident
+from pytest_cutover.migrate.sink import VectorSchema
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -48,8 +49,8 @@ async def verify_digests(conn: asyncpg.Connection, schema: VectorSchema, run_id:
                          *, first: int = 10) -> BitCheck:
     """Compare, in one pass on the server, every recorded read digest with ``sha256(vector_send(embedding))``."""
     t0 = time.perf_counter()
-    t, key, emb = _ident(schema.table), _ident(schema.key), _ident(schema.embedding)
-    seen = f"{_ident(state_schema)}.cutover_migration_seen"
+    t, key, emb = quote_ident(schema.table), quote_ident(schema.key), quote_ident(schema.embedding)
+    seen = f"{quote_ident(state_schema)}.cutover_migration_seen"
     row = await conn.fetchrow(f"""
         WITH cmp AS (
             SELECT s.key, t.{emb} IS NOT NULL AND sha256(vector_send(t.{emb})) = s.digest AS exact
@@ -78,7 +79,7 @@ async def verify_source(conn: asyncpg.Connection, source: PointSource, schema: V
                 continue
             expected[key] = vector_digest(encode_vector(values))
     check = BitCheck()
-    t, key, emb = _ident(schema.table), _ident(schema.key), _ident(schema.embedding)
+    t, key, emb = quote_ident(schema.table), quote_ident(schema.key), quote_ident(schema.embedding)
     async with conn.transaction():
         async for row in conn.cursor(f"SELECT {key}::text AS k, sha256(vector_send({emb})) AS d FROM {t} "
                                      f"WHERE {emb} IS NOT NULL ORDER BY {key}", prefetch=5000):
@@ -105,13 +106,13 @@ class IndexBuild:
 async def build_hnsw(conn: asyncpg.Connection, schema: VectorSchema, *, workers: int = 1,
                      maintenance_work_mem: str = "512MB", m: int = 16, ef_construction: int = 64) -> IndexBuild:
     """Drop any HNSW index on the column and build ``vector_cosine_ops`` once, timed, with session settings."""
-    t, emb = _ident(schema.table), _ident(schema.embedding)
+    t, emb = quote_ident(schema.table), quote_ident(schema.embedding)
     name = f"{schema.table.split('.')[-1]}_{schema.embedding}_hnsw_idx"
     await drop_hnsw(conn, schema)
     await conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'; "
                        f"SET max_parallel_maintenance_workers = {int(workers)}")
     t0 = time.perf_counter()
-    await conn.execute(f"CREATE INDEX {_ident(name)} ON {t} USING hnsw ({emb} vector_cosine_ops) "
+    await conn.execute(f"CREATE INDEX {quote_ident(name)} ON {t} USING hnsw ({emb} vector_cosine_ops) "
                        f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
     seconds = time.perf_counter() - t0
     await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
@@ -124,7 +125,7 @@ async def hnsw_indexes(conn: asyncpg.Connection, schema: VectorSchema) -> list[s
         "SELECT i.indexrelid::regclass::text AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
         "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass($1) AND am.amname = 'hnsw' AND a.attname = $2",
-        _ident(schema.table), schema.embedding)]
+        quote_ident(schema.table), schema.embedding)]
 
 
 async def drop_hnsw(conn: asyncpg.Connection, schema: VectorSchema) -> list[str]:
@@ -167,7 +168,7 @@ async def search_parity(dsn: str, source: PointSource, schema: VectorSchema, *, 
     conn = await connect_target(dsn, timeout=timeout, statement_cache_size=0)
     try:
         await register_vector_codec(conn)
-        t, key, org, emb = _ident(schema.table), _ident(schema.key), _ident(schema.org), _ident(schema.embedding)
+        t, key, org, emb = (quote_ident(name) for name in (schema.table, schema.key, schema.org, schema.embedding))
         await conn.execute(f"SET hnsw.ef_search = {int(ef_search)}; SET hnsw.iterative_scan = relaxed_order")
         samples = await conn.fetch(f"""
             SELECT key, org, emb FROM (

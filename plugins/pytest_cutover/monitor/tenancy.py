@@ -18,12 +18,9 @@ from pytest_cutover.config import SchemaConfig
 from pytest_cutover.monitor.errors import MonitorError
 from pytest_cutover.monitor.system import connect_target
 from pytest_cutover.redact import Secret, redact
+from pytest_cutover.util.sql import quote_ident, quote_literal
 
 __all__ = ["DatabaseLeakOracle", "ProbeTargets", "discover_targets"]
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -49,21 +46,21 @@ async def discover_targets(dsn: Secret | str, schema: SchemaConfig | None = None
                            timeout_s: float = 10.0, ca_file: str | None = None) -> ProbeTargets:
     """The ``count`` orgs with the most threads, each with its lowest fragment id and attachment id."""
     s = schema or SchemaConfig()
-    org = _ident(s.tenant_column)
+    org = quote_ident(s.tenant_column)
     conn = await _connect(dsn, timeout_s, ca_file)
     try:
-        rows = await conn.fetch(f"select {org} as org, count(*) as n from {_ident(s.threads_table)} "
+        rows = await conn.fetch(f"select {org} as org, count(*) as n from {quote_ident(s.threads_table)} "
                                 f"group by 1 order by 2 desc, 1 limit $1", count, timeout=timeout_s)
         orgs = tuple(str(r["org"]) for r in rows)
         # A probe has no user: search by a shared fragment that has an embedding, or it finds nothing.
-        shared = (f" and {_ident(s.tier_column)} <> '{s.private_tier.replace(chr(39), chr(39) * 2)}'"
+        shared = (f" and {quote_ident(s.tier_column)} <> {quote_literal(s.private_tier)}"
                   if s.tier_column else "")
         fragments = await conn.fetch(
-            f"select {org} as org, min({_ident(s.fragment_key)}) as id from {_ident(s.fragments_table)} "
-            f"where {org} = any($1::text[]) and {_ident(s.embedding_column)} is not null{shared} group by 1",
+            f"select {org} as org, min({quote_ident(s.fragment_key)}) as id from {quote_ident(s.fragments_table)} "
+            f"where {org} = any($1::text[]) and {quote_ident(s.embedding_column)} is not null{shared} group by 1",
             list(orgs), timeout=timeout_s)
         attachments = await conn.fetch(
-            f"select {org} as org, min({_ident(s.attachment_key)}) as id from {_ident(s.attachments_table)} "
+            f"select {org} as org, min({quote_ident(s.attachment_key)}) as id from {quote_ident(s.attachments_table)} "
             f"where {org} = any($1::text[]) group by 1", list(orgs), timeout=timeout_s)
     finally:
         await conn.close(timeout=timeout_s)
@@ -95,8 +92,9 @@ class DatabaseLeakOracle:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await _connect(self.dsn, self.timeout_s, self.ca_file)
             rows = await self._conn.fetch(
-                f"select {_ident(key)}::text as id, {_ident(s.tenant_column)}::text as org from {_ident(table)} "
-                f"where {_ident(key)} = any($1::{cast})", values, timeout=self.timeout_s)
+                f"select {quote_ident(key)}::text as id, {quote_ident(s.tenant_column)}::text as org "
+                f"from {quote_ident(table)} "
+                f"where {quote_ident(key)} = any($1::{cast})", values, timeout=self.timeout_s)
         return {r["id"]: r["org"] for r in rows}
 
     async def aclose(self) -> None:

@@ -2,7 +2,8 @@
 
 The suite runs exactly as it would on the night: the stack writes a ``cutover.toml`` (secrets as
 ``${VAR}`` references, their values put in the environment) and the suite is started with
-``--cutover-config`` pointing at it.  Exit code 0 only when the report says SUCCESS.
+``--cutover-config`` pointing at it.  Exit code 0 only when the report says SUCCESS (with ``--until STAGE``:
+when every stage up to it passed).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 import click
 
 from pytest_cutover.rehearsal.backends import DEFAULT_STACK, get_stack_class, stack_names
-from pytest_cutover.rehearsal.suite import find_suite, stages_until, suite_args
-from pytest_cutover.stages import STAGES, SUCCESS
+from pytest_cutover.rehearsal.suite import operator_dir, stages_until, suite_args
+from pytest_cutover.stages import PASSED, ROLLBACK, STAGES, SUCCESS
 
-__all__ = ["find_suite", "rehearse"]
+__all__ = ["rehearse"]
 
 
 def _list_faults(verbose: bool) -> int:
@@ -69,12 +70,14 @@ def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="With --list-faults: also the stage, moment and description.")
 @click.option("--auto-rollback", is_flag=True, help="Roll back automatically when a trigger fires.")
 @click.option("--keep", is_flag=True, help="Keep the stack's folder after the run.")
-@click.option("--serve", is_flag=True, help="Keep the stack up after the run (Ctrl-C to stop); writes stack.env.")
+@click.option("--serve", is_flag=True, help="Keep the stack up after the run (Ctrl-C to stop); writes "
+                   "reports/.secrets/<run>/stack.env (removed when it stops).")
 @click.option("--reports-dir", type=click.Path(path_type=Path), default=None,
               help="Folder holding <run>/ (default: $CUTOVER_REPORTS_DIR, else ./reports).")
 @click.option("--size", default="small", show_default=True, help="Seed size: small or large.")
 @click.option("--monitor-window", type=float, default=8.0, show_default=True, help="Monitor window, seconds.")
-@click.option("--suite", type=click.Path(path_type=Path), default=None, help="The acceptance suite folder.")
+@click.option("--suite", type=click.Path(path_type=Path), default=None,
+              help="An operator folder with your own staged tests; they join the packaged suite (default: empty).")
 @click.option("--until", type=click.Choice(STAGES), default=None,
               help="Run the stages up to and including this one (the later ones are not run).")
 @click.option("--matrix", is_flag=True,
@@ -105,7 +108,6 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
     from pytest_cutover.status import stage_rows
 
     validate_faults(faults)
-    suite_dir = find_suite(suite)
     run = run or "rehearsal-" + dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     reports = (reports_dir or Path(os.environ.get("CUTOVER_REPORTS_DIR") or "reports")).resolve()
     run_dir = reports / run
@@ -127,7 +129,8 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         os.environ.update(stack.environ())
         run_dir.mkdir(parents=True, exist_ok=True)
         # In-process: modules this command already imported cannot be assertion-rewritten; that is fine.
-        args = suite_args(suite_dir, stack.config_path, run=run, reports_dir=reports, stages=stages_until(until),
+        workdir = operator_dir(suite, stack.workdir / "operator")
+        args = suite_args(workdir, stack.config_path, run=run, reports_dir=reports, stages=stages_until(until),
                           auto_rollback=auto_rollback, extra=pytest_args)
         hooks = RehearsalHooks(stack, say, monitor_window)
         exit_code = pytest.main(args, plugins=[hooks])
@@ -136,7 +139,9 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
                     for b in receiver.bodies()]
         say(f"notifications received: {', '.join(received) or 'none'}")
         if serve:
-            env_path = stack.write_stack_env(run_dir / "stack.env")
+            from pytest_cutover.actions.env_switch import secrets_folder
+
+            env_path = stack.write_stack_env(secrets_folder(reports, run) / "stack.env")
             say(f"serving the rehearsed stack; connection settings in {env_path} (mode 0600). Ctrl-C stops it.")
             _serve_until_signal(stack)
     report_path = run_dir / "report.json"
@@ -145,7 +150,16 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         say(_sign(report_path, sign_key, run_dir))
     from pytest_cutover.ledger import Ledger
 
-    for row in stage_rows(Ledger.for_run(reports, run).stage_records()):
-        say(f"  {row['stage']:<11} {row['verdict']:<8} {row['reason'] or ''}")
+    rows = stage_rows(Ledger.for_run(reports, run).stage_records())
+    for row in rows:
+        say(f"  {row['stage']:<11} {row['verdict']:<11} {row['reason'] or ''}")
     say(f"rehearsal {run}: {status}  (report: {report_path if report_path.exists() else 'not written'})")
-    return 0 if status == SUCCESS else 1
+    return rehearsal_exit(status, rows, until)
+
+
+def rehearsal_exit(status: str, rows: list[dict[str, Any]], until: str | None) -> int:
+    """0 on SUCCESS, or with ``--until STAGE`` when every stage up to it passed and nothing rolled back; else 1."""
+    if until is None or status == ROLLBACK:
+        return 0 if status == SUCCESS else 1
+    wanted = stages_until(until)
+    return 0 if all(row["verdict"] == PASSED for row in rows if row["stage"] in wanted) else 1

@@ -41,6 +41,7 @@ from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, EmbeddedStack, _Part
+from pytest_cutover.util.jwt import mint_jwt
 
 __all__ = [
     "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
@@ -519,8 +520,6 @@ class ContainerStack(EmbeddedStack):
 
     def _start_storage(self) -> None:
         from testcontainers.core.wait_strategies import HttpWaitStrategy
-
-        from pytest_cutover.rehearsal.services import mint_jwt
 
         jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
         self._secrets["SUPABASE_SERVICE_KEY"] = Secret(mint_jwt(jwt_secret, role="service_role", ttl_s=7 * 24 * 3600))

@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.services import GIT_IDENTITY
 from pytest_cutover.stages import STAGES
+from pytest_cutover.util.git import GitError
+from pytest_cutover.util.git import run_git as _run_git
+from pytest_cutover.util.sql import quote_literal
 
 __all__ = [
     "AFTER_SYNC",
@@ -103,20 +107,13 @@ class Fault:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def run_git(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """git in ``checkout`` with the rehearsal's identity, never prompting; ``check`` raises on failure."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "rehearsal", "GIT_AUTHOR_EMAIL":
-           "rehearsal@localhost", "GIT_COMMITTER_NAME": "rehearsal", "GIT_COMMITTER_EMAIL": "rehearsal@localhost"}
-    done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
-    if check and done.returncode != 0:
-        raise RehearsalError(f"git {' '.join(args)} failed in {checkout}: {done.stderr.strip() or done.stdout.strip()}",
-                             hint="the app checkout is not a healthy git repository; rebuild the stack")
-    return done
+    try:
+        return _run_git(checkout, *args, config=GIT_IDENTITY, check=check)
+    except GitError as exc:
+        raise RehearsalError(str(exc), hint="the app checkout is not a healthy git repository; rebuild the stack") \
+            from None
 
 
 def _commit_and_push(checkout: Path, paths: Sequence[str], message: str, *, merge: bool = False) -> str:
@@ -464,7 +461,7 @@ def _checkout_undo(stack: FaultTarget) -> None:
 
 # ------------------------------------------------------------------------------------------------ qdrant faults
 def _first_user(stack: FaultTarget, *, exclude_org: str | None = None) -> tuple[str, str]:
-    where = f"where org_id <> {_sql_literal(exclude_org)} " if exclude_org else ""
+    where = f"where org_id <> {quote_literal(exclude_org)} " if exclude_org else ""
     out = stack.target_sql(f"select org_id || '|' || id from public.users {where}order by id limit 1;")
     line = next((x.strip() for x in out.splitlines() if x.strip()), "")
     if "|" not in line:
@@ -479,15 +476,16 @@ def _add_fragment_row(stack: FaultTarget, org: str, user: str, vector_id: str, c
     Every column is copied, ``created_at`` included: a second ``now()`` would differ and break parity.
     """
     cols = "(org_id, user_id, tier, content, vector_id)"
-    vals = f"({_sql_literal(org)}, {_sql_literal(user)}, 'shared', {_sql_literal(content)}, {_sql_literal(vector_id)})"
+    vals = "(" + ", ".join([quote_literal(org), quote_literal(user), "'shared'", quote_literal(content),
+                            quote_literal(vector_id)]) + ")"
     out = stack.old_sql(f"insert into public.memory_fragments {cols} values {vals} "
                         "returning id || '|' || created_at::text;")
     frag_text, created = next(x.strip() for x in out.splitlines() if x.strip()).split("|", 1)
     frag_id = int(frag_text)
     stack.target_sql(
         "insert into public.memory_fragments (id, org_id, user_id, tier, content, vector_id, created_at) "
-        f"overriding system value values ({frag_id}, {_sql_literal(org)}, {_sql_literal(user)}, 'shared', "
-        f"{_sql_literal(content)}, {_sql_literal(vector_id)}, {_sql_literal(created)}::timestamptz);\n"
+        f"overriding system value values ({frag_id}, {quote_literal(org)}, {quote_literal(user)}, 'shared', "
+        f"{quote_literal(content)}, {quote_literal(vector_id)}, {quote_literal(created)}::timestamptz);\n"
         "select setval(pg_get_serial_sequence('public.memory_fragments', 'id'), "
         "(select max(id) from public.memory_fragments));")
     return frag_id

@@ -32,7 +32,6 @@ class RehearsalHooks:
         self.stack = stack
         self.say = say
         self.monitor_window_s = monitor_window_s
-        self.current_stage: str | None = None
         self._timers: list[threading.Timer] = []
 
     def _plant(self, name: str) -> None:
@@ -64,12 +63,6 @@ class RehearsalHooks:
                 timer.daemon = True
                 timer.start()
                 self._timers.append(timer)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        stage = dict(report.user_properties).get("cutover_stage")
-        if stage and stage != self.current_stage and report.when == "setup":
-            self.current_stage = stage
-            self.say(f"▶ {stage}")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         for timer in self._timers:

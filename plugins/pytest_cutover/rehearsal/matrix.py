@@ -28,7 +28,7 @@ from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal import faults as catalog
 from pytest_cutover.rehearsal.attached import attached_environ
 from pytest_cutover.rehearsal.errors import RehearsalError
-from pytest_cutover.rehearsal.suite import find_suite, stages_until, suite_args
+from pytest_cutover.rehearsal.suite import operator_dir, stages_until, suite_args
 from pytest_cutover.stages import STAGES
 
 __all__ = ["MatrixRow", "SharedStack", "fresh_row", "in_matrix_order", "matrix_kind", "matrix_row", "read_report",
@@ -166,7 +166,7 @@ class SharedStack:
         self.reports_dir = Path(reports_dir).resolve()
         self.monitor_window_s = monitor_window_s
         self.stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        self.suite_dir = find_suite(suite_dir)
+        self.suite_dir = operator_dir(suite_dir, Path(stack.workdir) / "operator")
         self.baseline = stack_state(stack)
         self.monitor_run: str | None = None
 
@@ -180,7 +180,7 @@ class SharedStack:
         if runtime_faults:
             env.update(attached_environ(self.stack.faults_file, list(runtime_faults), self.monitor_window_s))
         try:
-            return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=self.suite_dir.parents[1], env=env,
+            return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=self.suite_dir, env=env,
                                   capture_output=True, text=True, timeout=SUITE_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
             raise RehearsalError(f"the suite ({' or '.join(stages)}) did not finish within {SUITE_TIMEOUT_S:.0f}s "

@@ -5,7 +5,6 @@
   engine settings) run on a real repository, and writes its ``.env`` (0600, git-ignored).
 * :func:`app_process` serves that checkout with uvicorn over HTTPS, from the checkout itself.
 * :func:`storage_process` runs the Storage-API-compatible service (``rehearsal/storage``).
-* :func:`mint_jwt` signs the JWTs the stack hands out (service key, user tokens), HS256 as Supabase.
 
 The processes are :class:`ManagedProcess` objects that are returned NOT started; ``start()`` with no
 argument waits until the process answers HTTP (``start(ready)`` still takes a custom probe).
@@ -16,10 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -27,14 +24,15 @@ from pathlib import Path
 
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess
+from pytest_cutover.util.git import GitError, run_git
 
 __all__ = [
     "APP_ENV_KEYS",
+    "GIT_IDENTITY",
     "TEMPLATE_DIR",
     "ServiceProcess",
     "app_process",
     "http_ready",
-    "mint_jwt",
     "prepare_app_checkout",
     "storage_process",
     "write_env",
@@ -48,25 +46,19 @@ APP_ENV_KEYS = (
     "QDRANT_PATH", "QDRANT_COLLECTION", "VECTOR_BACKEND", "STORAGE_URL", "STORAGE_KEY", "STORAGE_BUCKET",
     "STORAGE_SSL_CA", "LOG_FILE", "FAULTS_FILE", "SEARCH_TIMEOUT_MS", "APP_ENV_FILE",
 )
-_GIT_IDENTITY = ("-c", "user.name=pytest-cutover rehearsal", "-c", "user.email=rehearsal@pytest-cutover.invalid",
-                 "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main")
+#: Who the rehearsal commits as in its app checkout (the checkout itself, and the faults planted in it).
+GIT_IDENTITY = {"user.name": "pytest-cutover rehearsal", "user.email": "rehearsal@pytest-cutover.invalid",
+                "commit.gpgsign": "false", "init.defaultBranch": "main"}
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".env", "*.log")
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
     try:
-        done = subprocess.run(["git", *_GIT_IDENTITY, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
-    except FileNotFoundError:
-        raise RehearsalError("app checkout: git is not installed", hint="apt-get install git") from None
-    except subprocess.TimeoutExpired:
-        raise RehearsalError(f"app checkout: git {args[0]} did not finish within 60s in {cwd}",
-                             hint="check the disk and retry") from None
-    if done.returncode != 0:
-        raise RehearsalError(f"app checkout: git {' '.join(args)} failed in {cwd}: {done.stderr.strip()}",
-                             hint="check that the folder is writable and git works for this user")
-    return done.stdout
+        return run_git(cwd, *args, config=GIT_IDENTITY, env={"GIT_CONFIG_NOSYSTEM": "1"}, check=True).stdout
+    except GitError as exc:
+        hint = ("apt-get install git" if "not installed" in str(exc)
+                else "check that the folder is writable and git works for this user")
+        raise RehearsalError(f"app checkout: {exc}", hint=hint) from None
 
 
 def write_env(env_file: Path, env: Mapping[str, str]) -> None:
@@ -208,17 +200,3 @@ def storage_process(port: int, *, dsn: str, jwt_secret: str, data_dir: Path, cer
                           ready_url=f"{scheme}://{host}:{port}/status", ca_file=ca_file)
 
 
-def mint_jwt(secret: str, *, role: str, org_id: str | None = None, sub: str | None = None,
-             ttl_s: int = 3600) -> str:
-    """An HS256 JWT shaped like Supabase's (``role``, ``iss``, ``iat``, ``exp``; ``aud`` for signed-in users)."""
-    import jwt
-
-    now = int(time.time())
-    claims: dict[str, object] = {"role": role, "iss": "supabase", "iat": now, "exp": now + ttl_s}
-    if role == "authenticated":
-        claims["aud"] = "authenticated"
-    if sub is not None:
-        claims["sub"] = sub
-    if org_id is not None:
-        claims["org_id"] = org_id
-    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,7 +1,10 @@
-"""How a rehearsal starts the acceptance suite: where it is and the pytest arguments for one run.
+"""How a rehearsal starts the acceptance suite: the way an operator does, from a directory of their own.
 
-One place for both callers: ``cutover rehearse`` runs the suite in its own process, the fault
-matrix runs it in a subprocess against a stack it keeps up between faults.
+The suite ships inside the package (:mod:`pytest_cutover.suite`); the plugin adds it to the collection
+when a cutover config is given.  A rehearsal therefore runs pytest in an operator directory (empty by
+default, or ``--suite DIR`` holding the team's own staged tests) with ``--cutover-config``, exactly
+like ``pytest -m precutover`` on the night.  One place for both callers: ``cutover rehearse`` runs the
+suite in its own process, the fault matrix runs it in a subprocess against a stack it keeps up.
 """
 
 from __future__ import annotations
@@ -9,22 +12,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_cutover.errors import ConfigError
 from pytest_cutover.stages import STAGES
 
-__all__ = ["find_suite", "stages_until", "suite_args"]
+__all__ = ["operator_dir", "stages_until", "suite_args"]
 
 
-def find_suite(explicit: Path | None = None) -> Path:
-    """The acceptance suite: ``--suite``, else ``./tests/cutover``, else the one beside this package."""
-    from pytest_cutover.errors import ConfigError
-
-    candidates = [explicit] if explicit else [Path.cwd() / "tests" / "cutover",
-                                               Path(__file__).resolve().parents[3] / "tests" / "cutover"]
-    for path in candidates:
-        if path is not None and path.is_dir():
-            return path.resolve()
-    raise ConfigError("cannot find the acceptance suite (tests/cutover)",
-                      hint="run from the project root or pass --suite")
+def operator_dir(explicit: Path | None, fallback: Path) -> Path:
+    """Where pytest runs: ``--suite DIR`` (the team's own staged tests join the packaged suite), else ``fallback``."""
+    if explicit is None:
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback.resolve()
+    if not explicit.is_dir():
+        raise ConfigError(f"--suite {explicit} is not a directory",
+                          hint="pass the folder holding your own staged tests, or leave --suite out")
+    return explicit.resolve()
 
 
 def stages_until(until: str | None) -> list[str]:
@@ -32,12 +34,12 @@ def stages_until(until: str | None) -> list[str]:
     return list(STAGES[: STAGES.index(until) + 1] if until else STAGES)
 
 
-def suite_args(suite_dir: Path, config_path: Path, *, run: str, reports_dir: Path, stages: Sequence[str],
+def suite_args(workdir: Path, config_path: Path, *, run: str, reports_dir: Path, stages: Sequence[str],
                auto_rollback: bool = False, extra: Sequence[str] = ()) -> list[str]:
-    """pytest arguments for one run of ``stages`` of the suite against the stack's ``config_path``."""
+    """pytest arguments for one run of ``stages`` from ``workdir`` (its own rootdir) against ``config_path``."""
     run_dir = reports_dir / run
-    return [str(suite_dir), "-p", "no:cacheprovider", "-q", "-rfEs",
-            "-W", "ignore::pytest.PytestAssertRewriteWarning",
+    return [str(workdir), f"--rootdir={workdir}", "--cutover-suite=packaged", "-p", "no:cacheprovider", "-q",
+            "-rfEs", "-W", "ignore::pytest.PytestAssertRewriteWarning",
             f"--cutover-config={config_path}", f"--cutover-run={run}", f"--cutover-reports-dir={reports_dir}",
             "-m", " or ".join(stages), f"--junitxml={run_dir / 'junit.xml'}",
             f"--alluredir={run_dir / 'allure-results'}", *(["--cutover-auto-rollback"] if auto_rollback else []),

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_cutover.util.certs import days_left
+
 __all__ = [
     "DEFAULT_HOSTS",
     "CertificateAuthority",
     "ServerCertificate",
-    "cert_not_after",
-    "days_left",
     "issue_server_cert",
     "make_ca",
 ]
@@ -150,18 +150,3 @@ def issue_server_cert(ca: CertificateAuthority, directory: Path, *, name: str = 
     _write_private(key_path, _key_pem(key))
     return ServerCertificate(cert_path=cert_path, key_path=key_path, hosts=tuple(hosts),
                              not_after=cert.not_valid_after_utc)
-
-
-def cert_not_after(pem_or_der: bytes | Path) -> dt.datetime:
-    """The expiry (UTC) of a certificate given as a PEM file path, PEM bytes or DER bytes (``getpeercert(True)``)."""
-    from cryptography import x509
-
-    data = pem_or_der.read_bytes() if isinstance(pem_or_der, Path) else pem_or_der
-    cert = (x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----BEGIN")
-            else x509.load_der_x509_certificate(data))
-    return cert.not_valid_after_utc
-
-
-def days_left(not_after: dt.datetime, now: dt.datetime | None = None) -> float:
-    """Days until ``not_after`` (negative once expired)."""
-    return (not_after - (now or _now())).total_seconds() / 86400.0

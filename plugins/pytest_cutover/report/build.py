@@ -19,7 +19,16 @@ from pytest_cutover.config import CutoverConfig, config_hash
 from pytest_cutover.ledger import Ledger
 from pytest_cutover.redact import redact, redact_obj, reveal
 from pytest_cutover.report.versions import versions
-from pytest_cutover.stages import BLOCKED, INCOMPLETE, NOT_RUN, PASSED, ROLLBACK, STAGES, SUCCESS
+from pytest_cutover.stages import (
+    BLOCKED,
+    CONTRACT_VERDICT,
+    INTERRUPTED,
+    NOT_RUN,
+    PARTIAL,
+    ROLLBACK,
+    STAGES,
+    run_status,
+)
 
 __all__ = ["REPORT_VERSION", "build_report", "config_hosts", "is_waived", "merge_figure", "sign_off"]
 
@@ -135,7 +144,8 @@ def _local_time(moment: datetime | None, timezone: str | None, issues: list[str]
 
 def _stage_entry(name: str, rec: Mapping[str, Any] | None, attempts: int) -> dict[str, Any]:
     if rec is None:
-        return {"name": name, "verdict": NOT_RUN, "forced": None, "forced_over": None, "start": None, "end": None,
+        return {"name": name, "verdict": NOT_RUN, "state": NOT_RUN, "not_run": [], "forced": None,
+                "forced_over": None, "start": None, "end": None,
                 "duration": None, "reason": None, "first_failure": None, "counts": {}, "tests": [], "skipped": [],
                 "invocation": None, "host": None, "user": None, "git_rev": None, "attempts": attempts}
     tests = [
@@ -144,7 +154,9 @@ def _stage_entry(name: str, rec: Mapping[str, Any] | None, attempts: int) -> dic
         for t in rec.get("tests") or []
     ]
     return {
-        "name": name, "verdict": rec.get("verdict"), "forced": rec.get("forced"),
+        # The contract's vocabulary has no partial or interrupted stage: they did not run as a stage.
+        "name": name, "verdict": CONTRACT_VERDICT.get(rec.get("verdict"), rec.get("verdict")),
+        "state": rec.get("verdict"), "not_run": list(rec.get("not_run") or []), "forced": rec.get("forced"),
         "forced_over": rec.get("forced_over"), "start": rec.get("start"), "end": rec.get("end"),
         "duration": rec.get("duration"), "reason": rec.get("reason"), "first_failure": rec.get("first_failure"),
         "counts": {k: v for k, v in (rec.get("counts") or {}).items() if v}, "tests": tests,
@@ -232,6 +244,8 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
                 issues.append(f"{name}: {test['id']} {test['outcome']}: {_first_line(test['message']) or 'no message'}")
         if stage["verdict"] == BLOCKED:
             issues.append(f"{name}: blocked - {_first_line(stage['reason'])}")
+        if stage["state"] in (PARTIAL, INTERRUPTED):
+            issues.append(f"{name}: {stage['state']}, does not count - {_first_line(stage['reason'])}")
         if stage["forced"]:
             forced_overrides.append({"stage": name, "reason": stage["forced"], "over": stage["forced_over"]})
             issues.append(f"{name}: forced over a gate ({_first_line(stage['forced_over'])}); "
@@ -255,19 +269,11 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         if not note["ok"]:
             issues.append(f"notification {note['event']} via {note['channel']} failed (status {note['status']})")
 
-    # Status: ROLLBACK beats everything; SUCCESS needs every stage passed, no unwaived skip, no trigger.
-    not_passed = [s["name"] for s in stages if s["verdict"] != PASSED]
-    if triggers or rollback:
-        status = ROLLBACK
-        why = (f"{len(triggers)} rollback trigger(s) fired" if triggers else "a rollback ran")
-    elif not not_passed and not unwaived:
-        status, why = SUCCESS, "every stage passed; no unwaived skip; no rollback trigger"
-    else:
-        status = INCOMPLETE
-        parts = [f"{s['name']} {s['verdict']}" for s in stages if s["verdict"] != PASSED]
-        if unwaived:
-            parts.append(f"{len(unwaived)} check(s) skipped without a waiver")
-        why = "; ".join(parts)
+    # Status: decided in the core, next to the gate (stages.run_status).
+    status, why = run_status({s["name"]: s["state"] for s in stages}, rollback=bool(triggers or rollback),
+                             unwaived_skips=len(unwaived))
+    if status == ROLLBACK:
+        why = f"{len(triggers)} rollback trigger(s) fired" if triggers else "a rollback ran"
 
     finished = max((d for d in (_utc(r.get("end") or r.get("ts")) for r in records) if d), default=None)
     # The window opens with the first stage (a Day-7 note does not start the cutover) and closes with the last record.

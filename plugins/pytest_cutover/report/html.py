@@ -21,7 +21,8 @@ __all__ = ["render_html", "stage_gantt"]
 
 _TILE_ORDER = ("points", "rows", "total", "migrated", "verified", "rejected", "missing", "bit_exact", "recall_at_10",
                "verify_failed", "rows_without_data")
-_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "blocked": "#bf8700", "not-run": "#8c959f"}
+_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "blocked": "#bf8700", "partial": "#bf8700",
+            "interrupted": "#bf8700", "not-run": "#8c959f"}
 
 
 def _ts(value: str | None) -> float | None:

@@ -75,8 +75,9 @@ def _compare(what: str, count: int, baseline: int | None, where: str) -> Probe:
 
 
 def _old_database(config: CutoverConfig, baseline: int | None) -> Probe:
-    from pytest_cutover.checks.base import quote_ident, run_sync
+    from pytest_cutover.checks.base import run_sync
     from pytest_cutover.checks.db import config_connection
+    from pytest_cutover.util.sql import quote_ident
 
     table = config.schema_.fragments_table
 

@@ -32,7 +32,7 @@ def test_a_record_needs_a_kind(tmp_path: Path) -> None:
 
 def test_secrets_are_redacted_before_they_reach_the_file(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.jsonl")
-    ledger.append({"kind": "action", "detail": "DATABASE_URL=postgresql://app:hunter2x@db:6543/postgres"})
+    ledger.append({"kind": "action", "action": "env-switch", "ok": True, "detail": "DATABASE_URL=postgresql://app:hunter2x@db:6543/postgres"})
     text = ledger.path.read_text()
     assert "hunter2x" not in text
     assert "postgresql://app:***@db:6543/postgres" in text
@@ -80,7 +80,7 @@ def test_run_ids_must_be_folder_names(tmp_path: Path) -> None:
 def _writer(path: str, who: int, count: int) -> None:
     ledger = Ledger(path)
     for i in range(count):
-        ledger.append({"kind": "note", "who": who, "i": i, "pad": "x" * 5000})
+        ledger.append({"kind": "note", "text": "concurrent", "who": who, "i": i, "pad": "x" * 5000})
 
 
 def test_concurrent_writers_never_tear_a_line(tmp_path: Path) -> None:
@@ -111,3 +111,42 @@ def test_the_shared_jsonl_reader_is_strict_for_the_monitor_series_too(tmp_path: 
         fh.write("[1]\n\n")
     with pytest.raises(ValueError, match=r"series.jsonl line 2 is not a JSON object"):
         jsonl.read_records(path)
+
+
+def test_an_undeclared_kind_or_a_missing_field_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.jsonl")
+    with pytest.raises(LedgerError, match="undeclared record kind 'stge'"):
+        ledger.append({"kind": "stge", "stage": "sync", "verdict": "passed"})
+    with pytest.raises(LedgerError, match=r"'stage' record does not match its schema: verdict: Input should be"):
+        ledger.append({"kind": "stage", "stage": "sync", "verdict": "PASSED"})
+    with pytest.raises(LedgerError, match="'ack' record does not match its schema: who: Field required"):
+        ledger.append({"kind": "ack", "at": "2026-12-05T08:00:00Z", "token": "s3cr3t-value"})
+    assert not ledger.path.exists()
+
+
+def test_a_hand_edited_record_fails_on_read_naming_the_line_but_no_value(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.jsonl")
+    ledger.append({"kind": "note", "text": "fine"})
+    with ledger.path.open("a") as fh:
+        fh.write(json.dumps({"v": 1, "kind": "stage", "stage": "sync", "verdict": "maybe",
+                             "reason": "postgresql://a:hunter2x@h/db"}) + "\n")
+    with pytest.raises(LedgerError) as caught:
+        ledger.records()
+    assert "line 2" in str(caught.value) and "verdict" in str(caught.value)
+    assert "hunter2x" not in str(caught.value) and "maybe" not in str(caught.value)
+
+
+def test_every_kind_the_code_writes_is_declared() -> None:
+    import re
+
+    from pytest_cutover.records import declared_kinds
+
+    root = Path(__file__).resolve().parents[3] / "plugins" / "pytest_cutover"
+    written = set()
+    for path in root.rglob("*.py"):
+        if "rehearsal" in path.parts:
+            continue
+        written |= set(re.findall(r'"kind": "([a-z0-9-]+)"', path.read_text()))
+    # the monitor's own series (monitor.jsonl) has its own kinds; only the ledger's must be declared
+    series_only = {"window", "session", "sample", "end", "search", "health", "command", "webhook", "slack"}
+    assert written - series_only <= set(declared_kinds())

@@ -109,7 +109,7 @@ def test_a_later_invocation_is_blocked_until_earlier_stages_passed(cutover_pytes
     first = cutover_pytester.run("-m", "precutover", run="prod-2026-11-26")
     assert first.result.ret == 0
     second = cutover_pytester.run("-m", "smoke", "-rs", run="prod-2026-11-26")
-    assert second.result.ret == 0
+    assert second.result.ret == 6  # blocked: a script's `pytest -m smoke && announce` must not announce
     second.result.assert_outcomes(skipped=1)
     assert ("stage `sync` has not passed in run `prod-2026-11-26`; run `pytest -m sync` first, "
             "or `--cutover-force \"reason\"`") in second.output

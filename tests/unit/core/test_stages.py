@@ -6,16 +6,31 @@ import pytest
 
 from pytest_cutover.stages import (
     BLOCKED,
+    EXIT_BLOCKED,
+    EXIT_PARTIAL,
     FAILED,
+    INCOMPLETE,
+    INTERRUPTED,
     NOT_RUN,
+    PARTIAL,
     PASSED,
+    ROLLBACK,
     STAGES,
+    SUCCESS,
     PriorVerdict,
     StageMarkerError,
+    StageScope,
     StageTracker,
+    exit_status,
     gate,
+    run_status,
     stage_of,
 )
+
+
+def _finish(tracker: StageTracker, stage: str, nodeid: str, outcome: str = "passed") -> None:
+    for when in ("setup", "call", "teardown"):
+        tracker.record(stage, nodeid, when, outcome if when == "call" else "passed")
 
 
 def test_stage_order_is_the_runbook_order() -> None:
@@ -71,7 +86,7 @@ def test_a_failure_in_any_phase_fails_the_stage(failing_phase: str) -> None:
         tracker.record("sync", "t.py::b", when, "passed")
     result = tracker.result("sync")
     assert result.verdict == FAILED
-    assert result.first_failure == "t.py::a"
+    assert result.first_failure == "t.py::a"  # a failure fails the stage whatever its scope
     expected = "failed" if failing_phase == "call" else "error"
     assert [t["outcome"] for t in result.tests] == [expected, "passed"]
 
@@ -92,18 +107,78 @@ def test_blocked_and_skipped_and_not_run() -> None:
     tracker.record("rls", "t.py::b", "teardown", "passed")
     assert tracker.result("smoke").verdict == BLOCKED
     assert tracker.result("smoke").reason == "blocked: x"
-    rls = tracker.result("rls")
+    rls = tracker.result("rls", StageScope(frozenset({"t.py::b"})))
     assert rls.verdict == PASSED
     assert rls.skipped == [{"id": "t.py::b", "reason": "missing config key target.database_url"}]
     assert tracker.result("monitor").verdict == NOT_RUN
 
 
-def test_an_interrupted_stage_fails_naming_the_unfinished_test() -> None:
+def test_an_interrupted_stage_is_interrupted_naming_what_did_not_run() -> None:
     tracker = StageTracker()
     tracker.record("monitor", "t.py::watch", "setup", "passed")
-    result = tracker.result("monitor", interrupted=True)
-    assert result.verdict == FAILED
-    assert result.reason == "interrupted before t.py::watch finished"
+    result = tracker.result("monitor", StageScope(frozenset({"t.py::watch", "t.py::after"})), interrupted=True)
+    assert result.verdict == INTERRUPTED
+    assert result.reason == "interrupted before 2 test(s) ran: t.py::after, t.py::watch"
+    assert result.not_run == [{"id": "t.py::after", "why": "interrupted"}, {"id": "t.py::watch", "why": "interrupted"}]
+
+
+def test_a_stage_started_but_interrupted_before_any_report_is_interrupted() -> None:
+    tracker = StageTracker()
+    tracker.start("sync")
+    result = tracker.result("sync", StageScope(frozenset({"t.py::a"})), interrupted=True)
+    assert (result.verdict, result.not_run) == (INTERRUPTED, [{"id": "t.py::a", "why": "interrupted"}])
+    assert "sync" in tracker.stages_seen()
+
+
+def test_only_the_whole_scope_passes() -> None:
+    tracker = StageTracker()
+    _finish(tracker, "sync", "t.py::a")
+    whole = StageScope(frozenset({"t.py::a"}))
+    assert tracker.result("sync", whole).verdict == PASSED
+    part = tracker.result("sync", StageScope(frozenset({"t.py::a", "t.py::b"}), {"t.py::b": "deselected by -k 'a'"}))
+    assert part.verdict == PARTIAL
+    assert part.reason == "1 of 2 test(s) did not run (deselected by -k 'a'): t.py::b"
+    assert part.not_run == [{"id": "t.py::b", "why": "deselected by -k 'a'"}]
+    stopped = tracker.result("sync", StageScope(frozenset({"t.py::a", "t.py::c"})))
+    assert stopped.verdict == PARTIAL and "never started" in stopped.reason
+    narrowed = tracker.result("sync", StageScope(whole.expected, narrowed="collection narrowed to t.py::a"))
+    assert (narrowed.verdict, narrowed.reason) == (PARTIAL, "collection narrowed to t.py::a")
+    assert tracker.result("sync").verdict == PARTIAL  # no scope known (e.g. no manifest from the workers)
+
+
+def test_a_failure_in_a_partial_run_still_fails_the_stage() -> None:
+    tracker = StageTracker()
+    _finish(tracker, "sync", "t.py::a", "failed")
+    scope = StageScope(frozenset({"t.py::a", "t.py::b"}), {"t.py::b": "deselected by -k 'a'"})
+    assert tracker.result("sync", scope).verdict == FAILED
+
+
+@pytest.mark.parametrize(("prior", "words"), [(PARTIAL, "ran only in part"), (INTERRUPTED, "was interrupted")])
+def test_partial_and_interrupted_stages_block_the_next(prior: str, words: str) -> None:
+    reason = gate("sync", {"precutover": PriorVerdict(prior, None, "1 of 3 test(s) did not run")}, "r")
+    assert reason is not None and words in reason and "1 of 3 test(s) did not run" in reason
+    assert "pytest -m precutover" in reason
+
+
+@pytest.mark.parametrize(("pytest_code", "verdicts", "code"), [
+    (0, [PASSED, PASSED], 0),
+    (0, [PASSED, BLOCKED], EXIT_BLOCKED),
+    (0, [PARTIAL], EXIT_PARTIAL),
+    (0, [BLOCKED, PARTIAL], EXIT_BLOCKED),
+    (2, [INTERRUPTED], 2),
+    (1, [FAILED, BLOCKED], 1),
+    (0, [], 0),
+])
+def test_exit_status(pytest_code: int, verdicts: list[str], code: int) -> None:
+    assert exit_status(pytest_code, verdicts) == code
+
+
+def test_run_status_is_decided_next_to_the_gate() -> None:
+    every = dict.fromkeys(STAGES, PASSED)
+    assert run_status(every, rollback=False, unwaived_skips=0)[0] == SUCCESS
+    assert run_status(every, rollback=True, unwaived_skips=0)[0] == ROLLBACK
+    status, why = run_status({**every, "sync": PARTIAL}, rollback=False, unwaived_skips=1)
+    assert status == INCOMPLETE and why == "sync partial; 1 check(s) skipped without a waiver"
 
 
 def test_figures_and_times_are_aggregated() -> None:
@@ -113,3 +188,16 @@ def test_figures_and_times_are_aggregated() -> None:
     result = tracker.result("sync")
     assert result.figures == {"points": 5, "missing": 0}
     assert (result.start, result.end) == (10.0, 13.5)
+
+
+def test_rehearse_until_exits_0_when_every_stage_up_to_it_passed() -> None:
+    from pytest_cutover.rehearsal.cli import rehearsal_exit
+
+    rows = [{"stage": s, "verdict": PASSED if s == "precutover" else NOT_RUN} for s in STAGES]
+    assert rehearsal_exit(INCOMPLETE, rows, "precutover") == 0
+    assert rehearsal_exit(INCOMPLETE, rows, "sync") == 1
+    assert rehearsal_exit(INCOMPLETE, rows, None) == 1
+    failed = [{**rows[0], "verdict": FAILED}, *rows[1:]]
+    assert rehearsal_exit(INCOMPLETE, failed, "precutover") == 1
+    assert rehearsal_exit(ROLLBACK, rows, "precutover") == 1
+    assert rehearsal_exit(SUCCESS, [{"stage": s, "verdict": PASSED} for s in STAGES], None) == 0

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def storage(pg, tmp_path_factory):
     from pytest_cutover.rehearsal.procs import free_port
-    from pytest_cutover.rehearsal.services import mint_jwt, storage_process
+    from pytest_cutover.rehearsal.services import storage_process
+    from pytest_cutover.util.jwt import mint_jwt
 
     work = tmp_path_factory.mktemp("storage")
     secret = secrets.token_hex(16)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from pytest_cutover.migrate.errors import TargetError
@@ -28,6 +26,8 @@ def test_the_apps_pooler_url_is_refused_whatever_its_port():
     refuse_pooler("postgresql://postgres:pw@127.0.0.1:5432/postgres", app_database_url=dsn)  # direct: fine
 
 
-def test_connect_refuses_before_any_network_io():
+@pytest.mark.asyncio
+async def test_connect_refuses_before_any_network_io():
+    # 192.0.2.1 (TEST-NET-1) would hang until the timeout: refusing first is what makes this test instant
     with pytest.raises(TargetError, match="port 6543"):
-        asyncio.run(connect_target("postgresql://u:p@192.0.2.1:6543/db", timeout=0.1))
+        await connect_target("postgresql://u:p@192.0.2.1:6543/db", timeout=0.1)

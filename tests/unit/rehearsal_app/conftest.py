@@ -19,6 +19,7 @@ from pytest_cutover.rehearsal import seed as seed_mod
 from pytest_cutover.rehearsal import services, tls
 from pytest_cutover.rehearsal.postgres import TARGET_DATABASE, EmbeddedPostgres
 from pytest_cutover.rehearsal.procs import free_port
+from pytest_cutover.util.jwt import mint_jwt
 
 JWT_SECRET = "rehearsal-app-tests-jwt-secret-0123456789"
 ADMIN_TOKEN = "admin-token-for-app-tests"
@@ -86,7 +87,7 @@ class Storage:
     data_dir: Path
 
     def user_key(self, org_id: str, sub: str = "6f1c7a52-3d1e-4c35-9e59-3b8f6d1e2a10") -> str:
-        return services.mint_jwt(JWT_SECRET, role="authenticated", org_id=org_id, sub=sub)
+        return mint_jwt(JWT_SECRET, role="authenticated", org_id=org_id, sub=sub)
 
 
 @pytest.fixture(scope="package")
@@ -101,7 +102,7 @@ def storage(cluster: Cluster, tls_material: Tls, tmp_path_factory: pytest.TempPa
     proc.start(timeout=30)
     try:
         yield Storage(url=f"https://127.0.0.1:{port}/storage/v1", process=proc, data_dir=base / "data",
-                      service_key=services.mint_jwt(JWT_SECRET, role="service_role"))
+                      service_key=mint_jwt(JWT_SECRET, role="service_role"))
     finally:
         proc.stop()
 

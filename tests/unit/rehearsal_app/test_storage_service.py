@@ -10,7 +10,7 @@ import pytest
 from storage3 import SyncStorageClient
 from storage3.exceptions import StorageApiError
 
-from pytest_cutover.rehearsal import services
+from pytest_cutover.util.jwt import mint_jwt
 
 from .conftest import JWT_SECRET, Storage
 
@@ -126,7 +126,7 @@ def test_unknown_routes_answer_in_the_api_error_shape(storage: Storage, ca: ssl.
 
 
 def test_bad_jwt_is_refused(storage: Storage, ca: ssl.SSLContext) -> None:
-    forged = services.mint_jwt(JWT_SECRET + "-wrong", role="service_role")
+    forged = mint_jwt(JWT_SECRET + "-wrong", role="service_role")
     with _client(storage, forged, ca) as client, pytest.raises(StorageApiError) as refused:
         client.list_buckets()
     assert refused.value.status == "403"

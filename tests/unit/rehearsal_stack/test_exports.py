@@ -9,8 +9,8 @@ import pytest
 EXPORTS = {
     "pytest_cutover.rehearsal.errors": ["RehearsalError"],
     "pytest_cutover.rehearsal.procs": ["ManagedProcess", "free_port", "port_is_free"],
-    "pytest_cutover.rehearsal.tls": ["DEFAULT_HOSTS", "CertificateAuthority", "ServerCertificate", "cert_not_after",
-                                     "days_left", "issue_server_cert", "make_ca"],
+    "pytest_cutover.rehearsal.tls": ["DEFAULT_HOSTS", "CertificateAuthority", "ServerCertificate",
+                                     "issue_server_cert", "make_ca"],
     "pytest_cutover.rehearsal.pgbouncer": ["PGBOUNCER_BIN", "PgBouncer", "PoolMode", "client_ssl_context",
                                            "find_pgbouncer"],
     "pytest_cutover.rehearsal.faults": ["AFTER_SYNC", "BEFORE", "DURING_MONITOR", "FAULTS", "SURFACE_FAULTS", "Fault",
@@ -19,8 +19,8 @@ EXPORTS = {
                                         "plant_due", "run_git", "undo", "validate_faults"],
     "pytest_cutover.rehearsal.ctl": ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app",
                                      "start_app", "stop_all", "stop_app", "write_state"],
-    "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ",
-                                       "read_env_file", "services_available"],
+    "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "env_text",
+                                       "load_stack_environ", "read_env_file", "services_available"],
     "pytest_cutover.rehearsal.fixtures": ["embedded_stack", "pytest_addoption"],
 }
 

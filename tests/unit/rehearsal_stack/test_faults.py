@@ -284,7 +284,7 @@ def test_app_fails_start_makes_the_restart_command_fail_with_evidence(stack: Emb
 
 
 def test_tls_expiring_issues_short_lived_certificates(scratch: Path) -> None:
-    from pytest_cutover.rehearsal import tls
+    from pytest_cutover.util import certs
 
     with EmbeddedStack(scratch / "tls-stack", size=TINY, services=False, faults=["tls-expiring"]) as running:
         assert "tls-expiring" in running.planted
@@ -296,7 +296,7 @@ def test_tls_expiring_issues_short_lived_certificates(scratch: Path) -> None:
                 der = conn._transport.get_extra_info("ssl_object").getpeercert(True)
             finally:
                 await conn.close()
-            return tls.days_left(tls.cert_not_after(der))
+            return certs.days_left(certs.cert_not_after(der))
 
         days = asyncio.run(peer_days())
     assert 4.9 < days <= faults.TLS_EXPIRING_DAYS

@@ -8,8 +8,8 @@ import ssl
 import asyncpg
 import pytest
 
-from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer, client_ssl_context
+from pytest_cutover.util import certs
 
 pytestmark = [pytest.mark.integration]
 
@@ -94,9 +94,9 @@ def test_tls_handshake_verifies_against_the_ca_and_reads_expiry(poolers) -> None
 
     version, der = asyncio.run(scenario())
     assert version in ("TLSv1.2", "TLSv1.3")
-    not_after = tls.cert_not_after(der)
+    not_after = certs.cert_not_after(der)
     assert abs((not_after - poolers.cert.not_after).total_seconds()) < 1
-    assert 29 < tls.days_left(not_after) <= 30
+    assert 29 < certs.days_left(not_after) <= 30
 
 
 def test_pooler_refuses_plaintext_and_untrusted_tls(poolers) -> None:  # type: ignore[no-untyped-def]

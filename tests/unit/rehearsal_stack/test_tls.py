@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 
 from pytest_cutover.rehearsal import tls
+from pytest_cutover.util import certs
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_server_cert_has_ip_and_dns_sans_and_private_key(ca, tmp_path: Path) -> 
 
 def test_expiring_variant_is_valid_now_but_inside_the_warning_window(ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cert = tls.issue_server_cert(ca, tmp_path, name="soon", days=5)
-    assert 4.9 < tls.days_left(tls.cert_not_after(cert.cert_path)) <= 5
+    assert 4.9 < certs.days_left(certs.cert_not_after(cert.cert_path)) <= 5
     with pytest.raises(ValueError, match="must be positive"):
         tls.issue_server_cert(ca, tmp_path, name="bad", days=0)
 
@@ -62,7 +63,7 @@ def test_handshake_verifies_hostname_against_sans(ca, tmp_path: Path) -> None:  
             client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
         der = conn.getpeercert(True)
         conn.sendall(b"x")
-    assert tls.cert_not_after(der) == cert.not_after.replace(microsecond=0)
+    assert certs.cert_not_after(der) == cert.not_after.replace(microsecond=0)
     with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLCertVerificationError):
         client_ctx.wrap_socket(raw, server_hostname="db.example.com")
     thread.join(5)

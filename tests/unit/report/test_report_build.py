@@ -191,10 +191,10 @@ def test_merge_figure_rules() -> None:
 def test_generic_records_acks_notes_and_unknown_kinds(tmp_path: Path) -> None:
     ctx = factory.context(tmp_path, factory.config(run={"id": "night", "lead": "Ada", "notes": "from config"}))
     factory.stage(ctx, "precutover")
-    ctx.ledger.append({"kind": "ack", "name": "Grace Hopper", "at": "2027-01-15T08:00:00Z"})
+    ctx.ledger.append({"kind": "ack", "who": "Grace Hopper", "at": "2027-01-15T08:00:00Z"})
     ctx.ledger.append({"kind": "note", "text": "BLOB migration deferred to Tuesday"})
-    ctx.ledger.append({"kind": "action", "name": "maintenance-on", "ok": True})
-    ctx.ledger.append({"kind": "decommission", "who": "CTO"})
+    ctx.ledger.append({"kind": "action", "action": "maintenance-on", "name": "maintenance-on", "ok": True})
+    ctx.ledger.append({"kind": "decommission", "decided_by": "CTO", "who": "CTO"})
     report = _write(ctx)
     assert report["acks"] == [{"name": "Grace Hopper", "at": "2027-01-15T08:00:00Z"}]
     assert report["notes"] == "from config\nBLOB migration deferred to Tuesday"

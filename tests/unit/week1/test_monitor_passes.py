@@ -1,8 +1,9 @@
 """``pytest -m monitor`` run again and again in one run (cron or a loop): the gate lets every pass run,
 each pass lands in the ledger, and status/report read the rolling history.  Then ``pytest -m week1``.
 
-The inner runs use the real acceptance modules (tests/cutover/conftest.py, test_monitor.py,
-test_week1.py) against the monitor tests' loopback fake app, with a short window.
+The inner runs use the real packaged acceptance modules (pytest_cutover/suite/test_monitor.py and
+test_week1.py, copied beside a stand-in for the earlier stages) against the monitor tests' loopback
+fake app, with a short window.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import pytest
 from pytest_cutover.ledger import Ledger
 from pytest_cutover.report.build import build_report
 from pytest_cutover.stages import STAGES
+from pytest_cutover.suite import SUITE_DIR as SUITE
 from pytest_cutover.week1.history import rolling_window
 
 from ..monitor.fakeapp import TOKEN, ServedApp, serve_fake_app
 
-SUITE = Path(__file__).resolve().parents[2] / "cutover"
 RUN = "prod-2026-11-26"
 EARLIER_STAGES = '''
 import pytest
@@ -53,7 +54,6 @@ def suite(pytester: pytest.Pytester, fake_app: ServedApp, monkeypatch: pytest.Mo
     monkeypatch.delenv("CUTOVER_RUN", raising=False)
     monkeypatch.delenv("CUTOVER_REPORTS_DIR", raising=False)
     monkeypatch.setenv("TEST_TOKEN", TOKEN)
-    pytester.makeconftest((SUITE / "conftest.py").read_text())
     pytester.makepyfile(test_monitor=(SUITE / "test_monitor.py").read_text(),
                         test_week1=(SUITE / "test_week1.py").read_text(), test_earlier=EARLIER_STAGES)
     (pytester.path / "cutover.toml").write_text(f'''

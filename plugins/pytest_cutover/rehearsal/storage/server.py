@@ -37,6 +37,7 @@ from pytest_cutover.rehearsal.storage.errors import (
 )
 from pytest_cutover.rehearsal.storage.metadata import MetadataStore
 from pytest_cutover.rehearsal.storage.multipart import parse_form
+from pytest_cutover.util.jwt import encode_hs256
 
 __all__ = ["create_app"]
 
@@ -233,8 +234,6 @@ async def sign_upload(request: Request) -> Response:
     The permission is probed by writing the row as the caller inside a savepoint that is rolled back (the
     real server asks ``storage.can_insert_object`` the same way: RLS decides at signing time).
     """
-    import jwt
-
     svc = _svc(request)
     who = svc.who(request)
     bucket, name = request.path_params["bucket"], _object_name(request)
@@ -253,8 +252,8 @@ async def sign_upload(request: Request) -> Response:
         except _DryRun:
             pass
     now = int(time.time())
-    token = jwt.encode({"url": f"{bucket}/{name}", "owner": who.sub, "upsert": upsert, "scope": "upload",
-                        "iat": now, "exp": now + 2 * 3600}, svc.jwt_secret, algorithm="HS256")
+    token = encode_hs256({"url": f"{bucket}/{name}", "owner": who.sub, "upsert": upsert, "scope": "upload",
+                          "iat": now, "exp": now + 2 * 3600}, svc.jwt_secret)
     return JSONResponse({"url": f"/object/upload/sign/{quote(bucket)}/{quote(name)}?token={token}"})
 
 
@@ -409,11 +408,9 @@ async def remove_object(request: Request) -> Response:
 
 # ---------------------------------------------------------------------------------------------- signed URLs
 def _sign(svc: _Service, bucket: str, name: str, expires_in: int) -> str:
-    import jwt
-
     now = int(time.time())
-    token = jwt.encode({"url": f"{bucket}/{name}", "scope": _SIGNED_URL_SCOPE, "iat": now, "exp": now + expires_in},
-                       svc.jwt_secret, algorithm="HS256")
+    token = encode_hs256({"url": f"{bucket}/{name}", "scope": _SIGNED_URL_SCOPE, "iat": now, "exp": now + expires_in},
+                         svc.jwt_secret)
     return f"/object/sign/{quote(bucket)}/{quote(name)}?token={token}"
 
 

@@ -1,0 +1,160 @@
+"""The neutral helpers (``pytest_cutover.util``): JWTs, certificate dates, SQL quoting, git.
+
+The stdlib HS256 signer is checked against PyJWT (the library the rehearsal's Storage service verifies
+with), so a token that PyJWT would reject cannot pass here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pytest_cutover.util import certs
+from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.jwt import encode_hs256, mint_jwt
+from pytest_cutover.util.sql import quote_ident, quote_literal
+
+SECRET = "a-jwt-secret-of-at-least-32-bytes-0123456789"
+
+EXPORTS = {
+    "pytest_cutover.util.jwt": ["encode_hs256", "mint_jwt"],
+    "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
+    "pytest_cutover.util.sql": ["quote_ident", "quote_literal"],
+    "pytest_cutover.util.git": ["GitError", "run_git"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(EXPORTS))
+def test_exports_are_pinned(module: str) -> None:
+    assert sorted(importlib.import_module(module).__all__) == EXPORTS[module]
+
+
+# -- jwt -------------------------------------------------------------------------------------------------------
+def test_mint_jwt_claims_decode_with_pyjwt() -> None:
+    token = mint_jwt(SECRET, role="authenticated", org_id="org_0001", sub="u1", ttl_s=60)
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
+    assert (claims["role"], claims["org_id"], claims["sub"], claims["iss"], claims["aud"]) == (
+        "authenticated", "org_0001", "u1", "supabase", "authenticated")
+    assert claims["exp"] - claims["iat"] == 60
+    service = jwt.decode(mint_jwt(SECRET, role="service_role"), SECRET, algorithms=["HS256"])
+    assert service["role"] == "service_role" and "org_id" not in service and "aud" not in service
+
+
+def test_same_claims_same_signature_as_pyjwt() -> None:
+    """Byte-for-byte the signature PyJWT computes over our own signing input: the HMAC is the standard one."""
+    claims = {"role": "anon", "iss": "supabase", "iat": 1_700_000_000, "exp": 1_700_003_600, "name": "Zoë"}
+    token = encode_hs256(claims, SECRET)
+    head, body, sig = token.split(".")
+    algo = jwt.get_algorithm_by_name("HS256")
+    expected = algo.sign(f"{head}.{body}".encode(), algo.prepare_key(SECRET))
+    assert jwt.utils.base64url_decode(sig) == expected
+    assert "=" not in token  # base64url without padding, as RFC 7515 requires
+
+
+def test_wrong_secret_tampering_and_expiry_are_rejected_by_pyjwt() -> None:
+    token = mint_jwt(SECRET, role="authenticated", org_id="org_a", ttl_s=60)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, SECRET + "-wrong", algorithms=["HS256"], audience="authenticated")
+    head, body, sig = token.split(".")
+    forged_body = jwt.utils.base64url_encode(
+        jwt.utils.base64url_decode(body).replace(b"org_a", b"org_b")).decode()
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(f"{head}.{forged_body}.{sig}", SECRET, algorithms=["HS256"], audience="authenticated")
+    expired = mint_jwt(SECRET, role="anon", ttl_s=10, now=1_000_000)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        jwt.decode(expired, SECRET, algorithms=["HS256"])
+
+
+def test_an_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="non-empty secret"):
+        mint_jwt("", role="anon")
+
+
+# -- certs -----------------------------------------------------------------------------------------------------
+def _self_signed(not_after: dt.datetime) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "util-test")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_after - dt.timedelta(days=60)).not_valid_after(not_after)
+            .sign(key, hashes.SHA256()))
+
+
+def test_cert_not_after_reads_pem_path_pem_bytes_and_der(tmp_path: Path) -> None:
+    end = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    cert = _self_signed(end)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "c.pem").write_bytes(pem)
+    assert certs.cert_not_after(tmp_path / "c.pem") == end
+    assert certs.cert_not_after(b"\n" + pem) == end
+    assert certs.cert_not_after(cert.public_bytes(serialization.Encoding.DER)) == end
+
+
+def test_days_left_counts_down_and_goes_negative() -> None:
+    end = dt.datetime(2030, 6, 10, tzinfo=dt.UTC)
+    assert certs.days_left(end, now=dt.datetime(2030, 6, 5, 12, tzinfo=dt.UTC)) == 4.5
+    assert certs.days_left(end, now=dt.datetime(2030, 6, 11, tzinfo=dt.UTC)) == -1.0
+    assert certs.days_left(dt.datetime.now(dt.UTC) + dt.timedelta(days=3)) == pytest.approx(3, abs=1e-3)
+
+
+# -- sql -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "quoted"), [
+    ("memory_fragments", '"memory_fragments"'),
+    ("public.memory_fragments", '"public"."memory_fragments"'),
+    ('we"ird', '"we""ird"'),
+    ('x"; drop table t; --', '"x""; drop table t; --"'),
+    ("MixedCase", '"MixedCase"'),
+])
+def test_quote_ident(name: str, quoted: str) -> None:
+    assert quote_ident(name) == quoted
+
+
+@pytest.mark.parametrize(("value", "quoted"), [
+    (None, "NULL"), ("", "''"), ("org_1", "'org_1'"), ("it's", "'it''s'"),
+    ("'; drop table t; --", "'''; drop table t; --'"),
+])
+def test_quote_literal(value: str | None, quoted: str) -> None:
+    assert quote_literal(value) == quoted
+
+
+# -- git -------------------------------------------------------------------------------------------------------
+IDENTITY = {"user.name": "util test", "user.email": "util@example.invalid", "commit.gpgsign": "false"}
+
+
+def test_run_git_commits_with_the_given_identity_and_trusts_only_the_given_folders(tmp_path: Path) -> None:
+    run_git(tmp_path, "init", "-q", check=True)
+    (tmp_path / "f.txt").write_text("x")
+    run_git(tmp_path, "add", "f.txt", check=True)
+    run_git(tmp_path, "commit", "-q", "-m", "one", config=IDENTITY, check=True)
+    assert run_git(tmp_path, "log", "-1", "--format=%an <%ae>").stdout.strip() == "util test <util@example.invalid>"
+    trusted = run_git(tmp_path, "config", "--get-all", "safe.directory", trust=(tmp_path, tmp_path.parent))
+    assert trusted.stdout.split() == [str(tmp_path), str(tmp_path.parent)]
+    printenv = run_git(tmp_path, "show-env", config={"alias.show-env": "!printenv GIT_TERMINAL_PROMPT UTIL_X"},
+                       env={"UTIL_X": "extra"}, check=True)
+    assert printenv.stdout.split() == ["0", "extra"]   # never prompts for credentials; extra env passed
+
+
+def test_run_git_failure_is_returned_or_raised_with_gits_words(tmp_path: Path) -> None:
+    done = run_git(tmp_path, "rev-parse", "HEAD")           # not a repository: returned, not raised
+    assert done.returncode != 0 and "not a git repository" in done.stderr
+    with pytest.raises(GitError, match=r"git rev-parse HEAD failed in .*not a git repository") as caught:
+        run_git(tmp_path, "rev-parse", "HEAD", check=True)
+    assert caught.value.returncode == done.returncode and "not a git repository" in caught.value.stderr
+
+
+def test_run_git_never_hangs_and_says_when_git_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(GitError, match=r"git slow did not finish within 0.5s") as caught:
+        run_git(tmp_path, "slow", config={"alias.slow": "!sleep 5"}, timeout=0.5)
+    assert caught.value.returncode is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(GitError, match="git is not installed"):
+        run_git(tmp_path, "status")
