@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_cutover.checks.base import CheckResult, quote_ident, result, run_sync
+from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import config_connection
 from pytest_cutover.checks.rls_audit import tenant_predicate, unbound_branches
+from pytest_cutover.util.sql import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
