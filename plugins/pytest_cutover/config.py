@@ -34,6 +34,7 @@ __all__ = [
     "MigrateConfig",
     "MonitorConfig",
     "PeopleConfig",
+    "RlsConfig",
     "RunConfig",
     "SchemaConfig",
     "SourceConfig",
@@ -131,6 +132,21 @@ class SchemaConfig(_Section):
     tier_column: str | None = Field("tier", description="fragments' visibility tier column; none: no private tier")
     private_tier: str = "private"
     parity_tables: tuple[str, ...] = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")
+
+
+class RlsConfig(_Section):
+    """``[rls]``: what the exposed-surface audit (checks/surface.py) takes as intended."""
+
+    public: dict[str, str] = Field({}, description="objects readable by everyone on purpose: schema.name (or "
+                                                   "schema.function) -> the reason; listed in the report")
+    tenant_columns: tuple[str, ...] = Field((), description="other names of the tenant column (besides "
+                                                            "schema.tenant_column), e.g. organization_id")
+    trusted_functions: tuple[str, ...] = Field((), description="membership helpers a policy may call on the tenant "
+                                                               "column to bind it, e.g. private.is_member")
+    api_roles: tuple[str, ...] = Field(("anon", "authenticated"), description="the API roles audited besides the "
+                                                                              "app role")
+    accepted: dict[str, str] = Field({}, description="findings taken on purpose: the finding's object as printed "
+                                                     "(e.g. 'public.accounts policy owners insert') -> the reason")
 
 
 class Thresholds(_Section):
@@ -283,6 +299,7 @@ class CutoverConfig(_Section):
     target: TargetConfig = TargetConfig()
     app: AppConfig = AppConfig()
     schema_: SchemaConfig = Field(SchemaConfig(), alias="schema")
+    rls: RlsConfig = RlsConfig()
     thresholds: Thresholds = Thresholds()
     backup: BackupConfig = BackupConfig()
     migrate: MigrateConfig = MigrateConfig()

@@ -523,18 +523,23 @@ def check_storage_isolation(config: CutoverConfig) -> CheckResult:
                    "b_read_status": b_read.status_code, "service_read_status": s_read.status_code})
 
 
+async def _orgs_from_db_async(conn: asyncpg.Connection, config: CutoverConfig) -> list[str]:
+    """The two orgs owning the most threads (B, then A), asked on ``conn``."""
+    s = config.schema_
+    orgs = [r[0] for r in await conn.fetch(
+        f"select {quote_ident(s.tenant_column)}::text from {quote_ident(qualify(s.threads_table))} "
+        f"group by 1 order by count(*) desc, 1 limit 2")]
+    if not orgs:
+        raise IsolationError("no org owns threads on the target, so no org folder can be probed",
+                             hint="run the rls stage after the data is on the target")
+    return orgs
+
+
 def _orgs_from_db(config: CutoverConfig) -> list[str]:
     """The two orgs owning the most threads: B for a probe object when the bucket is empty, and A."""
 
     async def ask() -> list[str]:
-        s = config.schema_
         async with config_connection(config, "target.database_url") as conn:
-            orgs = [r[0] for r in await conn.fetch(
-                f"select {quote_ident(s.tenant_column)}::text from {quote_ident(qualify(s.threads_table))} "
-                f"group by 1 order by count(*) desc, 1 limit 2")]
-        if not orgs:
-            raise IsolationError("no org owns threads on the target, so no org folder can be probed",
-                                 hint="run the rls stage after the data is on the target")
-        return orgs
+            return await _orgs_from_db_async(conn, config)
 
     return run_sync(ask(), timeout=config.thresholds.connect_timeout_s + 30)

@@ -9,8 +9,9 @@ Rules (runbook "Storage bucket created with RLS policies" / design "RLS is enabl
 * every tenant table (tables carrying the tenant column in ``schema.tenant_schemas``, discovered from
   ``pg_catalog``, plus ``schema.tenant_tables``) has RLS enabled AND forced;
 * permissive policies that apply to the app role cover SELECT, INSERT, UPDATE and DELETE (or ALL);
-* none of those policies is ``USING (true)`` or ORs in a branch that does not depend on the org
-  (permissive policies are OR'ed with each other, so such a branch opens every org's rows);
+* none of those policies is ``USING (true)`` or has a branch that does not bind the tenant, i.e. compare the
+  tenant column for equality with the tenant setting or a trusted claim (permissive policies are OR'ed with
+  each other, so such a branch opens every org's rows);
 * the app role (``current_user`` of ``target.app_database_url``, asked through it: Supabase's pooler
   user ``postgres.<ref>`` maps to ``postgres``) is not a superuser, has no BYPASSRLS and owns no tenant table.
 
@@ -47,6 +48,8 @@ __all__ = [
     "qualify",
     "read_posture",
     "read_posture_async",
+    "tenant_predicate",
+    "trusted_source",
     "unbound_branches",
 ]
 
@@ -131,6 +134,8 @@ class Posture:
     org_setting: str
     user_setting: str
     admin_role_hint: str = "postgres"
+    user_column: str | None = None
+    trusted_functions: tuple[str, ...] = ()
     figures: dict[str, Any] = field(default_factory=dict)
 
     def owned_by_app(self) -> list[str]:
@@ -219,7 +224,8 @@ async def read_posture_async(config: CutoverConfig) -> Posture:
     keys = {t: discovered.get(t) for t in tables}
     return Posture(role=role, tables=tables, keys=keys, discovered=tuple(discovered), configured=tuple(configured),
                    tenant_column=schema.tenant_column, org_setting=schema.rls_org_setting,
-                   user_setting=schema.rls_user_setting,
+                   user_setting=schema.rls_user_setting, user_column=schema.user_column,
+                   trusted_functions=tuple(config.rls.trusted_functions),
                    admin_role_hint=admin_role if admin_role != role.name else "postgres",
                    figures={"tenant_tables": len(tables), "app_role": role.name})
 
@@ -227,6 +233,12 @@ async def read_posture_async(config: CutoverConfig) -> Posture:
 def read_posture(config: CutoverConfig) -> Posture:
     """:func:`read_posture_async` from synchronous code."""
     return run_sync(read_posture_async(config), timeout=config.thresholds.connect_timeout_s * 4 + 30)
+
+
+def tenant_predicate(column: str, setting: str) -> str:
+    """The model tenant test: ``setting`` read once per statement (an InitPlan, Supabase's
+    ``auth_rls_initplan`` form), ``''`` after a SET LOCAL ended read as NULL (no row matches)."""
+    return f"{column} = nullif((select current_setting('{setting}', true)), '')"
 
 
 # ------------------------------------------------------------------------------------------------ expressions
@@ -271,37 +283,120 @@ def _split_top(text: str, op: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _bound_atom(atom: str, tenant_column: str, settings: Iterable[str]) -> bool:
-    """Does this atom tie the row to the caller's org or user?"""
-    low = atom.lower()
-    if any(s.lower() in low for s in settings if s):
-        return True
-    if "jwt" in low or "auth." in low or "current_user" in low or "session_user" in low:
-        return True
-    # A helper function applied to the tenant column (e.g. is_member(org_id)) is assumed to check it.
-    call = re.compile(r"\b(?!nullif\b|coalesce\b|lower\b|upper\b|btrim\b|trim\b)[a-z_][\w.]*\s*\([^()]*\b"
-                      + re.escape(tenant_column.lower()) + r"\b")
-    return bool(call.search(low))
+_SUBQUERY = re.compile(r"\(\s*SELECT\b", re.I)
+_UNTRUSTED = ("user_metadata", "raw_user_meta_data")
 
 
-def unbound_branches(expr: str | None, tenant_column: str, settings: Iterable[str]) -> list[str]:
+def _references(text: str, column: str) -> bool:
+    """Does ``text`` name ``column`` (bare, qualified or quoted) outside string literals?"""
+    bare = [" "] * len(text)
+    for i, ch, _ in _outside_quotes(text):
+        bare[i] = ch
+    return bool(re.search(r'(?<![\w$])"?' + re.escape(column) + r'"?(?![\w$(])', "".join(bare), re.I))
+
+
+def _without_subqueries(text: str) -> str:
+    """``text`` with every parenthesized ``SELECT`` removed (a membership lookup may name the column inside)."""
+    out = text
+    while (m := _SUBQUERY.search(out)) is not None:
+        end = _closing(out, m.start())
+        out = out[:m.start()] + "()" + (out[end + 1:] if end >= 0 else "")
+    return out
+
+
+def trusted_source(text: str, settings: Iterable[str]) -> bool:
+    """Is ``text`` the caller's identity: the tenant/user setting, a JWT claim other than ``user_metadata``
+    (which the user edits), ``auth.uid()``, or a subquery keyed by one of those (a membership lookup)?
+
+    ``current_user``, ``auth.role()`` and literals are not: every caller of the same role shares them.
+    """
+    low = text.lower()
+    if any(u in low for u in _UNTRUSTED):
+        return False
+    if "current_setting(" in low and any(f"'{s.lower()}'" in low for s in settings if s):
+        return True
+    if "request.jwt.claim" in low and "current_setting(" in low and "'role'" not in low:
+        return True
+    if re.search(r"auth\.jwt\(\)", low) and "'role'" not in low and "'aud'" not in low:
+        return True
+    return "auth.uid()" in low
+
+
+_COLUMN = re.compile(r'(?:"?[a-z_][\w$]*"?\.)?"?[a-z_][\w$]*"?', re.I)
+
+
+def _caller_id(text: str) -> bool:
+    """Is ``text`` the calling user's id: ``auth.uid()`` or the JWT's ``sub`` claim?"""
+    low = text.lower()
+    return not any(u in low for u in _UNTRUSTED) and ("auth.uid()" in low or (
+        ("auth.jwt()" in low or "request.jwt.claim" in low) and "'sub'" in low))
+
+
+def _split_equality(atom: str) -> tuple[str, str] | None:
+    """``a = b`` at the top level (not ``<=``, ``>=``, ``<>``, ``!=``), else None."""
+    for i, ch, depth in _outside_quotes(atom):
+        if ch == "=" and depth == 0 and atom[i - 1:i] not in ("<", ">", "!") and atom[i + 1:i + 2] != ">":
+            return atom[:i].strip(), atom[i + 1:].strip()
+    return None
+
+
+def _bound_atom(atom: str, tenant_column: str, settings: Iterable[str], trusted_functions: Iterable[str] = (),
+                user_column: str | None = None) -> bool:
+    """Does this atom compare the tenant column for EQUALITY with the caller's identity, without falling back
+    to the column itself (``coalesce(nullif(setting, ''), org_id)`` is true for every row)?  A row tied to
+    the calling user (``user_id = auth.uid()``) is narrower than its tenant and binds as well."""
+    text = _strip_parens(atom)
+    low = text.lower()
+    pair = _split_equality(text)
+    member = re.match(r"(.+?)\s+IN\s+(\(\s*SELECT\b.*\))$", text, re.I | re.S)
+    for column in (tenant_column, *([user_column] if user_column else [])):
+
+        def side_ok(col: str, src: str, column: str = column) -> bool:
+            return (_references(col, column) and trusted_source(src, settings)
+                    and not _references(_without_subqueries(src), column))
+
+        if pair is not None and (side_ok(*pair) or side_ok(pair[1], pair[0])):
+            return True
+        if member is not None and side_ok(member.group(1), member.group(2)):
+            return True
+        # EXISTS (SELECT ... WHERE m.org_id = t.org_id AND m.user_id = auth.uid()): a membership lookup.
+        if low.startswith("exists") and _references(text, column) and trusted_source(text, settings):
+            return True
+    # Any column equal to the caller's own id (owner_id = auth.uid()) ties the row to that user: narrower
+    # than a tenant.
+    if pair is not None:
+        for col, src in (pair, pair[::-1]):
+            bare = _strip_parens(re.sub(r"::[\w ]+$", "", _strip_parens(col)))
+            if (_COLUMN.fullmatch(bare) and _caller_id(src)
+                    and not _references(_without_subqueries(src), bare.rsplit(".", 1)[-1].strip('"'))):
+                return True
+    # Declared membership helpers (rls.trusted_functions), e.g. private.is_member(org_id).
+    return any(re.match(re.escape(fn.lower()) + r"\s*\(", low) and _references(text, tenant_column)
+               for fn in trusted_functions)
+
+
+def unbound_branches(expr: str | None, tenant_column: str, settings: Iterable[str], *,
+                     trusted_functions: Iterable[str] = (), user_column: str | None = None) -> list[str]:
     """The parts of a policy expression that let rows through regardless of the org ([] when none).
 
-    ``a OR b``: every disjunct must be bound; ``a AND b``: one bound conjunct binds the whole.
+    ``a OR b``: every disjunct must be bound; ``a AND b``: one bound conjunct binds the whole; an atom binds
+    only by :func:`_bound_atom` (``length(org_id) > 0``, ``auth.uid() IS NOT NULL``, ``auth.role() =
+    'authenticated'`` and ``current_user = 'app_user'`` do not).
     """
     if expr is None:
         return []
     settings = tuple(settings)
+    kw: dict[str, Any] = {"trusted_functions": tuple(trusted_functions), "user_column": user_column}
     text = _strip_parens(expr)
     if text.lower() == "true":
         return ["true"]
     disjuncts = _split_top(text, "OR")
     if len(disjuncts) > 1:
-        return [b for d in disjuncts for b in unbound_branches(d, tenant_column, settings)]
+        return [b for d in disjuncts for b in unbound_branches(d, tenant_column, settings, **kw)]
     conjuncts = _split_top(text, "AND")
     if len(conjuncts) > 1:
-        return [] if any(not unbound_branches(c, tenant_column, settings) for c in conjuncts) else [text]
-    return [] if _bound_atom(text, tenant_column, settings) else [text]
+        return [] if any(not unbound_branches(c, tenant_column, settings, **kw) for c in conjuncts) else [text]
+    return [] if _bound_atom(text, tenant_column, settings, **kw) else [text]
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
@@ -311,6 +406,7 @@ def audit_table(posture: Posture, table: str) -> CheckResult:
     t = posture.tables.get(key)
     name = display_name(key)
     role = posture.role.name
+    column = posture.keys.get(key) or posture.tenant_column
     if t is None or not t.exists:
         return result(f"rls-posture[{name}]", [f"tenant table {name} does not exist on the target: create it, or "
                                                f"remove it from schema.tenant_tables"], f"{name}: missing")
@@ -343,12 +439,12 @@ def audit_table(posture: Posture, table: str) -> CheckResult:
     if t.enabled and missing:
         problems.append(f"no permissive policy for {', '.join(missing)} on {name} applies to {role}: those commands "
                         f"are denied to the app; add CREATE POLICY {name}_tenant_{missing[0].lower()} ON {tname} "
-                        f"FOR {missing[0]} ... ({posture.tenant_column} = nullif(current_setting("
-                        f"'{posture.org_setting}', true), ''))")
+                        f"FOR {missing[0]} ... ({tenant_predicate(column, posture.org_setting)})")
     settings = (posture.org_setting, posture.user_setting)
     for p in applying:
         for label, expr in (("USING", p.using), ("WITH CHECK", p.check)):
-            branches = unbound_branches(expr, posture.tenant_column, settings)
+            branches = unbound_branches(expr, column, settings, trusted_functions=posture.trusted_functions,
+                                        user_column=posture.user_column)
             if not branches:
                 continue
             if branches == ["true"] and _strip_parens(expr or "").lower() == "true":
@@ -356,10 +452,11 @@ def audit_table(posture: Posture, table: str) -> CheckResult:
                                 f"it and permissive policies are OR'ed; run DROP POLICY {p.name} ON {tname}")
             else:
                 shown = "; ".join(branches)
-                problems.append(f"policy {p.name} on {name} ({p.command}) {label} ORs in a branch that does not "
-                                f"depend on the org: {shown}; rows of every org pass it: drop the policy "
-                                f"(DROP POLICY {p.name} ON {tname}) or AND the branch with {posture.tenant_column} = "
-                                f"nullif(current_setting('{posture.org_setting}', true), '')")
+                problems.append(f"policy {p.name} on {name} ({p.command}) {label} has a branch that does not bind "
+                                f"the tenant (no equality of {column} with the tenant setting or a trusted claim): "
+                                f"{shown}; rows of every org pass it: drop the policy "
+                                f"(DROP POLICY {p.name} ON {tname}) or AND the branch with "
+                                f"{tenant_predicate(column, posture.org_setting)}")
     flags = f"enabled={t.enabled} forced={t.forced} owner={t.owner}"
     cmds = ",".join(sorted(covered)) or "none"
     evidence = f"{name}: {flags}; {len(t.policies)} policies, commands covered for {role}: {cmds}"

@@ -156,7 +156,7 @@ def check_storage_rls(facts: TargetFacts, config: CutoverConfig) -> CheckResult:
     if not ({"SELECT", "ALL"} & covered):
         problems.append(f"no SELECT policy on storage.objects covers bucket {name}: users cannot read their own "
                         f"org's files; add one tied to the caller, e.g. USING (bucket_id = '{name}' AND "
-                        f"(storage.foldername(name))[1] = auth.jwt() ->> 'org_id')")
+                        f"(storage.foldername(name))[1] = (select auth.jwt()) ->> 'org_id')")
     for p in relevant:
         if not p["permissive"] or set(p["roles"]) <= {"service_role"}:
             continue

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import asyncpg
 
 __all__ = ["POOLER_PORT", "Checkpoint", "VectorSchema", "VectorSink", "connect_target", "ensure_state_schema",
-           "refuse_pooler", "state_tables"]
+           "refuse_pooler", "register_vector_codec", "state_tables"]
 
 POOLER_PORT = 6543  # Supabase's transaction pooler (Supavisor)
 _ADVISORY = "pytest-cutover migrate "
@@ -55,6 +55,18 @@ def refuse_pooler(dsn: str, app_database_url: str | None = None) -> None:
         raise TargetError(f"refusing to migrate through the transaction pooler ({which}): {redact(dsn)}",
                           hint="set target.database_url to the direct (db.<ref>.supabase.co:5432) or session "
                                "pooler (:5432) connection; COPY and long transactions break on 6543")
+
+
+async def register_vector_codec(conn: Any) -> str:
+    """pgvector's codec for the schema the extension lives in (Supabase: ``extensions``; pgvector's
+    ``register_vector`` assumes ``public`` and fails with "unknown type: public.vector" anywhere else).
+    Returns that schema."""
+    from pgvector.asyncpg import register_vector
+
+    schema = await conn.fetchval("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                                 "WHERE e.extname = 'vector'")
+    await register_vector(conn, schema=schema or "public")
+    return schema or "public"
 
 
 async def connect_target(dsn: str, *, timeout: float = 10.0, app_database_url: str | None = None,
@@ -164,8 +176,6 @@ class VectorSink:
         Needs nothing from the source, so the engine runs it while the reader starts; the dimension is checked
         by :meth:`check_dimension` once the reader has opened the collection (or here, when given).
         """
-        from pgvector.asyncpg import register_vector
-
         sc = self.schema
         table_exists = await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", quote_ident(sc.table))
         if not table_exists:
@@ -188,13 +198,13 @@ class VectorSink:
             self.check_dimension(expected_dim)
         key_type = cols[sc.key]["type"]
         self.key_type = key_type
-        await register_vector(self.conn)
+        vector_schema = await register_vector_codec(self.conn)
         # pgvector's codec, extended to pass through bytes that are already pgvector's binary form: the
         # engine digests exactly those bytes, so the digest covers what COPY sends, not a re-encoding.
         from pgvector import Vector
 
         await self.conn.set_type_codec(
-            "vector", schema="public", format="binary", decoder=Vector.from_binary,
+            "vector", schema=vector_schema, format="binary", decoder=Vector.from_binary,
             encoder=lambda v: v if isinstance(v, bytes | bytearray | memoryview) else
             (v if isinstance(v, Vector) else Vector(v)).to_binary())
         await self.conn.execute("SET lock_timeout = '15s'")

@@ -163,13 +163,11 @@ async def search_parity(dsn: str, source: PointSource, schema: VectorSchema, *, 
     connection without a statement cache and sets ``hnsw.ef_search`` before any query; ``EXPLAIN`` proves the
     HNSW index is what answers.
     """
-    from pgvector.asyncpg import register_vector
-
-    from pytest_cutover.migrate.sink import connect_target
+    from pytest_cutover.migrate.sink import connect_target, register_vector_codec
 
     conn = await connect_target(dsn, timeout=timeout, statement_cache_size=0)
     try:
-        await register_vector(conn)
+        await register_vector_codec(conn)
         t, key, org, emb = (quote_ident(name) for name in (schema.table, schema.key, schema.org, schema.embedding))
         await conn.execute(f"SET hnsw.ef_search = {int(ef_search)}; SET hnsw.iterative_scan = relaxed_order")
         samples = await conn.fetch(f"""

@@ -37,6 +37,7 @@ __all__ = [
     "BEFORE",
     "DURING_MONITOR",
     "FAULTS",
+    "SURFACE_FAULTS",
     "Fault",
     "FaultTarget",
     "clear_runtime_faults",
@@ -80,6 +81,7 @@ class FaultTarget(Protocol):
     def target_sql(self, sql: str) -> str: ...          # as the superuser on the target database
     def old_sql(self, sql: str) -> str: ...             # as the superuser on the old database
     def set_app_database(self, *, user: str | None = None, pooler: str | None = None) -> None: ...
+    def set_people_fault(self, name: str, on: bool = True) -> None: ...  # rewrites the config
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def _policy_using_true(stack: FaultTarget) -> str:
 def _private_tier_leak(stack: FaultTarget) -> str:
     # OR'd with the tenant policy: same org, but the private/shared tier check is gone.
     stack.target_sql("create policy memory_fragments_org_read on public.memory_fragments as permissive for select "
-                     "using (org_id = nullif(current_setting('app.current_org_id', true), ''));")
+                     "using (org_id = nullif((select current_setting('app.current_org_id', true)), ''));")
     return "permissive policy memory_fragments_org_read exposes private fragments within the org"
 
 
@@ -270,6 +272,79 @@ def _env_overridden(stack: FaultTarget) -> str:
     state["app"] = app
     ctl.write_state(stack.workdir, state)
     return "the app's process environment sets DATABASE_URL to the old database; it wins over .env at every restart"
+
+
+# ------------------------------------------------------------------------------------------------ surface faults
+# Mistakes the exposed-surface audit (checks/surface.py) must catch, each a real leak on the target: planted as
+# `postgres` (which owns the app's tables and has BYPASSRLS, as on Supabase), undone by dropping or revoking.
+#: name -> (description, SQL that plants it, SQL that undoes it)
+SURFACE_FAULTS: dict[str, tuple[str, str, str]] = {
+    "definer-view": (
+        "a view over threads with security_invoker off, readable by the app role: it runs as postgres (BYPASSRLS)",
+        "create view public.thread_titles with (security_invoker = off) as "
+        "select id, org_id, title from public.threads;\n"
+        "grant select on public.thread_titles to app_user;",
+        "drop view public.thread_titles;"),
+    "view-no-invoker": (
+        "a view over messages without security_invoker, readable by authenticated",
+        "create view public.recent_messages as select id, org_id, thread_id, content, created_at "
+        "from public.messages;\n"
+        "grant select on public.recent_messages to authenticated;",
+        "drop view public.recent_messages;"),
+    "definer-function": (
+        "a SECURITY DEFINER function returning any org's threads, executable by everyone (PUBLIC)",
+        "create function public.org_threads(p_org text) returns setof public.threads language sql stable "
+        "security definer as $$ select * from public.threads where org_id = p_org $$;",
+        "drop function public.org_threads(text);"),
+    "anon-grant": (
+        "SELECT on threads granted to anon (anyone holding the public anon key)",
+        "grant select on public.threads to anon;",
+        "revoke select on public.threads from anon;"),
+    "secrets-table": (
+        "a table of API keys without a tenant column or RLS, readable by authenticated and the app role",
+        "create table public.integration_credentials (id bigint generated always as identity primary key, "
+        "provider text not null, api_key text not null);\n"
+        "insert into public.integration_credentials (provider, api_key) values ('mailer', 'rehearsal-not-a-key');\n"
+        "grant select on public.integration_credentials to app_user, authenticated;",
+        "drop table public.integration_credentials;"),
+    "tenant-column-renamed": (
+        "a tenant table whose tenant column is organization_id (a foreign key to orgs), without RLS",
+        "create table public.projects (id bigint generated always as identity primary key, "
+        "organization_id text not null references public.orgs, name text not null);\n"
+        "insert into public.projects (organization_id, name) select id, 'project of ' || id from public.orgs;\n"
+        "grant select, insert, update, delete on public.projects to app_user, authenticated;",
+        "drop table public.projects;"),
+    "policy-user-metadata": (
+        "a threads policy for authenticated trusting the org in the JWT's user_metadata (the user edits it)",
+        "create policy threads_by_metadata on public.threads for select to authenticated using "
+        "(org_id = ((select auth.jwt()) -> 'user_metadata' ->> 'org_id'));",
+        "drop policy threads_by_metadata on public.threads;"),
+    "policy-unbound": (
+        "a threads policy for authenticated that checks the role, not the tenant: auth.role() = 'authenticated'",
+        "create policy threads_signed_in on public.threads for select to authenticated using "
+        "((select auth.role()) = 'authenticated');",
+        "drop policy threads_signed_in on public.threads;"),
+}
+
+
+def _surface_fault(name: str) -> Callable[[FaultTarget], str]:
+    def planter(stack: FaultTarget) -> str:
+        description, sql, _ = SURFACE_FAULTS[name]
+        stack.target_sql(f"set role postgres;\n{sql}\nreset role;")
+        return description
+
+    return planter
+
+
+# ------------------------------------------------------------------------------------------------ people faults
+def _people_fault(name: str, on: bool) -> Callable[[FaultTarget], Any]:
+    """The rehearsal attests the people items and stands every contact itself; these faults write the config
+    without one attestation, or with the on-call contact going off duty inside the maintenance window."""
+    def change(stack: FaultTarget) -> str:
+        stack.set_people_fault(name, on)
+        return f"config written {'with' if on else 'without'} {name}"
+
+    return change
 
 
 # ------------------------------------------------------------------------------------------------ source faults
@@ -571,6 +646,15 @@ _CATALOG: tuple[Fault, ...] = (
     Fault("env-overridden", SWITCH, BEFORE,
           "DATABASE_URL is also set in the app's process environment, so the .env edit does not take effect",
           _env_overridden),
+    Fault("missing-attestation", PRECUTOVER, BEFORE,
+          "the config has no [team.stakeholders_notified] attestation", _people_fault("missing-attestation", True),
+          undoer=_people_fault("missing-attestation", False)),
+    Fault("on-call-gap", PRECUTOVER, BEFORE,
+          "the only on-call contact goes off duty 30 minutes into the maintenance window",
+          _people_fault("on-call-gap", True), undoer=_people_fault("on-call-gap", False)),
+    *(Fault(name, PRECUTOVER, BEFORE, description, _surface_fault(name),
+            undoer=_sql_undo(f"set role postgres;\n{undo_sql}\nreset role;"))
+      for name, (description, _, undo_sql) in SURFACE_FAULTS.items()),
 )
 FAULTS: dict[str, Fault] = {f.name: f for f in _CATALOG}
 

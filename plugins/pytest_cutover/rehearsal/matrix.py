@@ -101,7 +101,11 @@ select coalesce(string_agg(line, E'\\n' order by line), '') from (
          || ' owner=' || pg_get_userbyid(c.relowner) || ' acl='
          || coalesce((select string_agg(a::text, ',' order by a::text) from unnest(c.relacl) a), '-') as line
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-   where n.nspname = 'public' and c.relkind in ('r', 'p')
+   where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm')
+  union all
+  select 'function ' || p.oid::regprocedure::text || ' definer=' || p.prosecdef || ' acl='
+         || coalesce((select string_agg(a::text, ',' order by a::text) from unnest(p.proacl) a), '-')
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public'
   union all
   select 'policy ' || schemaname || '.' || tablename || '.' || policyname || ' ' || permissive || ' ' || cmd
          || ' using=' || coalesce(qual, '-') || ' check=' || coalesce(with_check, '-')
@@ -121,9 +125,9 @@ def _git_state(checkout: Path) -> dict[str, str]:
 
 
 def stack_state(stack: Any) -> dict[str, Any]:
-    """What the reversible faults change, read from the real stack: the target's RLS flags, owners,
-    policies and buckets, the app checkout and its origin, whether the backup is fresh, which role and
-    pooler the configured app URL names, and the app's runtime faults."""
+    """What the reversible faults change, read from the real stack: the target's RLS flags, owners, grants,
+    views, functions, policies and buckets, the app checkout and its origin, whether the backup is fresh,
+    which role and pooler the configured app URL names, and the app's runtime faults."""
     try:
         runtime = json.loads(stack.faults_file.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
@@ -133,6 +137,7 @@ def stack_state(stack: Any) -> dict[str, Any]:
         "checkout": _git_state(stack.app_dir),
         "backup_fresh": stack.backup_path.exists() and time.time() - stack.backup_path.stat().st_mtime < 3600,
         "app_database": stack.app_database_choice,
+        "people_faults": getattr(stack, "people_choice", ()),
         "runtime_faults": runtime or {},
     }
 

@@ -52,6 +52,11 @@ __all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "env_text", 
            "services_available"]
 
 CONFIG_NAME = "cutover.toml"
+#: The people faults the config can be written with (faults.py plants them through set_people_fault).
+PEOPLE_FAULTS = ("missing-attestation", "on-call-gap")
+#: The attestation ``missing-attestation`` leaves out, and when the on-call shift ends under ``on-call-gap``.
+MISSING_ATTESTATION = "stakeholders_notified"
+ON_CALL_GAP_AFTER_MIN = 30
 ENV_NAME = "stack.env"
 COLLECTION = "dac_memory"
 BUCKET = "attachments"
@@ -205,6 +210,7 @@ class EmbeddedStack:
         self._atexit_registered = False
         self._app_db_user = "app_user"
         self._app_db_pooler = "transaction"
+        self._people_faults: set[str] = set()
         self._secrets: dict[str, Secret] = {}
         self._api_port: int | None = None
         self._storage_port: int | None = None
@@ -359,6 +365,19 @@ class EmbeddedStack:
     def app_database_choice(self) -> tuple[str, str]:
         """Which role and pooler ``target.app_database_url`` names now (faults change them)."""
         return self._app_db_user, self._app_db_pooler
+
+    @property
+    def people_choice(self) -> tuple[str, ...]:
+        """The people faults the config is written with now (missing-attestation, on-call-gap)."""
+        return tuple(sorted(self._people_faults))
+
+    def set_people_fault(self, name: str, on: bool = True) -> None:
+        """Write the config with (or without) a people fault: an attestation left out, an on-call gap."""
+        if name not in PEOPLE_FAULTS:
+            raise RehearsalError(f"stack: no people fault called {name}", hint="known: " + ", ".join(PEOPLE_FAULTS))
+        (self._people_faults.add if on else self._people_faults.discard)(name)
+        if self.config_path is not None:
+            self.write_config()
 
     def undo(self, name: str) -> None:
         """Take a reversible fault back out, so the next fault finds the stack as it was built."""
@@ -659,9 +678,13 @@ class EmbeddedStack:
         from pytest_cutover.rehearsal.ctl import PID_FILE as ctl_pid_file
         from pytest_cutover.rehearsal.rollback_doc import PLAN_PATH
         q = _toml_str
+        # The maintenance window: from now, as long as the longest rehearsal; the contacts must cover it.
+        window_start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+        window_end = window_start + dt.timedelta(hours=2)
         lines = [
             "# Written by the pytest-cutover rehearsal (EmbeddedStack); secrets are in stack.env beside this file.",
-            "[run]", f"id = {q(self.run_id)}", f"lead = {q(self.lead)}", "",
+            "[run]", f"id = {q(self.run_id)}", f"lead = {q(self.lead)}",
+            f"maintenance_start = {q(window_start.isoformat())}", f"maintenance_end = {q(window_end.isoformat())}", "",
             "[source]", 'database_url = "${OLD_DATABASE_URL}"', f"qdrant_path = {q(str(self.qdrant_path))}",
             f"collection = {q(COLLECTION)}", "",
             "[target]", 'database_url = "${SUPABASE_DB_URL}"', 'app_database_url = "${SUPABASE_POOLER_URL}"',
@@ -692,12 +715,17 @@ class EmbeddedStack:
         # The rehearsal's team is the person running it: they attest the people items for this run.
         attested = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for item in ("stakeholders_notified", "support_standby", "rollback_plan_documented", "escalation_contacts"):
+            if item == MISSING_ATTESTATION and "missing-attestation" in self._people_faults:
+                continue
             lines += [f"[team.{item}]", f"who = {q(self.lead)}", f"when = {q(attested)}",
                       'note = "rehearsal: attested by the person running it"', ""]
         # ... and is every contact the runbook asks for, reachable on the channel the incident alert goes to.
         for role in ("escalation", "on-call", "support"):
             lines += ["[[people.contacts]]", f"name = {q(self.lead)}", f"role = {q(role)}",
-                      'channel = "slack:#incident"', 'note = "rehearsal: the person running it"', ""]
+                      'channel = "slack:#incident"', 'note = "rehearsal: the person running it"']
+            if role == "on-call" and "on-call-gap" in self._people_faults:  # off duty 30 min into the window
+                lines += [f"until = {q((window_start + dt.timedelta(minutes=ON_CALL_GAP_AFTER_MIN)).isoformat())}"]
+            lines += [""]
         self.config_path = self.workdir / CONFIG_NAME
         self.config_path.write_text("\n".join([*lines, self.extra_toml]), encoding="utf-8")
         return self.config_path

@@ -256,8 +256,9 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
         # Rollback triggers first: they decide the status; then failures, blocks, forced gates, skips, waivers.
         issues_first=sorted(report.get("issues") or [], key=lambda i: _ISSUE_RANK.index(_issue_kind(i))),
         monitor_tiles=_monitor_tiles((report.get("figures") or {}).get("monitor")),
+        surface=(report.get("figures") or {}).get("surface"),
         other_figures={k: v for k, v in (report.get("figures") or {}).items()
-                       if k not in ("vectors", "blobs", "monitor")},
+                       if k not in ("vectors", "blobs", "monitor", "surface")},
         window=_window(report.get("started"), report.get("finished")),
         passed_stages=sum(1 for s in report.get("stages") or [] if s.get("verdict") == "passed"),
     )

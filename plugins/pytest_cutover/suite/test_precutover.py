@@ -376,6 +376,21 @@ def test_app_role_is_not_privileged(cutover_require: Any, rls_posture: Any, reco
     _verify(rls_audit.audit_role(rls_posture), record_figure, prefix="rls.")
 
 
+def test_exposed_surface_does_not_leak(cutover_config: CutoverConfig, cutover_require: Any,
+                                      record_figure: Any) -> None:
+    """Supabase project fully provisioned
+
+    Everything the app role, ``anon`` and ``authenticated`` can reach (tables, views, materialized views,
+    functions, in every schema) is inventoried as a figure; each way it leaks (tenant tables without bound
+    RLS, definer views, executable SECURITY DEFINER functions, grants to anon, readable secrets,
+    user_metadata policies, auth tables, extensions in public) fails naming the object and its fix.
+    """
+    from pytest_cutover.checks import surface
+
+    cutover_require("target.app_database_url")
+    _verify(surface.check_surface(*surface.read_surface(cutover_config)), record_figure)
+
+
 # ------------------------------------------------------------------------------------------------ Team Communication
 def _team(cutover_config: CutoverConfig, item: str, record_figure: Any) -> None:
     from pytest_cutover.checks import team

@@ -158,3 +158,17 @@ def test_storage_objects_isolated_by_org(cutover_config: CutoverConfig, cutover_
 
     cutover_require("target.storage_url", "target.storage_key", "target.jwt_secret", "target.database_url")
     verify(isolation.check_storage_isolation(cutover_config), "rls.storage.")
+
+
+def test_exposed_surface_reads_no_other_tenant(cutover_config: CutoverConfig, cutover_require: Any,
+                                               verify: Any) -> None:
+    """No RLS data leaks
+
+    Every relation holding tenant rows that the app role, ``anon`` or ``authenticated`` can SELECT (views
+    included, checks/surface.py) is read as that role with org A's context or JWT claims: none of org B's
+    rows, and no tenant row at all for ``anon``; the BYPASSRLS control sees them.
+    """
+    from pytest_cutover.checks import surface
+
+    cutover_require("target.app_database_url", "target.database_url")
+    verify(surface.probe_surface(cutover_config), "rls.surface.")

@@ -27,14 +27,46 @@ USER = "(user_id = NULLIF(current_setting('app.current_user_id'::text, true), ''
     (f"({ORG} OR (tier = 'shared'::text))", ["tier = 'shared'::text"]),
     (f"({ORG} OR true)", ["true"]),
     ("(org_id IS NOT NULL)", ["org_id IS NOT NULL"]),
-    ("((bucket_id = 'attachments'::text) AND ((storage.foldername(name))[1] = (auth.jwt() ->> 'org_id'::text)))", []),
     ("(bucket_id = 'attachments'::text)", ["bucket_id = 'attachments'::text"]),
-    ("is_member_of(org_id)", []),
+    ("is_member_of(org_id)", ["is_member_of(org_id)"]),
+    # The once-per-statement form, JWT app_metadata, a membership lookup keyed by auth.uid(): bound.
+    ("(org_id = NULLIF(( SELECT current_setting('app.current_org_id'::text, true) AS current_setting), ''::text))",
+     []),
+    ("(org_id = ((( SELECT auth.jwt() AS jwt) -> 'app_metadata'::text) ->> 'org_id'::text))", []),
+    ("(org_id IN ( SELECT m.org_id FROM memberships m WHERE (m.user_id = ( SELECT auth.uid() AS uid))))", []),
+    ("(EXISTS ( SELECT 1 FROM memberships m WHERE ((m.org_id = t.org_id) AND (m.user_id = auth.uid()))))", []),
+    # Mentioning the column or a tenant-ish function does not bind; a fail-open fallback does not bind.
+    ("(length(org_id) > 0)", ["length(org_id) > 0"]),
+    ("(auth.uid() IS NOT NULL)", ["auth.uid() IS NOT NULL"]),
+    ("(auth.role() = 'authenticated'::text)", ["auth.role() = 'authenticated'::text"]),
+    ("(CURRENT_USER = 'app_user'::name)", ["CURRENT_USER = 'app_user'::name"]),
+    ("(org_id = COALESCE(NULLIF(current_setting('app.current_org_id'::text, true), ''::text), org_id))",
+     ["org_id = COALESCE(NULLIF(current_setting('app.current_org_id'::text, true), ''::text), org_id)"]),
+    ("(org_id = ((auth.jwt() -> 'user_metadata'::text) ->> 'org_id'::text))",
+     ["org_id = ((auth.jwt() -> 'user_metadata'::text) ->> 'org_id'::text)"]),
+    ("(org_id IN ( SELECT m.org_id FROM memberships m))", ["org_id IN ( SELECT m.org_id FROM memberships m)"]),
+    # Any column equal to the caller's own id binds the row to that user; a fallback to the column does not.
+    ("(primary_owner_user_id = ( SELECT auth.uid() AS uid))", []),
+    ("((created_by)::text = (auth.jwt() ->> 'sub'::text))", []),
+    ("(owner_id = COALESCE(auth.uid(), owner_id))", ["owner_id = COALESCE(auth.uid(), owner_id)"]),
+    ("(lower(name) = (auth.uid())::text)", ["lower(name) = (auth.uid())::text"]),
+    ("(org_id <> NULLIF(current_setting('app.current_org_id'::text, true), ''::text))",
+     ["org_id <> NULLIF(current_setting('app.current_org_id'::text, true), ''::text)"]),
     ("(content = 'a OR b'::text)", ["content = 'a OR b'::text"]),
     (None, []),
 ])
 def test_unbound_branches(expr: str | None, unbound: list[str]) -> None:
     assert rls_audit.unbound_branches(expr, "org_id", SETTINGS) == unbound
+
+
+def test_unbound_branches_user_column_storage_path_and_trusted_helpers() -> None:
+    assert rls_audit.unbound_branches("(user_id = ( SELECT auth.uid() AS uid))", "org_id", SETTINGS,
+                                      user_column="user_id") == []
+    storage = ("((bucket_id = 'attachments'::text) AND "
+               "((storage.foldername(name))[1] = (auth.jwt() ->> 'org_id'::text)))")
+    assert rls_audit.unbound_branches(storage, "name", ()) == []
+    assert rls_audit.unbound_branches("is_member_of(org_id)", "org_id", SETTINGS,
+                                      trusted_functions=["is_member_of"]) == []
 
 
 def _posture(**table: Any) -> rls_audit.Posture:

@@ -50,6 +50,16 @@ NAMES: dict[str, str] = {
     "cross-org-leak": "rls-leak",
     "tls-expiring": "expires in",
     "private-tier-leak": "private fragments",
+    "missing-attestation": "team.stakeholders_notified",
+    "on-call-gap": "no on-call contact is on duty",
+    "definer-view": "public.thread_titles",
+    "view-no-invoker": "public.recent_messages",
+    "definer-function": "public.org_threads(p_org text)",
+    "anon-grant": "anon-grant public.threads",
+    "secrets-table": "public.integration_credentials (api_key)",
+    "tenant-column-renamed": "public.projects",
+    "policy-user-metadata": "policy-user-metadata public.threads policy threads_by_metadata",
+    "policy-unbound": "policy-unbound public.threads policy threads_signed_in",
 }
 
 SHARED = [f.name for f in in_matrix_order(list_faults()) if matrix_kind(f) != "fresh"]

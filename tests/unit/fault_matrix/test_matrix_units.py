@@ -18,6 +18,8 @@ def test_reversible_before_precutover_faults_and_monitor_faults_share_a_stack_an
     kinds = {f.name: matrix.matrix_kind(f) for f in catalog.list_faults()}
     assert kinds["rls-disabled"] == kinds["dirty-git"] == kinds["stale-backup"] == "shared-precutover"
     assert kinds["error-spike"] == kinds["cross-org-leak"] == "shared-monitor"
+    assert {kinds[name] for name in (*catalog.SURFACE_FAULTS, "missing-attestation", "on-call-gap")} == {
+        "shared-precutover"}
     # Data the sync stage migrates, a build-time certificate, and stages after a migration: fresh stacks.
     for name in ("missing-point", "vector-altered", "tls-expiring", "app-fails-start", "private-tier-leak"):
         assert kinds[name] == "fresh", name

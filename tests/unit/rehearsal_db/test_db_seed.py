@@ -131,7 +131,7 @@ def test_hnsw_recall_on_the_seeded_vectors(seeded) -> None:
     this proves the index and operator class work on our data; the clustering itself is proven by the
     neighbour-gap test above, whose random control fails it.
     """
-    from pgvector.asyncpg import register_vector
+    from pytest_cutover.migrate.sink import register_vector_codec
 
     vecs = seeded.data.vectors
     queries = list(range(0, len(vecs), len(vecs) // 20))[:20]
@@ -139,7 +139,7 @@ def test_hnsw_recall_on_the_seeded_vectors(seeded) -> None:
     async def main() -> float:
         conn = await seeded.connect("supabase_admin")
         try:
-            await register_vector(conn)
+            await register_vector_codec(conn)  # pgvector lives in schema extensions, as on Supabase
             await conn.execute("create temporary table recall_probe (id int primary key, v vector(1536))")
             await conn.copy_records_to_table("recall_probe", records=[(i, v) for i, v in enumerate(vecs)])
             await conn.execute("set maintenance_work_mem = '256MB'")

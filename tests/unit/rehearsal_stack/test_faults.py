@@ -13,6 +13,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -43,7 +44,7 @@ CONTRACT = [
 def test_catalog_holds_the_contract_names_in_order_then_its_own() -> None:
     names = [f.name for f in faults.list_faults()]
     assert names[:len(CONTRACT)] == CONTRACT
-    assert names[len(CONTRACT):] == ["env-overridden"]
+    assert names[len(CONTRACT):] == ["env-overridden", "missing-attestation", "on-call-gap", *faults.SURFACE_FAULTS]
 
 
 def test_every_fault_names_a_stage_a_moment_a_description_and_a_planter() -> None:
@@ -363,3 +364,100 @@ def test_extra_fragment_rows_are_identical_in_old_and_target(stack: EmbeddedStac
     query = ("select md5(string_agg(concat_ws('|', id, org_id, user_id, thread_id, tier, content, vector_id, "
              "created_at), ',' order by id)) from memory_fragments")
     assert stack.old_sql(query).strip() == stack.target_sql(query).strip()
+
+
+# ----------------------------------------------------------------------------------------------- surface faults
+#: fault -> (role, caller's org setting?, JWT claims (B = the other org), query counting what leaks of org B)
+SURFACE_LEAKS: dict[str, tuple[str, bool, dict | None, str]] = {
+    "definer-view": ("app_user", True, None, "select count(*) from public.thread_titles where org_id = '{B}'"),
+    "view-no-invoker": ("authenticated", True, None,
+                        "select count(*) from public.recent_messages where org_id = '{B}'"),
+    "definer-function": ("anon", False, None, "select count(*) from public.org_threads('{B}')"),
+    # The grant is live, only the tenant policy still stands in the way: anon reads org B's threads as soon as
+    # anything on its path sets the tenant (through PostgREST alone it cannot; the static audit catches it).
+    "anon-grant": ("anon", False, None, "set local app.current_org_id = '{B}'; select count(*) from public.threads"),
+    "secrets-table": ("authenticated", False, None, "select count(*) from public.integration_credentials"),
+    "tenant-column-renamed": ("app_user", True, None,
+                              "select count(*) from public.projects where organization_id = '{B}'"),
+    "policy-user-metadata": ("authenticated", False,
+                             {"role": "authenticated", "app_metadata": {"org_id": "{A}"},
+                              "user_metadata": {"org_id": "{B}"}},
+                             "select count(*) from public.threads where org_id = '{B}'"),
+    "policy-unbound": ("authenticated", False, {"role": "authenticated", "app_metadata": {"org_id": "{A}"}},
+                       "select count(*) from public.threads where org_id = '{B}'"),
+}
+
+
+def _leaked(stack: EmbeddedStack, name: str, org_a: str, org_b: str) -> int | None:
+    """Rows of org B the fault's role reads as a caller of org A (None: it cannot even run the query)."""
+    role, with_org, claims, query = SURFACE_LEAKS[name]
+    sql = f"set local role {role};\n"
+    if with_org:
+        sql += f"set local app.current_org_id = '{org_a}';\n"
+    if claims is not None:
+        sql += f"set local request.jwt.claims = '{json.dumps(claims)}';\n"
+    sql = (sql + query + ";").replace("{A}", org_a).replace("{B}", org_b)
+    try:
+        return int(stack.target_sql(sql).strip().splitlines()[-1])
+    except RehearsalError as exc:
+        assert "does not exist" in str(exc) or "permission denied" in str(exc), exc
+        return None
+
+
+def test_every_surface_fault_has_a_leak_query() -> None:
+    assert set(SURFACE_LEAKS) == set(faults.SURFACE_FAULTS)
+
+
+@pytest.mark.parametrize("name", list(faults.SURFACE_FAULTS))
+def test_surface_fault_leaks_for_real_and_the_audit_names_it(stack: EmbeddedStack, name: str) -> None:
+    """Each surface fault hands another org's rows (or a secret) to a role that had none, the exposed-surface
+    audit names the object, and the undo closes the leak again."""
+    from pytest_cutover.checks import surface
+    from pytest_cutover.config import load_config
+    from pytest_cutover.rehearsal.stack import read_env_file
+
+    cfg = load_config(stack.config_path, env=read_env_file(stack.stack_env_path))
+    org_a, org_b = stack.target_sql("select id from public.orgs order by id limit 2").split()
+    assert not _leaked(stack, name, org_a, org_b), "the clean target already leaks"
+    assert surface.check_surface(*surface.read_surface(cfg)).ok
+    stack.plant(name)
+    try:
+        assert (_leaked(stack, name, org_a, org_b) or 0) > 0, f"{name} planted but nothing leaks"
+        check = surface.check_surface(*surface.read_surface(cfg))
+        obj = {"definer-view": "public.thread_titles", "view-no-invoker": "public.recent_messages",
+               "definer-function": "public.org_threads(p_org text)", "anon-grant": "anon-grant public.threads",
+               "secrets-table": "public.integration_credentials (api_key)", "tenant-column-renamed": "public.projects",
+               "policy-user-metadata": "threads_by_metadata", "policy-unbound": "threads_signed_in"}[name]
+        assert any(obj in p for p in check.problems), check.problems
+    finally:
+        stack.undo(name)
+    assert not _leaked(stack, name, org_a, org_b)
+
+
+# ----------------------------------------------------------------------------------------------- people faults
+def test_people_faults_write_the_config_without_an_attestation_or_with_an_on_call_gap(stack: EmbeddedStack) -> None:
+    """The rehearsal attests and stands every contact itself; these two faults prove the people checks can fail."""
+    from pytest_cutover.checks import people, team
+    from pytest_cutover.config import load_config
+    from pytest_cutover.rehearsal.stack import read_env_file
+
+    def config() -> Any:
+        return load_config(stack.config_path, env=read_env_file(stack.stack_env_path))
+
+    clean = config()
+    assert team.check_team_item(clean, "stakeholders_notified").ok
+    assert people.check_contacts(clean, "on-call").ok
+    assert "covered" in people.check_contacts(clean, "on-call").evidence, "the rehearsal sets a maintenance window"
+    stack.plant("missing-attestation")
+    stack.plant("on-call-gap")
+    try:
+        cfg = config()
+        missing = team.check_team_item(cfg, "stakeholders_notified")
+        assert not missing.ok and "team.stakeholders_notified" in missing.message
+        gap = people.check_contacts(cfg, "on-call")
+        assert not gap.ok and gap.message.startswith("no on-call contact is on duty from ")
+        assert people.check_contacts(cfg, "support").ok and team.check_team_item(cfg, "support_standby").ok
+    finally:
+        stack.undo("missing-attestation")
+        stack.undo("on-call-gap")
+    assert team.check_team_item(config(), "stakeholders_notified").ok and people.check_contacts(config(), "on-call").ok

@@ -225,3 +225,20 @@ def test_the_week1_block_shows_each_verdict_and_who_decided(tmp_path: Path) -> N
     assert 'pill skipped">pending' in week1
     assert "decided by <b>Dana Lee</b>" in week1 and "forced: board approved" in week1
     assert "<h2>Week 1" not in render_html({**report, "week1": None})
+
+
+def test_the_exposed_surface_section_lists_each_role_and_the_declared_public_objects(tmp_path: Path) -> None:
+    built = write_report_files(_demo_run(tmp_path, trigger=False), generate_allure=False).report
+    surface = {"app_role": "app_user", "findings": 0, "public": {"public.plans": "pricing, readable by everyone"},
+               "roles": {"app_user": {"public.threads (table)": "SELECT,INSERT,UPDATE,DELETE"},
+                         "anon": {"public.plans (table)": "SELECT"}},
+               "tenant_tables": {"public.threads": "tenant key org_id"}}
+    html = render_html({**built, "figures": {**built["figures"], "surface": surface}})
+    section = html[html.index("<h2>Exposed surface"):]
+    section = section[:section.index("<h2>", 5)]
+    assert "0 finding(s)" in section and "(the app role)" in section
+    assert ">public.threads (table)</td><td class=\"mono\">SELECT,INSERT,UPDATE,DELETE<" in section
+    assert ">public.plans</td><td>pricing, readable by everyone<" in section
+    assert "accepted findings" not in section
+    assert "tenant key org_id" in section
+    assert "<h2>Exposed surface" not in render_html(built)

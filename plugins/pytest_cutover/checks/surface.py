@@ -1,0 +1,799 @@
+"""The exposed surface: what the app role, ``anon`` and ``authenticated`` can reach, and what of it leaks.
+
+Why: the per-table RLS audit (``rls_audit``) looks at tables carrying the tenant column.  An attacker
+looks at everything a role can reach: views (which run with their owner's rights unless
+``security_invoker`` is on), materialized views (no RLS at all), ``SECURITY DEFINER`` functions, grants
+to ``anon``, tables whose tenant key has another name or hangs off a foreign key, secret-looking
+columns, policies that trust ``user_metadata`` (the user edits it), ``auth`` tables.  The rules follow
+Supabase's database linter (github.com/supabase/splinter: security_definer_view, auth_users_exposed,
+function_search_path_mutable, extension_in_public, rls_references_user_metadata, sensitive_columns_exposed,
+anon/authenticated_security_definer_function_executable, auth_rls_initplan), made stricter: every
+reachable object, not only the API schemas, and a policy must *bind* the tenant (``rls_audit``).
+
+Reachable means ``has_schema_privilege(role, schema, 'USAGE')`` and a privilege on the object, which
+PostgreSQL resolves through direct grants, ``PUBLIC`` and role membership.  ``read_surface`` fetches
+catalog rows; everything after it is pure (:func:`inventory`, :func:`findings`), unit-tested without a
+database.  Every finding names the object, why it leaks and the SQL that fixes it; objects declared in
+``[rls] public`` are intended to be readable by everyone and are listed, not flagged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_cutover.checks.base import CheckResult, result, run_sync
+from pytest_cutover.checks.db import config_connection
+from pytest_cutover.checks.rls_audit import tenant_predicate, unbound_branches
+from pytest_cutover.util.sql import quote_ident
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from pytest_cutover.config import CutoverConfig
+
+__all__ = [
+    "MANAGED_SCHEMAS",
+    "Column",
+    "Finding",
+    "ForeignKey",
+    "Function",
+    "PolicyRow",
+    "Probe",
+    "Relation",
+    "Rules",
+    "Surface",
+    "TenantKey",
+    "accepted",
+    "check_surface",
+    "fetch_surface",
+    "findings",
+    "inventory",
+    "is_secret_column",
+    "plan_probes",
+    "probe_surface",
+    "read_surface",
+    "read_surface_async",
+    "rules_from_config",
+    "tenant_tables",
+]
+
+Severity = Literal["critical", "high", "medium", "low"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
+
+#: Schemas never inventoried: the catalog itself.
+_SYSTEM = ("pg_catalog", "information_schema")
+#: Schemas Supabase (or an extension) manages: inventoried, but their objects are not the project's to fix
+#: (splinter's exclusion list).  ``auth`` tables readable by an audited role are still a finding.
+MANAGED_SCHEMAS = frozenset((
+    "_timescaledb_cache", "_timescaledb_catalog", "_timescaledb_config", "_timescaledb_internal", "auth", "cron",
+    "extensions", "graphql", "graphql_public", "net", "pgmq", "pgroonga", "pgsodium", "pgsodium_masks", "pgtle",
+    "pgbouncer", "realtime", "repack", "storage", "supabase_functions", "supabase_migrations", "tiger", "topology",
+    "vault"))
+_KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
+#: Column names that hold credentials (splinter's sensitive_columns_exposed list, credential part) ...
+_SECRET_NAMES = frozenset((
+    "password", "passwd", "pwd", "passphrase", "secret", "secret_key", "private_key", "api_key", "apikey", "auth_key",
+    "token", "jwt", "access_token", "refresh_token", "oauth_token", "session_token", "bearer_token", "auth_code",
+    "session_id", "session_key", "session_secret", "recovery_code", "backup_code", "verification_code", "otp",
+    "two_factor", "2fa_secret", "2fa_code", "password_hash", "hashed_password", "encrypted_password", "token_hash",
+    "secret_hash", "api_key_hash", "client_secret", "webhook_secret", "signing_key", "ssh_key", "pgp_key", "gpg_key",
+    "credit_card", "card_number", "cvv", "cvc", "iban", "ssn"))
+#: ... and any name ending like one (``github_token``, ``stripe_api_key``, ``user_password``).
+_SECRET_SUFFIX = re.compile(r"_(token|secret|password|passwd|api_?key|private_key|secret_key|password_hash)$")
+
+
+def is_secret_column(name: str) -> bool:
+    """Does the column's name say it holds a credential?"""
+    norm = name.lower().replace("-", "_")
+    return norm in _SECRET_NAMES or bool(_SECRET_SUFFIX.search(norm))
+
+
+# ------------------------------------------------------------------------------------------------ catalog rows
+@dataclass(frozen=True)
+class Relation:
+    """A table, view, materialized view or foreign table, and what each audited role may do to it."""
+
+    schema: str
+    name: str
+    kind: str                                   # pg_class.relkind: r p v m f
+    owner: str
+    rls: bool = False
+    forced: bool = False
+    invoker: bool = False                       # views: security_invoker is on
+    extension: bool = False                     # a member of an extension
+    privileges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # role -> SELECT, INSERT, ...
+
+    @property
+    def qname(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Column:
+    relation: str                               # schema.name
+    name: str
+    readers: tuple[str, ...] = ()               # audited roles that may SELECT it
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    child: str                                  # schema.name
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    relation: str
+    name: str
+    command: str                                # SELECT | INSERT | UPDATE | DELETE | ALL
+    permissive: bool
+    applies: tuple[str, ...]                    # audited roles it applies to (directly, PUBLIC or membership)
+    using: str | None = None
+    check: str | None = None
+
+
+@dataclass(frozen=True)
+class Function:
+    schema: str
+    name: str
+    args: str                                   # identity arguments
+    definer: bool
+    fixed_search_path: bool
+    owner: str = ""
+    extension: bool = False
+    executors: tuple[str, ...] = ()             # audited roles that may EXECUTE it
+
+    @property
+    def qname(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def signature(self) -> str:
+        return f"{_ident(self.qname)}({self.args})"
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Every catalog row the audit needs, read once."""
+
+    app_role: str
+    roles: tuple[str, ...]                      # the audited roles that exist: app role first
+    relations: tuple[Relation, ...] = ()
+    columns: tuple[Column, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    policies: tuple[PolicyRow, ...] = ()
+    functions: tuple[Function, ...] = ()
+    view_reads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # view -> relations it reads
+    extensions: Mapping[str, str] = field(default_factory=dict)               # extension -> schema
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the config says about tenants and intended exposure."""
+
+    tenant_columns: tuple[str, ...] = ("org_id",)
+    tenant_tables: tuple[str, ...] = ()         # schema.name, configured
+    org_setting: str = "app.current_org_id"
+    user_setting: str = "app.current_user_id"
+    user_column: str | None = "user_id"
+    trusted_functions: tuple[str, ...] = ()
+    public: Mapping[str, str] = field(default_factory=dict)                   # schema.name -> reason
+    accepted: Mapping[str, str] = field(default_factory=dict)                 # finding's object -> reason
+    admin_role: str = "postgres"
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    """How a table belongs to a tenant: its own key ``column`` (``parent`` None), or ``column`` referencing
+    ``parent(parent_column)``, a tenant table whose own policies filter it."""
+
+    column: str | None
+    parent: str | None = None
+    parent_column: str | None = None
+
+    def predicate(self, setting: str) -> str:
+        """The model policy expression for this table."""
+        if self.parent is None:
+            return tenant_predicate(self.column or "<tenant column>", setting)
+        return f"{self.column} in (select {self.parent_column} from {_ident(self.parent)})"
+
+    def describe(self) -> str:
+        return f"tenant key {self.column}" if self.parent is None else \
+            f"reaches tenant table {self.parent} through {self.column}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One way the surface leaks: how bad, which object, why, and the SQL that closes it."""
+
+    severity: Severity
+    rule: str
+    object: str
+    why: str
+    fix: str
+
+    def line(self) -> str:
+        return f"[{self.severity}] {self.rule} {self.object}: {self.why}; fix: {self.fix}"
+
+
+# ------------------------------------------------------------------------------------------------ reading
+_ROLES_SQL = "select rolname from pg_roles where rolname = any($1::text[])"
+
+_RELATIONS_SQL = """
+select n.nspname as schema, c.relname as name, c.relkind::text as kind, pg_get_userbyid(c.relowner) as owner,
+       c.relrowsecurity as rls, c.relforcerowsecurity as forced,
+       coalesce(c.reloptions::text, '{}') ~* 'security_invoker=(true|on|yes|1)' as invoker,
+       exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                          and d.deptype = 'e') as extension,
+       coalesce((select jsonb_object_agg(r, privs) from (
+           select r, array_remove(array[
+               case when has_any_column_privilege(r, c.oid, 'SELECT') then 'SELECT' end,
+               case when has_any_column_privilege(r, c.oid, 'INSERT') then 'INSERT' end,
+               case when has_any_column_privilege(r, c.oid, 'UPDATE') then 'UPDATE' end,
+               case when has_table_privilege(r, c.oid, 'DELETE') then 'DELETE' end,
+               case when has_table_privilege(r, c.oid, 'TRUNCATE') then 'TRUNCATE' end], null) as privs
+           from unnest($1::text[]) r where has_schema_privilege(r, n.oid, 'USAGE')) p
+         where cardinality(privs) > 0), '{}'::jsonb)::text as privileges
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p', 'v', 'm', 'f') and n.nspname <> all($2::text[])
+  and n.nspname !~ '^pg_(toast|temp)'
+order by 1, 2
+"""
+
+_COLUMNS_SQL = """
+select n.nspname || '.' || c.relname as relation, a.attname as name,
+       array(select r from unnest($1::text[]) r
+             where has_schema_privilege(r, n.oid, 'USAGE') and has_column_privilege(r, c.oid, a.attnum, 'SELECT'))
+         as readers
+from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p', 'v', 'm', 'f')
+  and n.nspname <> all($2::text[]) and n.nspname !~ '^pg_(toast|temp)'
+order by 1, a.attnum
+"""
+
+_FOREIGN_KEYS_SQL = """
+select cn.nspname || '.' || c.relname as child,
+       array(select attname from unnest(k.conkey) with ordinality u(n, i)
+             join pg_attribute on attrelid = k.conrelid and attnum = u.n order by u.i) as columns,
+       pn.nspname || '.' || p.relname as parent,
+       array(select attname from unnest(k.confkey) with ordinality u(n, i)
+             join pg_attribute on attrelid = k.confrelid and attnum = u.n order by u.i) as parent_columns
+from pg_constraint k
+join pg_class c on c.oid = k.conrelid join pg_namespace cn on cn.oid = c.relnamespace
+join pg_class p on p.oid = k.confrelid join pg_namespace pn on pn.oid = p.relnamespace
+where k.contype = 'f' and cn.nspname <> all($1::text[])
+order by 1, 3
+"""
+
+_POLICIES_SQL = """
+select n.nspname || '.' || c.relname as relation, p.polname as name, p.polcmd::text as cmd,
+       p.polpermissive as permissive,
+       array(select r from unnest($1::text[]) r
+             where 0 = any(p.polroles) or exists (select 1 from unnest(p.polroles) x
+                                                  where x <> 0 and pg_has_role(r, x, 'MEMBER'))) as applies,
+       pg_get_expr(p.polqual, p.polrelid) as using_expr, pg_get_expr(p.polwithcheck, p.polrelid) as check_expr
+from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+where n.nspname <> all($2::text[])
+order by 1, 2
+"""
+
+_FUNCTIONS_SQL = """
+select n.nspname as schema, p.proname as name, pg_get_function_identity_arguments(p.oid) as args,
+       p.prosecdef as definer, pg_get_userbyid(p.proowner) as owner,
+       exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg where cfg like 'search_path=%') as fixed,
+       exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid
+                                          and d.deptype = 'e') as extension,
+       array(select r from unnest($1::text[]) r
+             where has_schema_privilege(r, n.oid, 'USAGE') and has_function_privilege(r, p.oid, 'EXECUTE'))
+         as executors
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where p.prokind in ('f', 'p') and n.nspname <> all($2::text[]) and n.nspname !~ '^pg_(toast|temp)'
+order by 1, 2, 3
+"""
+
+_VIEW_READS_SQL = """
+select distinct vn.nspname || '.' || v.relname as view, tn.nspname || '.' || t.relname as reads
+from pg_rewrite w
+join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = w.oid and d.refclassid = 'pg_class'::regclass
+join pg_class v on v.oid = w.ev_class join pg_namespace vn on vn.oid = v.relnamespace
+join pg_class t on t.oid = d.refobjid join pg_namespace tn on tn.oid = t.relnamespace
+where v.relkind in ('v', 'm') and t.oid <> v.oid and vn.nspname <> all($1::text[])
+order by 1, 2
+"""
+
+_EXTENSIONS_SQL = """
+select e.extname, n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace order by 1
+"""
+
+_CMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+
+async def fetch_surface(conn: asyncpg.Connection, app_role: str, api_roles: Sequence[str]) -> Surface:
+    """Every catalog row :func:`findings` needs, read on ``conn`` (a role that can see the whole catalog)."""
+    import json
+
+    wanted = list(dict.fromkeys([app_role, *api_roles]))
+    existing = {r[0] for r in await conn.fetch(_ROLES_SQL, wanted)}
+    roles = [r for r in wanted if r in existing]
+    system = list(_SYSTEM)
+    relations = tuple(
+        Relation(schema=r["schema"], name=r["name"], kind=r["kind"], owner=r["owner"], rls=r["rls"],
+                 forced=r["forced"], invoker=r["invoker"], extension=r["extension"],
+                 privileges={k: tuple(v) for k, v in json.loads(r["privileges"]).items()})
+        for r in await conn.fetch(_RELATIONS_SQL, roles, system))
+    columns = tuple(Column(r["relation"], r["name"], tuple(r["readers"]))
+                    for r in await conn.fetch(_COLUMNS_SQL, roles, system))
+    fks = tuple(ForeignKey(r["child"], tuple(r["columns"]), r["parent"], tuple(r["parent_columns"]))
+                for r in await conn.fetch(_FOREIGN_KEYS_SQL, system))
+    policies = tuple(PolicyRow(r["relation"], r["name"], _CMD.get(r["cmd"], r["cmd"]), r["permissive"],
+                               tuple(r["applies"]), r["using_expr"], r["check_expr"])
+                     for r in await conn.fetch(_POLICIES_SQL, roles, system))
+    functions = tuple(Function(r["schema"], r["name"], r["args"], r["definer"], r["fixed"], r["owner"],
+                               r["extension"], tuple(r["executors"]))
+                      for r in await conn.fetch(_FUNCTIONS_SQL, roles, system))
+    reads: dict[str, list[str]] = {}
+    for r in await conn.fetch(_VIEW_READS_SQL, system):
+        reads.setdefault(r["view"], []).append(r["reads"])
+    extensions = {r[0]: r[1] for r in await conn.fetch(_EXTENSIONS_SQL)}
+    return Surface(app_role=app_role, roles=tuple(roles), relations=relations, columns=columns, foreign_keys=fks,
+                   policies=policies, functions=functions, view_reads={k: tuple(v) for k, v in reads.items()},
+                   extensions=extensions)
+
+
+async def read_surface_async(config: CutoverConfig) -> tuple[Surface, Rules]:
+    """The app role as its own URL logs in, then the catalog through the admin URL (else the app's)."""
+    async with config_connection(config, "target.app_database_url") as app:
+        app_role = await app.fetchval("select current_user")
+    key = "target.database_url" if config.target.database_url else "target.app_database_url"
+    async with config_connection(config, key) as conn:
+        admin = await conn.fetchval("select current_user")
+        surface = await fetch_surface(conn, app_role, config.rls.api_roles)
+    return surface, rules_from_config(config, admin_role=admin if admin != app_role else "postgres")
+
+
+def read_surface(config: CutoverConfig) -> tuple[Surface, Rules]:
+    """:func:`read_surface_async` from synchronous code."""
+    return run_sync(read_surface_async(config), timeout=config.thresholds.connect_timeout_s * 4 + 60)
+
+
+def rules_from_config(config: CutoverConfig, *, admin_role: str = "postgres") -> Rules:
+    """The audit's rules from ``[schema]`` and ``[rls]``."""
+    from pytest_cutover.checks.rls_audit import qualify
+
+    s, r = config.schema_, config.rls
+    return Rules(tenant_columns=tuple(dict.fromkeys([s.tenant_column, *r.tenant_columns])),
+                 tenant_tables=tuple(sorted({qualify(t) for t in s.tenant_tables})), org_setting=s.rls_org_setting,
+                 user_setting=s.rls_user_setting, user_column=s.user_column,
+                 trusted_functions=tuple(r.trusted_functions), public={qualify(k): v for k, v in r.public.items()},
+                 accepted=dict(r.accepted), admin_role=admin_role)
+
+
+# ------------------------------------------------------------------------------------------------ pure analysis
+def inventory(surface: Surface, rules: Rules | None = None) -> dict[str, Any]:
+    """The figure: per role, every reachable relation and function with what the role may do to it."""
+    per_role: dict[str, dict[str, str]] = {role: {} for role in surface.roles}
+    for rel in surface.relations:
+        for role, privs in rel.privileges.items():
+            if role in per_role:
+                per_role[role][f"{rel.qname} ({_KINDS.get(rel.kind, rel.kind)})"] = ",".join(privs)
+    members: dict[tuple[str, str], int] = {}
+    for fn in surface.functions:
+        for role in (r for r in fn.executors if r in per_role):
+            if fn.extension:  # pgvector alone has ~100: counted per schema, not listed
+                members[role, fn.schema] = members.get((role, fn.schema), 0) + 1
+                continue
+            kind = "function, SECURITY DEFINER" if fn.definer else "function"
+            per_role[role][f"{fn.qname}({fn.args}) ({kind})"] = "EXECUTE"
+    for (role, schema), n in sorted(members.items()):
+        per_role[role][f"{schema}.* (extension functions)"] = f"EXECUTE on {n}"
+    figure: dict[str, Any] = {"app_role": surface.app_role, "roles": per_role,
+                              "counts": {role: len(objs) for role, objs in per_role.items()}}
+    if rules is not None:
+        figure["public"] = dict(rules.public)
+        figure["tenant_tables"] = {t: k.describe() for t, k in tenant_tables(surface, rules).items()}
+    return figure
+
+
+def tenant_tables(surface: Surface, rules: Rules) -> dict[str, TenantKey]:
+    """``schema.table`` -> how it belongs to a tenant (:class:`TenantKey`):
+
+    tables with a tenant column (``org_id``, or a name in ``rls.tenant_columns``); the tables those columns
+    reference (``orgs``, key ``id``); configured ``schema.tenant_tables``; and, to a fixed point, tables with
+    a foreign key into one of them: into the tenants table the key is the FK column whatever its name
+    (``organization_id``), deeper the table is reached through its parent (``comments.thread_id -> threads``).
+    """
+    tables = {r.qname for r in surface.relations if r.kind in ("r", "p") and r.schema not in MANAGED_SCHEMAS}
+    cols: dict[str, set[str]] = {}
+    for c in surface.columns:
+        cols.setdefault(c.relation, set()).add(c.name)
+    found: dict[str, TenantKey] = {}
+    for t in sorted(tables):
+        key = next((c for c in rules.tenant_columns if c in cols.get(t, ())), None)
+        if key:
+            found[t] = TenantKey(key)
+    roots: dict[str, str] = {}
+    for fk in surface.foreign_keys:
+        if fk.child in found and len(fk.columns) == 1 and fk.columns[0] in rules.tenant_columns:
+            roots[fk.parent] = fk.parent_columns[0]
+    for t, key in roots.items():
+        if t in tables:
+            found.setdefault(t, TenantKey(key))
+    for t in rules.tenant_tables:
+        found.setdefault(t, TenantKey(next((c for c in rules.tenant_columns if c in cols.get(t, ())), None)))
+    changed = True
+    while changed:
+        changed = False
+        for fk in surface.foreign_keys:
+            if fk.child in found or fk.child not in tables or fk.parent not in found or len(fk.columns) != 1:
+                continue
+            direct = fk.parent in roots and roots[fk.parent] == fk.parent_columns[0]
+            found[fk.child] = TenantKey(fk.columns[0]) if direct else \
+                TenantKey(fk.columns[0], fk.parent, fk.parent_columns[0])
+            changed = True
+    return dict(sorted(found.items()))
+
+
+def _ident(qname: str) -> str:
+    """``public.threads`` stays as it is when it needs no quotes."""
+    return qname if re.fullmatch(r"[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*", qname) else quote_ident(qname)
+
+
+def _roles_sql(roles: Iterable[str]) -> str:
+    return ", ".join(r if re.fullmatch(r"[a-z_][a-z0-9_]*", r) else f'"{r}"' for r in roles)
+
+
+def _reads(surface: Surface, view: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    """Every relation ``view`` reads, through other views too."""
+    out: set[str] = set()
+    for rel in surface.view_reads.get(view, ()):
+        if rel not in seen:
+            out.add(rel)
+            out |= _reads(surface, rel, seen | {view})
+    return out
+
+
+def _policy_unbound(policy: PolicyRow, key: TenantKey, rules: Rules) -> list[str]:
+    """The branches of ``policy`` that do not bind the tenant; through a parent, a subquery over the parent
+    (whose own policies filter it) binds."""
+    settings = (rules.org_setting, rules.user_setting)
+    out = []
+    for expr in (policy.using, policy.check):
+        if key.parent is not None:
+            name = key.parent.split(".", 1)[1]
+            # Subqueries over the parent are filtered by the parent's own RLS (SECURITY INVOKER semantics).
+            expr = re.sub(r"\bFROM\s+(?:\w+\.)?" + re.escape(name) + r"\b", "FROM __tenant_parent__", expr or "",
+                          flags=re.I) or None
+            branches = unbound_branches(expr, "__no_column__", settings, user_column=rules.user_column)
+            out += [b for b in branches if "__tenant_parent__" not in b]
+        else:
+            out += unbound_branches(expr, key.column or "", settings, trusted_functions=rules.trusted_functions,
+                                    user_column=rules.user_column)
+    return out
+
+
+def _per_row(expr: str | None) -> list[str]:
+    """Supabase's auth_rls_initplan: the current_setting()/auth.*() calls made per row, not ``(select ...)``."""
+    low = (expr or "").lower()
+    return [call for call in ("auth.uid()", "auth.jwt()", "auth.role()", "auth.email()", "current_setting(")
+            if call in low and f"select {call}" not in low]
+
+
+def _q(name: str) -> str:
+    """A policy name as SQL: quoted unless it is a plain identifier."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def accepted(found: Sequence[Finding], rules: Rules) -> tuple[list[Finding], dict[str, str]]:
+    """``found`` without the findings ``[rls] accepted`` takes (by object, with a reason), and those taken."""
+    taken = {f.object: rules.accepted[f.object] for f in found if f.object in rules.accepted}
+    return [f for f in found if f.object not in rules.accepted], taken
+
+
+def findings(surface: Surface, rules: Rules) -> list[Finding]:
+    """Every leak on the surface, most severe first (then by object)."""
+    out: list[Finding] = []
+    roles = surface.roles
+    app = surface.app_role
+    tenants = tenant_tables(surface, rules)
+    rels = {r.qname: r for r in surface.relations}
+    policies: dict[str, list[PolicyRow]] = {}
+    for p in surface.policies:
+        policies.setdefault(p.relation, []).append(p)
+
+    def add(severity: Severity, rule: str, obj: str, why: str, fix: str) -> None:
+        out.append(Finding(severity, rule, obj, why, fix))
+
+    # -- tenant tables
+    for t, key in tenants.items():
+        rel = rels.get(t)
+        if rel is None or t in rules.public:
+            continue
+        who = sorted(rel.privileges)
+        if not who:
+            continue
+        tn = _ident(t)
+        pred = key.predicate(rules.org_setting)
+        how = key.describe()
+        if not rel.rls:
+            add("critical", "tenant-rls-disabled", t,
+                f"tenant table ({how}) without row level security, reachable by {', '.join(who)}: every tenant's "
+                f"rows are visible", f"ALTER TABLE {tn} ENABLE ROW LEVEL SECURITY; ALTER TABLE {tn} FORCE ROW LEVEL "
+                f"SECURITY; CREATE POLICY {rel.name}_tenant ON {tn} USING ({pred}) WITH CHECK ({pred})")
+        elif not rel.forced:
+            add("high", "tenant-rls-not-forced", t, f"tenant table ({how}) with RLS enabled but not forced: its "
+                f"owner {rel.owner} is not filtered", f"ALTER TABLE {tn} FORCE ROW LEVEL SECURITY")
+        if rel.owner == app:
+            add("high", "tenant-owned-by-app", t, f"the app role {app} owns this tenant table and can turn RLS off",
+                f"ALTER TABLE {tn} OWNER TO {rules.admin_role}; GRANT SELECT, INSERT, UPDATE, DELETE ON {tn} TO {app}")
+        if not rel.rls:
+            continue
+        for p in policies.get(t, []):
+            exposed = [r for r in p.applies if rel.privileges.get(r)]
+            if not p.permissive or not exposed:
+                continue
+            loose = _policy_unbound(p, key, rules)
+            if loose:
+                add("critical", "policy-unbound", f"{t} policy {p.name}",
+                    f"{p.command} policy for {', '.join(exposed)} has a branch that does not bind the tenant "
+                    f"({'; '.join(loose)}): permissive policies are OR'ed, so every tenant's rows pass",
+                    f"DROP POLICY {_q(p.name)} ON {tn}; CREATE POLICY {_q(p.name)} ON {tn} FOR {p.command} "
+                    + (f"USING ({pred})" if p.command in ("SELECT", "DELETE") else
+                       f"WITH CHECK ({pred})" if p.command == "INSERT" else f"USING ({pred}) WITH CHECK ({pred})"))
+
+    # -- every policy: user_metadata, per-row calls
+    for p in surface.policies:
+        text = f"{p.using or ''} {p.check or ''}".lower()
+        if "user_metadata" in text or "raw_user_meta_data" in text:
+            add("critical", "policy-user-metadata", f"{p.relation} policy {p.name}",
+                "reads user_metadata from the JWT, which every user can edit for themselves",
+                f"keep the tenant in app_metadata (set server-side) and compare with ((select auth.jwt()) -> "
+                f"'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {_q(p.name)} ON "
+                f"{_ident(p.relation)}; CREATE POLICY {_q(p.name)} ON {_ident(p.relation)} ... ")
+        schema = p.relation.split(".", 1)[0]
+        calls = sorted(set(_per_row(p.using) + _per_row(p.check)))
+        if schema not in MANAGED_SCHEMAS and calls:
+            names = [c if c.endswith(")") else c + ")" for c in calls]
+            add("low", "policy-per-row", f"{p.relation} policy {p.name}",
+                f"calls {', '.join(names)} once per row (Supabase lint auth_rls_initplan)",
+                "wrap each call in a scalar subquery, evaluated once per statement: "
+                + ", ".join(f"(select {n})" for n in names)
+                + (f", e.g. {tenant_predicate(rules.tenant_columns[0], rules.org_setting)}"
+                   if "current_setting()" in names else ""))
+
+    # -- views and materialized views
+    auth_rels = {r.qname for r in surface.relations if r.schema == "auth"}
+    for rel in surface.relations:
+        if rel.kind not in ("v", "m") or rel.schema in MANAGED_SCHEMAS or rel.extension:
+            continue
+        readers = sorted(r for r, privs in rel.privileges.items() if "SELECT" in privs)
+        if not readers or rel.qname in rules.public:
+            continue
+        reads = _reads(surface, rel.qname)
+        over = sorted(reads & (set(tenants) | auth_rels))
+        data = f"reads {', '.join(over)}" if over else "reads no tenant table"
+        vn = _ident(rel.qname)
+        if rel.kind == "m" and over:
+            add("critical", "matview-exposed", rel.qname, f"materialized view ({data}) readable by "
+                f"{', '.join(readers)}: a materialized view has no row level security",
+                f"REVOKE ALL ON {vn} FROM PUBLIC, {_roles_sql(readers)}; serve it through a view WITH "
+                f"(security_invoker = on) over the tables instead")
+        elif rel.kind == "v" and not rel.invoker:
+            api = [r for r in readers if r != app]
+            if over or api:
+                add("critical" if over else "medium", "view-security-definer", rel.qname,
+                    f"view without security_invoker ({data}), readable by {', '.join(readers)}: it runs with its "
+                    f"owner {rel.owner}'s rights, so the tables' RLS does not filter the caller",
+                    f"ALTER VIEW {vn} SET (security_invoker = on)")
+
+    # -- auth schema tables
+    for rel in surface.relations:
+        if rel.schema == "auth" and rel.privileges:
+            add("critical", "auth-exposed", rel.qname,
+                f"auth table readable/writable by {', '.join(sorted(rel.privileges))}: users' emails, hashes, "
+                "tokens", f"REVOKE ALL ON {_ident(rel.qname)} FROM PUBLIC, {_roles_sql(sorted(rel.privileges))}")
+
+    # -- functions
+    for fn in surface.functions:
+        if fn.schema in MANAGED_SCHEMAS or fn.extension:
+            continue
+        callers = list(fn.executors)
+        if not callers:
+            continue
+        # Declared membership helpers must be callable from policies (and are usually definer, to avoid
+        # recursing into the policy they serve): their search_path is still checked.
+        if fn.definer and fn.qname not in rules.public and fn.qname not in rules.trusted_functions:
+            add("high", "definer-function-executable", f"{fn.qname}({fn.args})",
+                f"SECURITY DEFINER function executable by {', '.join(callers)}: it runs as {fn.owner} and "
+                f"bypasses RLS on whatever it reads or writes",
+                f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {_roles_sql(callers)}; or ALTER "
+                f"FUNCTION {fn.signature} SECURITY INVOKER")
+        if not fn.fixed_search_path:
+            add("critical" if fn.definer else "medium", "function-search-path-mutable", f"{fn.qname}({fn.args})",
+                f"{'SECURITY DEFINER ' if fn.definer else ''}function without a fixed search_path, executable by "
+                f"{', '.join(callers)}: a caller's objects can shadow the ones it means",
+                f"ALTER FUNCTION {fn.signature} SET search_path = ''")
+
+    # -- anon: nothing unless declared public (and then only reads)
+    if "anon" in roles:
+        for rel in surface.relations:
+            privs = rel.privileges.get("anon", ())
+            if rel.schema in MANAGED_SCHEMAS or rel.extension or not privs:
+                continue
+            extra = [p for p in privs if not (p == "SELECT" and rel.qname in rules.public)]
+            if extra:
+                add("high", "anon-grant", rel.qname,
+                    f"anon (anyone holding the public anon key) may {', '.join(extra)} on this "
+                    f"{_KINDS.get(rel.kind, rel.kind)}, which is not declared public",
+                    f"REVOKE {', '.join(extra)} ON {_ident(rel.qname)} FROM PUBLIC, anon; and for the next tables "
+                    f"(Supabase grants anon every new table in public by default): ALTER DEFAULT PRIVILEGES FOR ROLE "
+                    f"{rel.owner} IN SCHEMA {rel.schema} REVOKE ALL ON TABLES FROM anon"
+                    + ("" if rel.qname in rules.public else
+                       f" (or declare it in [rls] public = {{\"{rel.qname}\" = \"why everyone may read it\"}})"))
+        for fn in surface.functions:
+            if fn.schema in MANAGED_SCHEMAS or fn.extension or "anon" not in fn.executors or fn.qname in rules.public:
+                continue
+            add("high", "anon-grant", f"{fn.qname}({fn.args})",
+                "anon may EXECUTE this function, which is not declared public (EXECUTE goes to PUBLIC by default)",
+                f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES REVOKE "
+                f"EXECUTE ON FUNCTIONS FROM PUBLIC")
+
+    # -- secret-looking columns
+    bound = {t for t, key in tenants.items()
+             if (r := rels.get(t)) is not None and r.rls and (r.forced or r.owner not in roles)
+             and not any(_policy_unbound(p, key, rules) for p in policies.get(t, []) if p.permissive)}
+    secret_cols: dict[str, list[Column]] = {}
+    for c in surface.columns:
+        schema = c.relation.split(".", 1)[0]
+        if c.readers and schema not in MANAGED_SCHEMAS and is_secret_column(c.name):
+            secret_cols.setdefault(c.relation, []).append(c)
+    for relation, cols in sorted(secret_cols.items()):
+        readers = sorted({r for c in cols for r in c.readers})
+        names = ", ".join(c.name for c in cols)
+        if relation in bound and "anon" not in readers:
+            continue  # the tenant's own secrets behind a policy that binds the tenant
+        rn = _ident(relation)
+        add("critical", "secret-readable", f"{relation} ({names})",
+            f"secret-looking column(s) readable by {', '.join(readers)}"
+            + ("" if relation in tenants else " on a table with no tenant key"),
+            f"REVOKE SELECT ON {rn} FROM PUBLIC, {_roles_sql(readers)}; GRANT SELECT (<the other columns>) ON {rn} "
+            f"TO {_roles_sql(readers)}; or move it to a schema those roles have no USAGE on")
+
+    # -- extensions
+    for ext, schema in sorted(surface.extensions.items()):
+        if schema == "public" and ext != "plpgsql":
+            add("medium", "extension-in-public", f"extension {ext}",
+                "installed in public, an API schema: its functions and types are on the exposed surface",
+                f"CREATE SCHEMA IF NOT EXISTS extensions; ALTER EXTENSION {ext} SET SCHEMA extensions "
+                "(and put extensions on the roles' search_path)")
+
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(out, key=lambda f: (order[f.severity], f.object, f.rule))
+
+
+def check_surface(surface: Surface, rules: Rules) -> CheckResult:
+    """Every finding as a problem; the inventory and the declared-public objects as figures."""
+    found, taken = accepted(findings(surface, rules), rules)
+    figure = inventory(surface, rules)
+    figure["accepted"] = taken
+    counts = figure["counts"]
+    evidence = (f"exposed surface of {', '.join(f'{r}: {n} objects' for r, n in counts.items())}; "
+                f"{len(rules.public)} declared public; {len(found)} findings ({len(taken)} more accepted)")
+    by_severity = {s: sum(f.severity == s for f in found) for s in SEVERITIES}
+    # One report section "surface" (report/build.py merge_figure): the inventory and the findings' counts.
+    return result("exposed-surface", [f.line() for f in found], evidence,
+                  {"surface": {**figure, "findings": len(found), "findings_by_severity": by_severity}})
+
+
+# ------------------------------------------------------------------------------------------------ live probes
+@dataclass(frozen=True)
+class Probe:
+    """One read the rls stage makes: ``role`` reads ``relation`` as a caller of org A and counts org B's rows
+    (``column`` None: ``anon`` reading tenant data, where any row is a leak)."""
+
+    role: str
+    relation: str
+    column: str | None
+
+
+def plan_probes(surface: Surface, rules: Rules) -> list[Probe]:
+    """Every relation an audited role can SELECT outside the managed schemas that holds tenant rows: tenant
+    tables with their own key, and views over tenant data (keyed by a tenant column they expose).  Tables
+    reached only through a parent, and relations declared public, are not probed."""
+    tenants = tenant_tables(surface, rules)
+    cols: dict[str, set[str]] = {}
+    for c in surface.columns:
+        cols.setdefault(c.relation, set()).add(c.name)
+    out = []
+    for rel in surface.relations:
+        if rel.schema in MANAGED_SCHEMAS or rel.extension or rel.qname in rules.public:
+            continue
+        key = tenants.get(rel.qname)
+        if key is not None:
+            column = key.column if key.parent is None else None
+            tenant_data = True
+        else:
+            column = next((c for c in rules.tenant_columns if c in cols.get(rel.qname, ())), None)
+            tenant_data = bool(_reads(surface, rel.qname) & set(tenants)) or column is not None
+        if not tenant_data:
+            continue
+        for role, privs in rel.privileges.items():
+            if "SELECT" not in privs:
+                continue
+            if column is not None:
+                out.append(Probe(role, rel.qname, column))
+            elif role == "anon":
+                out.append(Probe(role, rel.qname, None))
+    return sorted(out, key=lambda p: (p.relation, p.role))
+
+
+async def _probe_surface(config: CutoverConfig) -> CheckResult:
+    """Each planned probe as its role, with the BYPASSRLS control seeing org B's rows first."""
+    import json
+    import uuid
+
+    from pytest_cutover.checks.isolation import _control_bypasses, _in_tx, _orgs_from_db_async
+
+    found, rules = await read_surface_async(config)
+    probes = plan_probes(found, rules)
+    problems: list[str] = []
+    vacuous: list[str] = []
+    leaks = 0
+    async with config_connection(config, "target.database_url") as control, \
+            config_connection(config, "target.app_database_url") as app:
+        await _control_bypasses(control)
+        orgs = await _orgs_from_db_async(control, config)
+        for p in probes:
+            rel = _ident(p.relation)
+            where = f" where {quote_ident(p.column)}::text = $1" if p.column else ""
+            if p.column:
+                org_b = await control.fetchval(f"select {quote_ident(p.column)}::text from {rel} group by 1 "
+                                               f"order by count(*) desc, 1 limit 1")
+                args: tuple[Any, ...] = (org_b,)
+            else:
+                org_b, args = None, ()
+            seen = await control.fetchval(f"select count(*) from {rel}{where}", *args)
+            if not seen:
+                vacuous.append(f"{p.relation} as {p.role}")
+                continue
+            org_a = next((o for o in orgs if o != org_b), "cutover-probe-no-such-org")
+            query = f"select count(*) from {rel}{where}"
+            if p.role == found.app_role:
+                got = await _in_tx(app, config, org_a, None, lambda q=query, a=args: app.fetchval(q, *a))
+            else:
+                claims = {"role": p.role, "iss": "supabase"}
+                if p.role != "anon":  # a signed-in user of org A, as PostgREST passes a verified JWT's claims,
+                    # who wrote org B into the user_metadata every user may edit for themselves
+                    tenant = config.schema_.tenant_column
+                    claims.update(sub=str(uuid.uuid4()), aud=p.role, org_id=org_a, app_metadata={tenant: org_a},
+                                  user_metadata={tenant: org_b})
+
+                async def as_api(q: str = query, a: tuple[Any, ...] = args, c: dict = claims, r: str = p.role) -> Any:
+                    async with control.transaction():
+                        await control.execute(f"set local role {quote_ident(r)}")
+                        await control.execute("select set_config('request.jwt.claims', $1, true)", json.dumps(c))
+                        value = await control.fetchval(q, *a)
+                        await control.execute("reset role")
+                        return value
+
+                got = await as_api()
+            if got:
+                leaks += 1
+                whose = f"{got} of org {org_b}'s {seen} rows" if p.column else f"{got} tenant rows"
+                problems.append(f"RLS LEAK: {p.role} reads {whose} in {p.relation}"
+                                + (f" as a caller of org {org_a}" if p.column and p.role != "anon" else "")
+                                + ": fix it as the precutover exposed-surface audit says (test_exposed_surface_"
+                                  "does_not_leak)")
+    evidence = (f"{len(probes)} reads of the exposed surface as {', '.join(found.roles)}: {leaks} leaks; "
+                f"control saw no rows to probe in {len(vacuous)}")
+    return result("surface-probe", problems, evidence,
+                  {"probes": len(probes), "leaks": leaks, "not_probed_empty": vacuous})
+
+
+def probe_surface(config: CutoverConfig) -> CheckResult:
+    """The rls stage's reads of the whole exposed surface (:func:`plan_probes`), from synchronous code."""
+    return run_sync(_probe_surface(config), timeout=config.thresholds.connect_timeout_s * 4 + 120)
