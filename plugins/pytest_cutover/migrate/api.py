@@ -82,7 +82,7 @@ async def _vectors(config: CutoverConfig, job: VectorJob, *, verify: bool, verif
                                "written": result.written, "batches": result.batches_total,
                                "batches_sent": result.batches_sent, "resumed": result.resumed,
                                "dry_run": job.dry_run, "reader_ready_s": round(result.reader_ready_s, 3)}
-    outcome = Outcome("vectors", verdict.ok, [verdict.message], figures)
+    outcome = Outcome("vectors", verdict.ok, [verdict.message, *books.sample_lines(job.schema.key)], figures)
     if job.dry_run:
         outcome.messages.append("dry run: nothing was written")
         return outcome
