@@ -24,6 +24,7 @@ __all__ = [
     "WRONG_DIMENSION",
     "Accounting",
     "AccountingVerdict",
+    "bucket_line",
     "check_tolerance",
 ]
 
@@ -44,6 +45,11 @@ def check_tolerance(tolerance: float) -> float:
     if not TOLERANCE_FLOOR <= tolerance <= 1.0:
         raise ValueError(f"migration tolerance {tolerance} is outside [{TOLERANCE_FLOOR}, 1.0]")
     return tolerance
+
+
+def bucket_line(bucket: str, count: int, noun: str, label: str, keys: list[str], *, what: str = "") -> str:
+    """``"<bucket>: <count> <noun>s<what>; first <label>: k1, k2"``: one bucket of a migration, named by keys."""
+    return f"{bucket}: {count} {noun}{'s' if count != 1 else ''}{what}; first {label}: {', '.join(keys)}"
 
 
 @dataclass(frozen=True)
@@ -123,12 +129,11 @@ class Accounting:
     def sample_lines(self, row_key: str = "row key") -> list[str]:
         """One line per non-empty bucket naming its first keys: point ids for rejections, ``row_key`` for rows
         missing a point (counts alone send the operator to the database to find out which)."""
-        lines = [f"{reason}: {n} point{'s' if n != 1 else ''}; first point ids: "
-                 f"{', '.join(self.samples.get(reason, []))}"
+        lines = [bucket_line(reason, n, "point", "point ids", self.samples.get(reason, []))
                  for reason, n in sorted(self.rejected_by_reason.items()) if n]
         if self.missing:
-            lines.append(f"{MISSING}: {self.missing} row{'s' if self.missing != 1 else ''} without a point; "
-                         f"first {row_key}: {', '.join(self.samples.get(MISSING, []))}")
+            lines.append(bucket_line(MISSING, self.missing, "row", row_key, self.samples.get(MISSING, []),
+                                     what=" without a point"))
         return lines
 
     def figures(self) -> dict[str, Any]:
