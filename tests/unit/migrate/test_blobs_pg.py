@@ -209,3 +209,13 @@ def test_the_rehearsal_service_refuses_exactly_the_keys_supabase_refuses(pg, sto
     bucket = _call(storage, "POST", "/bucket", json={"name": "émoji"})
     assert (bucket.status_code, bucket.json()["code"], bucket.json()["message"]) == \
         (400, "InvalidBucketName", "Bucket name invalid")
+
+
+def test_a_template_without_the_org_folder_first_is_refused_row_by_row(pg, storage):
+    from pytest_cutover.migrate.blobs import ORG_FOLDER
+
+    rows = _seed(pg, 2)
+    schema = BlobSchema(template="{thread_id}/{org_id}/{attachment_id}/{filename}")
+    moved = _run(pg, storage, lambda c, s: migrate_blobs(c, s, "attachments", schema))
+    assert (moved.migrated, moved.rejected_by_reason) == (0, {ORG_FOLDER: 2})
+    assert moved.samples[ORG_FOLDER] == [str(r["id"]) for r in rows]
