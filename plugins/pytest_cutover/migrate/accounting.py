@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "DUPLICATE_ID",
+    "DUPLICATE_ROW_KEY",
     "MISSING",
     "NON_FINITE",
     "NO_MATCHING_ROW",
@@ -23,15 +24,17 @@ __all__ = [
     "WRONG_DIMENSION",
     "Accounting",
     "AccountingVerdict",
+    "bucket_line",
     "check_tolerance",
 ]
 
 NO_MATCHING_ROW = "no-matching-row"
 WRONG_DIMENSION = "wrong-dimension"
 NON_FINITE = "nan-or-inf"
-DUPLICATE_ID = "duplicate-id"
+DUPLICATE_ID = "duplicate-id"  # the source holds the same point id twice
+DUPLICATE_ROW_KEY = "duplicate-row-key"  # the target holds more than one row with the point's key
 ORG_MISMATCH = "org-mismatch"
-REASONS = (NO_MATCHING_ROW, WRONG_DIMENSION, NON_FINITE, DUPLICATE_ID, ORG_MISMATCH)
+REASONS = (NO_MATCHING_ROW, WRONG_DIMENSION, NON_FINITE, DUPLICATE_ID, DUPLICATE_ROW_KEY, ORG_MISMATCH)
 MISSING = "missing"
 SAMPLE_LIMIT = 5
 TOLERANCE_FLOOR = 0.95  # the runbook's "95% success rate" is the lowest a user may choose
@@ -42,6 +45,11 @@ def check_tolerance(tolerance: float) -> float:
     if not TOLERANCE_FLOOR <= tolerance <= 1.0:
         raise ValueError(f"migration tolerance {tolerance} is outside [{TOLERANCE_FLOOR}, 1.0]")
     return tolerance
+
+
+def bucket_line(bucket: str, count: int, noun: str, label: str, keys: list[str], *, what: str = "") -> str:
+    """``"<bucket>: <count> <noun>s<what>; first <label>: k1, k2"``: one bucket of a migration, named by keys."""
+    return f"{bucket}: {count} {noun}{'s' if count != 1 else ''}{what}; first {label}: {', '.join(keys)}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,16 @@ class Accounting:
         if rate + 1e-12 < tolerance:
             return AccountingVerdict(False, f"{summary}: success {rate:.2%} is below the required {tolerance:.2%}")
         return AccountingVerdict(True, f"{summary}: success {rate:.2%} (required {tolerance:.2%})")
+
+    def sample_lines(self, row_key: str = "row key") -> list[str]:
+        """One line per non-empty bucket naming its first keys: point ids for rejections, ``row_key`` for rows
+        missing a point (counts alone send the operator to the database to find out which)."""
+        lines = [bucket_line(reason, n, "point", "point ids", self.samples.get(reason, []))
+                 for reason, n in sorted(self.rejected_by_reason.items()) if n]
+        if self.missing:
+            lines.append(bucket_line(MISSING, self.missing, "row", row_key, self.samples.get(MISSING, []),
+                                     what=" without a point"))
+        return lines
 
     def figures(self) -> dict[str, Any]:
         """The ledger/report figures this bookkeeping owns (ints, plus sample ids per bucket)."""

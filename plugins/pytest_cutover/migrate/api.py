@@ -82,7 +82,7 @@ async def _vectors(config: CutoverConfig, job: VectorJob, *, verify: bool, verif
                                "written": result.written, "batches": result.batches_total,
                                "batches_sent": result.batches_sent, "resumed": result.resumed,
                                "dry_run": job.dry_run, "reader_ready_s": round(result.reader_ready_s, 3)}
-    outcome = Outcome("vectors", verdict.ok, [verdict.message], figures)
+    outcome = Outcome("vectors", verdict.ok, [verdict.message, *books.sample_lines(job.schema.key)], figures)
     if job.dry_run:
         outcome.messages.append("dry run: nothing was written")
         return outcome
@@ -178,6 +178,14 @@ def blob_schema(config: CutoverConfig) -> Any:
                       template=config.migrate.blob_path_template)
 
 
+def _blob_lines(result: Any, row_key: str) -> list[str]:
+    """One line per refusal reason of a BLOB step, naming its first row keys."""
+    from pytest_cutover.migrate.accounting import bucket_line
+
+    return [bucket_line(reason, n, "row", row_key, result.samples.get(reason, []))
+            for reason, n in sorted(result.rejected_by_reason.items())]
+
+
 async def _blobs(config: CutoverConfig, *, dry_run: bool, verify_only: bool, null_data: bool) -> Outcome:
     from pytest_cutover.migrate import blobs as b
     from pytest_cutover.migrate.sink import connect_target
@@ -199,6 +207,7 @@ async def _blobs(config: CutoverConfig, *, dry_run: bool, verify_only: bool, nul
             outcome.ok = moved.rejected == 0
             outcome.messages.append(f"{moved.migrated} uploaded and verified, {moved.already_done} already in storage, "
                                     f"{moved.rejected} refused {moved.rejected_by_reason or ''}".rstrip())
+            outcome.messages += _blob_lines(moved, schema.key)
             if dry_run:
                 outcome.messages.append("dry run: nothing was uploaded or written")
                 return outcome
@@ -207,8 +216,8 @@ async def _blobs(config: CutoverConfig, *, dry_run: bool, verify_only: bool, nul
                                verify_samples=check.samples, verify_s=round(check.duration_s, 3))
         if check.rejected:
             outcome.ok = False
-            outcome.messages.append(f"verify: {check.rejected} of {check.rows} objects differ from their rows: "
-                                    f"{check.samples}")
+            outcome.messages.append(f"verify: {check.rejected} of {check.rows} objects differ from their rows")
+            outcome.messages += [f"verify: {line}" for line in _blob_lines(check, schema.key)]
         else:
             outcome.messages.append(f"verify: {check.migrated} of {check.rows} objects match size and sha256")
         if null_data:

@@ -1,8 +1,9 @@
 """BLOBs -> Storage: stream ``attachments.file_data`` to tenant-scoped objects, verified before anything else.
 
-Order matters (runbook Week 1): upload, read the object back through the Storage API,
-check its size and sha256 against the row, and only then set ``storage_path``/
-``storage_bucket``.  A row with ``storage_path`` set is therefore a verified row, which
+Object names are keys the real Storage service accepts for any filename (``object_path``); the original
+filename travels in the object's user metadata (``filename``).  Order matters (runbook Week 1): upload,
+read the object back through the Storage API, check its size and sha256 against the row, and only then
+set ``storage_path``/``storage_bucket``.  A row with ``storage_path`` set is therefore a verified row, which
 is what makes the step resumable and idempotent: a re-run picks up the rows that are
 not done.  Nulling ``file_data`` is a separate, opt-in step that re-verifies each object
 first and touches only rows whose object matches.
@@ -11,7 +12,9 @@ first and touches only rows whose object matches.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,7 @@ from urllib.parse import quote
 from pytest_cutover.migrate.errors import MigrationError, TargetError
 from pytest_cutover.redact import redact
 from pytest_cutover.util.sql import quote_ident
+from pytest_cutover.util.storage_key import safe_segment
 
 if TYPE_CHECKING:
     import asyncpg
@@ -32,6 +36,7 @@ SOURCE_CHECKSUM = "source-checksum-mismatch"  # file_data does not match the row
 UPLOAD_FAILED = "upload-failed"
 READBACK_MISMATCH = "readback-mismatch"
 OBJECT_MISSING = "object-missing"
+ORG_FOLDER = "org-folder-mismatch"  # the path's first folder is not the row's org id (RLS would misfile it)
 
 
 @dataclass(frozen=True)
@@ -45,21 +50,19 @@ class BlobSchema:
     template: str = "{org_id}/{thread_id}/{attachment_id}/{filename}"
 
 
-def _segment(value: Any) -> str:
-    """One path segment: no slash, no dot-only names (which storage refuses)."""
-    text = str(value).replace("/", "_").replace("\\", "_").replace("\x00", "")
-    return text if text.strip(".") else text.replace(".", "_") or "_"
-
-
 def object_path(template: str, row: dict[str, Any]) -> str:
-    """The tenant-scoped object name, e.g. ``org_0001/<thread>/<id>/report.pdf``.
+    """The tenant-scoped object name, e.g. ``org_0001/<thread>/<id>/report.pdf``, that Supabase Storage accepts.
+
+    Every field becomes one segment by :func:`~pytest_cutover.util.storage_key.safe_segment`: a plain value is
+    kept, any other (non-ASCII, ``#``, ``%``, ``..``, a slash, too long...) becomes a slug plus a short hash of
+    the original, so the same row always gets the same name and different filenames different names.
 
     >>> object_path("{org_id}/{thread_id}/{attachment_id}/{filename}",
     ...             {"org_id": "org_1", "thread_id": "t", "id": 7, "filename": "a/b.pdf"})
-    'org_1/t/7/a_b.pdf'
+    'org_1/t/7/a_b-e06332908d7e.pdf'
     """
-    values = {k: _segment(v) for k, v in row.items()}
-    values.setdefault("attachment_id", _segment(row.get("id")))
+    values = {k: safe_segment(v) for k, v in row.items()}
+    values.setdefault("attachment_id", safe_segment(row.get("id")))
     return template.format(**values)
 
 
@@ -78,14 +81,17 @@ class StorageClient:
     def _url(bucket: str, name: str) -> str:
         return f"{quote(bucket, safe='')}/{quote(name, safe='/')}"
 
-    async def upload(self, bucket: str, name: str, data: bytes, content_type: str) -> None:
-        """POST /object/{bucket}/{name} with ``x-upsert`` (a resumed run may re-upload a not-yet-recorded object)."""
+    async def upload(self, bucket: str, name: str, data: bytes, content_type: str,
+                     metadata: dict[str, Any] | None = None) -> None:
+        """POST /object/{bucket}/{name} with ``x-upsert`` (a resumed run may re-upload a not-yet-recorded object);
+        ``metadata`` becomes the object's user metadata (``x-metadata``: base64 of its JSON, as storage-js sends)."""
         import httpx
 
+        headers = {"content-type": content_type or "application/octet-stream", "x-upsert": "true"}
+        if metadata:
+            headers["x-metadata"] = base64.b64encode(json.dumps(metadata).encode()).decode("ascii")
         try:
-            resp = await self._http.post(f"/object/{self._url(bucket, name)}", content=data,
-                                         headers={"content-type": content_type or "application/octet-stream",
-                                                  "x-upsert": "true"})
+            resp = await self._http.post(f"/object/{self._url(bucket, name)}", content=data, headers=headers)
         except httpx.HTTPError as exc:
             raise TargetError(f"storage at {redact(self.base_url)} is unreachable: {type(exc).__name__}",
                               hint="check target.storage_url and that Storage is up") from None
@@ -161,11 +167,15 @@ async def migrate_blobs(conn: asyncpg.Connection, storage: StorageClient, bucket
             result.reject(SOURCE_CHECKSUM, row["id"])
             return None
         name = object_path(schema.template, {k: row[k] for k in row if k != "file_data"})
+        if name.split("/", 1)[0] != str(row[schema.org]):
+            result.reject(ORG_FOLDER, row["id"])  # storage RLS reads the org from the first folder
+            return None
         if dry_run:
             return None
+        original = {"filename": str(row["filename"])} if row.get("filename") is not None else None
         async with gate:
             try:
-                await storage.upload(bucket, name, data, row["content_type"])
+                await storage.upload(bucket, name, data, row["content_type"], metadata=original)
             except MigrationError:
                 result.reject(UPLOAD_FAILED, row["id"])
                 return None

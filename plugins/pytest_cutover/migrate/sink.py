@@ -2,7 +2,8 @@
 
 Each batch is one transaction: stage the page, record every point id (with the
 digest of the bytes sent, or the reason it was refused) in the run's *seen* table,
-update the rows that match by key and org, and advance the checkpoint.  A run killed
+update the rows that match by key and org, and advance the checkpoint.  A key that
+more than one row carries is refused (``duplicate-row-key``) and written to none of them.  A run killed
 at any moment loses at most the batch in flight, which the resume sends again.
 COPY and long transactions belong on the direct or session connection: a
 transaction-pooler DSN (port 6543, or the config's ``app_database_url``) is refused.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pytest_cutover.dsn import driver_dsn
+from pytest_cutover.migrate.accounting import DUPLICATE_ROW_KEY
 from pytest_cutover.migrate.batch import Batch
 from pytest_cutover.migrate.errors import TargetError
 from pytest_cutover.redact import redact
@@ -266,15 +268,21 @@ class VectorSink:
                                                       columns=["key", "org_id", "embedding", "digest", "reason"])
             rejected = await self.conn.fetch(f"""
                 WITH classified AS (
-                    SELECT s.key, s.digest, COALESCE(s.reason, CASE WHEN t.{key} IS NULL THEN 'no-matching-row'
-                           WHEN t.{org}::text IS DISTINCT FROM s.org_id THEN 'org-mismatch' END) AS reason
-                    FROM {self._staging} s LEFT JOIN {t} t ON t.{key} = s.key),
+                    SELECT s.key, s.digest, COALESCE(s.reason, CASE WHEN count(t.{key}) = 0 THEN 'no-matching-row'
+                           WHEN count(t.{key}) > 1 THEN {quote_literal(DUPLICATE_ROW_KEY)}
+                           WHEN min(t.{org}::text) IS DISTINCT FROM s.org_id THEN 'org-mismatch' END) AS reason
+                    FROM {self._staging} s LEFT JOIN {t} t ON t.{key} = s.key
+                    GROUP BY s.key, s.digest, s.reason, s.org_id),
                 ins AS (
                     INSERT INTO {self._seen} (run_id, kind, key, digest, reason)
                     SELECT {run}, {kind}, c.key::text, CASE WHEN c.reason IS NULL THEN c.digest END, c.reason
                     FROM classified c RETURNING key, reason)
                 SELECT key, reason FROM ins WHERE reason IS NOT NULL ORDER BY key""")
             refused = [(r["key"], r["reason"]) for r in rejected]
+            shared = [k for k, reason in refused if reason == DUPLICATE_ROW_KEY]
+            if shared:  # which of the rows a shared key's point belongs to is for a human: none is written
+                await self.conn.execute(f"UPDATE {self._staging} SET reason = {quote_literal(DUPLICATE_ROW_KEY)} "
+                                        "WHERE key::text = ANY($1::text[])", shared)
             state = books(refused)
             written = 0
             if not self.dry_run:

@@ -123,7 +123,7 @@ async def _fetch(dsn: str, query: str, *args: Any) -> Any:
         await conn.close()
 
 
-async def _reset_and_seed(pg: Any, ids: list[str | None], orgs: list[str]) -> None:
+async def _reset_and_seed(pg: Any, ids: list[str | None], orgs: list[str], *, unique_vector_id: bool = True) -> None:
     import asyncpg
 
     admin = await asyncpg.connect(pg.admin_dsn.get())
@@ -135,6 +135,11 @@ async def _reset_and_seed(pg: Any, ids: list[str | None], orgs: list[str]) -> No
             TRUNCATE memory_fragments, attachments, messages, threads, users, orgs CASCADE""")
         for stmt in ("DROP INDEX IF EXISTS memory_fragments_embedding_hnsw_idx",):
             await admin.execute(stmt)
+        # The rehearsal schema declares vector_id UNIQUE; a production target may not (rows sharing one).
+        await admin.execute("ALTER TABLE memory_fragments DROP CONSTRAINT IF EXISTS memory_fragments_vector_id_key")
+        if unique_vector_id:
+            await admin.execute("ALTER TABLE memory_fragments ADD CONSTRAINT memory_fragments_vector_id_key "
+                                "UNIQUE (vector_id)")
     finally:
         await admin.close()
     conn = await asyncpg.connect(pg.target_dsn.get())
@@ -194,10 +199,11 @@ def _plant_nan(point: Any) -> None:
 
 @pytest.fixture
 def make_world(pg: Any, tmp_path: Path) -> Callable[..., World]:
-    """``make_world(n, missing=0, no_row=0, org_mismatch=0, nan=0, unembedded=0)``: rows + points, bad ones planted."""
+    """``make_world(n, missing=0, no_row=0, org_mismatch=0, nan=0, unembedded=0, dup_rows=0)``: rows + points,
+    bad ones planted (``dup_rows``: that many extra rows reuse the ``vector_id`` of the last points)."""
 
     def make(n: int = 300, *, missing: int = 0, no_row: int = 0, org_mismatch: int = 0, nan: int = 0,
-             unembedded: int = 0, seed: int = 7) -> World:
+             unembedded: int = 0, dup_rows: int = 0, seed: int = 7) -> World:
         rng = np.random.default_rng(seed)
         ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
         orgs = [ORGS[i % len(ORGS)] for i in range(n)]
@@ -216,7 +222,11 @@ def make_world(pg: Any, tmp_path: Path) -> Callable[..., World]:
         points = [(p[0], p[1], {**p[2], "org_id": "org_9999"}) if p[0] in mismatched else p for p in points]
         row_ids += [None] * unembedded                              # fragments never embedded: no vector_id
         row_orgs += [ORGS[0]] * unembedded
-        asyncio.run(_reset_and_seed(pg, row_ids, row_orgs))
+        shared = list(range(n - dup_rows, n))                       # a second row for each of these points
+        world.planted["duplicate-row-key"] = sorted(ids[i] for i in shared)
+        row_ids += [ids[i] for i in shared]
+        row_orgs += [orgs[i] for i in shared]
+        asyncio.run(_reset_and_seed(pg, row_ids, row_orgs, unique_vector_id=not dup_rows))
         write_points(world.qdrant_path, points)
         nan_ids = [p[0] for p in points[org_mismatch:org_mismatch + nan]]
         world.planted["nan-or-inf"] = sorted(nan_ids)

@@ -42,6 +42,10 @@ def test_any_rejection_or_missing_row_fails_by_default_with_the_reasons():
                                "rejected_by_reason": {"nan-or-inf": 2, "org-mismatch": 1},
                                "samples": {"missing": ["d"], "nan-or-inf": ["a", "b"], "org-mismatch": ["c"]}}
     assert books.balanced
+    assert books.sample_lines("vector_id") == ["nan-or-inf: 2 points; first point ids: a, b",
+                                               "org-mismatch: 1 point; first point ids: c",
+                                               "missing: 1 row without a point; first vector_id: d"]
+    assert Accounting().sample_lines() == []
 
 
 def test_a_lowered_tolerance_accepts_a_few_losses_but_never_below_the_floor():

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -20,8 +21,12 @@ from pytest_cutover.migrate.blobs import (
     null_file_data,
     verify_blobs,
 )
+from pytest_cutover.util.storage_key import is_valid_key, safe_segment
 
 pytestmark = pytest.mark.integration
+
+HOSTILE = ["résumé final.pdf", "a b#c?.txt", "100%.csv", "..", ".", "   ", "", "😀🎉.png", "x" * 400 + ".bin",
+           "日本語.docx", "../../etc/passwd", "tab\there.txt", "a/b\\c.txt", "q?&=+,;:@$.txt", "CON"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def storage(pg, tmp_path_factory):
     proc.stop()
 
 
-def _seed(pg, n: int, corrupt_source: int | None = None) -> list[dict]:
+def _seed(pg, n: int, corrupt_source: int | None = None, names: list[str] | None = None) -> list[dict]:
     import asyncpg
 
     async def go():
@@ -65,7 +70,8 @@ def _seed(pg, n: int, corrupt_source: int | None = None) -> list[dict]:
             rid = await conn.fetchval(
                 "INSERT INTO attachments(org_id, thread_id, user_id, filename, content_type, size_bytes, sha256, "
                 "file_data) VALUES ($1, $2, $3, $4, 'text/plain', $5, $6, $7) RETURNING id",
-                org, thread, f"user_{org[-4:]}_01", f"notes é {i}.txt", len(data), digest, data)
+                org, thread, f"user_{org[-4:]}_01", names[i] if names else f"notes é {i}.txt", len(data), digest,
+                data)
             rows.append({"id": rid, "org": org, "thread": str(thread)})
         await conn.close()
         return rows
@@ -104,7 +110,9 @@ def test_blobs_upload_verify_record_and_resume(pg, storage):
         if row["id"] == rows[3]["id"]:
             assert row["storage_path"] is None
             continue
-        assert row["storage_path"] == f"{row['org_id']}/{row['t']}/{row['id']}/notes é {row['id'] - rows[0]['id']}.txt"
+        original = f"notes é {row['id'] - rows[0]['id']}.txt"  # non-ASCII: Supabase refuses it as a key
+        assert row["storage_path"] == f"{row['org_id']}/{row['t']}/{row['id']}/{safe_segment(original)}"
+        assert is_valid_key(row["storage_path"]) and row["storage_path"].endswith(".txt")
         assert row["storage_bucket"] == "attachments" and row["kept"]  # file_data untouched until the opt-in step
 
 
@@ -136,3 +144,78 @@ async def _fetch(pg, query):
         return await conn.fetch(query)
     finally:
         await conn.close()
+
+
+def test_hostile_filenames_get_keys_the_real_service_accepts_and_keep_their_name_in_metadata(pg, storage):
+    import httpx
+
+    rows = _seed(pg, len(HOSTILE), names=HOSTILE)
+    moved = _run(pg, storage, lambda c, s: migrate_blobs(c, s, "attachments", BlobSchema()))
+    assert (moved.migrated, moved.rejected) == (len(HOSTILE), 0), moved.figures()
+    stored = asyncio.run(_fetch(pg, "SELECT id, org_id, filename, storage_path FROM attachments ORDER BY id"))
+    assert [r["id"] for r in stored] == [r["id"] for r in rows]
+    names = [r["storage_path"].rsplit("/", 1)[1] for r in stored]
+    assert len(set(names)) == len(HOSTILE)  # distinct filenames, distinct keys
+    for row in stored:
+        assert is_valid_key(row["storage_path"]), row["storage_path"]
+        assert row["storage_path"].split("/")[0] == row["org_id"]  # RLS: (storage.foldername(name))[1]
+        info = httpx.get(f"{storage['url']}/object/info/attachments/{quote(row['storage_path'])}",
+                         headers={"Authorization": f"Bearer {storage['key']}"}, timeout=10)
+        assert info.status_code == 200 and info.json()["metadata"] == {"filename": row["filename"]}, info.text
+
+
+def test_blob_refusals_name_their_rows_in_the_step_messages(pg, storage, tmp_path):
+    from pytest_cutover.config import parse_config
+    from pytest_cutover.migrate import api
+
+    rows = _seed(pg, 4, corrupt_source=1)
+    config = parse_config({"run": {"id": "blob-keys"},
+                           "target": {"database_url": pg.target_dsn.get(), "storage_url": storage["url"],
+                                      "storage_key": storage["key"]}}, env={})
+    outcome = api.blobs(config)
+    assert not outcome.ok
+    assert f"source-checksum-mismatch: 1 row; first id: {rows[1]['id']}" in outcome.messages, outcome.messages
+
+
+def _call(storage, method, path, **kw):
+    import httpx
+
+    return httpx.request(method, f"{storage['url']}{path}", headers={"Authorization": f"Bearer {storage['key']}",
+                                                                     **kw.pop("headers", {})}, timeout=10, **kw)
+
+
+def test_the_rehearsal_service_refuses_exactly_the_keys_supabase_refuses(pg, storage):
+    from test_storage_keys import ACCEPTED, REFUSED  # the upstream examples (rootdir-less prepend import)
+
+    _seed(pg, 0)
+    for why, key in REFUSED:
+        if not key:
+            continue  # no route carries an empty name
+        name = f"org_0001/keys/{key}"
+        for method, route in (("POST", "/object/attachments/"), ("GET", "/object/attachments/"),
+                              ("GET", "/object/info/attachments/")):
+            answer = _call(storage, method, route + quote(name), content=b"x")
+            assert (answer.status_code, answer.json()) == (400, {
+                "statusCode": "400", "code": "InvalidKey", "error": "InvalidKey", "message": f"Invalid key: {name}"}), \
+                (why, method, route)
+    for why, key in ACCEPTED:
+        name = f"org_0001/keys/{key[:200]}"  # a 1024-character segment is a valid key but no file name on disk
+        answer = _call(storage, "POST", "/object/attachments/" + quote(name), content=b"x")
+        assert answer.status_code == 200, (why, answer.text)
+        assert _call(storage, "GET", "/object/authenticated/attachments/" + quote(name)).content == b"x", why
+    traversal = _call(storage, "POST", "/object/attachments/org_0001/%2E%2E/escape.txt", content=b"x")
+    assert traversal.status_code == 400 and traversal.json()["message"] == \
+        "Invalid key: org_0001/../escape.txt contains dot path segment"
+    bucket = _call(storage, "POST", "/bucket", json={"name": "émoji"})
+    assert (bucket.status_code, bucket.json()["code"], bucket.json()["message"]) == \
+        (400, "InvalidBucketName", "Bucket name invalid")
+
+
+def test_a_template_without_the_org_folder_first_is_refused_row_by_row(pg, storage):
+    from pytest_cutover.migrate.blobs import ORG_FOLDER
+
+    rows = _seed(pg, 2)
+    schema = BlobSchema(template="{thread_id}/{org_id}/{attachment_id}/{filename}")
+    moved = _run(pg, storage, lambda c, s: migrate_blobs(c, s, "attachments", schema))
+    assert (moved.migrated, moved.rejected_by_reason) == (0, {ORG_FOLDER: 2})
+    assert moved.samples[ORG_FOLDER] == [str(r["id"]) for r in rows]

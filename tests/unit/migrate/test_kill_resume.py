@@ -88,3 +88,25 @@ def test_kill_at_several_points_then_resume_to_an_identical_verified_result(make
     expected = {k: vector_digest(encode_vector(v)) for k, v in zip(world.ids, world.vectors, strict=True)}
     rows = world.sql("SELECT vector_id::text AS k, sha256(vector_send(embedding)) AS d FROM memory_fragments")
     assert {r["k"]: bytes(r["d"]) for r in rows} == expected
+
+
+def test_rows_sharing_a_vector_id_are_accounted_once_across_a_kill_and_resume(make_world):
+    world = make_world(200, dup_rows=3)
+    dup = world.planted["duplicate-row-key"]
+    toml = world.write_toml()
+    events = world.root / "events.jsonl"
+    first = _start(toml, events)
+    _kill_when(first, events, lambda ev: sum(e["event"] == "commit" for e in ev) >= 1 and ev[-1]["event"] == "copy")
+    final = _start(toml, events, "--resume")
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 1, err.decode()[-3000:]  # rejections fail the default 100% tolerance
+    result = json.loads(out)
+    figures = result["figures"]
+    assert figures["rejected_by_reason"] == {"duplicate-row-key": 3}
+    assert (figures["points"], figures["migrated"], figures["missing"]) == (200, 197, 0)
+    assert figures["bit_exact"] == 197 and sorted(figures["samples"]["duplicate-row-key"]) == dup
+    assert any(line.startswith("duplicate-row-key: 3 points; first point ids: ") and all(k in line for k in dup)
+               for line in result["messages"]), result["messages"]
+    seen = world.sql("SELECT key, reason FROM public.cutover_migration_seen WHERE run_id = 'killed' "
+                     "AND reason IS NOT NULL ORDER BY key")
+    assert [(r["key"], r["reason"]) for r in seen] == [(k, "duplicate-row-key") for k in dup]

@@ -43,6 +43,9 @@ def test_each_bad_point_lands_in_its_bucket(make_world):
     assert outcome.messages[0] == ("294 of 300 points migrated, 6 rejected (nan-or-inf 1, no-matching-row 2, "
                                    "org-mismatch 3), 2 rows missing a point: success 97.35% is below the required "
                                    "100.00%")
+    for bucket in ("nan-or-inf", "no-matching-row", "org-mismatch", "missing"):  # each bucket names its keys
+        assert any(line.startswith(f"{bucket}: ") and all(k in line for k in world.planted[bucket])
+                   for line in outcome.messages[1:]), (bucket, outcome.messages)
     # rejected points never reach their rows
     bad = world.planted["org-mismatch"] + world.planted["nan-or-inf"]
     rows = world.sql("SELECT count(*) AS n FROM memory_fragments WHERE vector_id::text = ANY($1) "
@@ -174,3 +177,21 @@ def test_verify_source_skips_points_without_a_dense_vector(make_world):
 
     bits = asyncio.run(check())
     assert (bits.checked, bits.bit_exact) == (3, 3)
+
+
+def test_rows_sharing_a_vector_id_are_rejected_by_name_and_the_run_completes(make_world):
+    world = make_world(300, dup_rows=2)
+    outcome = api.vectors(world.config(), "dup", index=False, parity=False)
+    f = outcome.figures
+    dup = world.planted["duplicate-row-key"]
+    assert f["rejected_by_reason"] == {"duplicate-row-key": 2}, outcome.messages
+    assert sorted(f["samples"]["duplicate-row-key"]) == dup
+    assert f["points"] == 300 and f["migrated"] == 298 and f["missing"] == 0
+    assert f["bit_exact"] == 298 and f["batches"] == 2
+    assert any(all(k in line for k in dup) for line in outcome.messages), outcome.messages
+    # neither row of a shared key gets a vector: which one the point belongs to is for a human to decide
+    rows = world.sql("SELECT count(*) AS n FROM memory_fragments WHERE vector_id::text = ANY($1) "
+                     "AND embedding IS NOT NULL", dup)
+    assert rows[0]["n"] == 0
+    done = world.sql("SELECT done FROM public.cutover_migration_checkpoint WHERE run_id = 'dup'")
+    assert [r["done"] for r in done] == [True]

@@ -2,6 +2,8 @@
 
 The row id (``storage.objects.id``) comes first, so objects named ``a/b`` and ``a/b/c`` never collide,
 and the file path still ends with the object's name (easy to find, e.g. by the ``blob-corrupt`` fault).
+Names were checked against Supabase's key rules by the routes; here only what keeps a name inside the
+folder is refused again (``.``/``..`` segments, as the real file backend does).
 Writes go to a temporary file first and are renamed into place (atomic on one file system).
 """
 
@@ -12,17 +14,25 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pytest_cutover.rehearsal.storage.errors import invalid_request
+from pytest_cutover.rehearsal.storage.errors import invalid_key
+from pytest_cutover.util.storage_key import dot_segment
 
 __all__ = ["BlobStore", "check_object_name"]
 
 
 def check_object_name(name: str) -> str:
-    """Refuse names that could leave the data folder or are not a path (as storage3 and the server do)."""
-    parts = name.split("/")
-    if not name or name.startswith("/") or "\x00" in name or any(p in ("", ".", "..") for p in parts):
-        raise invalid_request(f"Invalid key: {name}")
+    """Refuse a name that could leave the data folder, as the real file backend does (``secure-path.ts``)."""
+    if not name or "\x00" in name:
+        raise invalid_key(name, "contains null byte" if name else "")
+    if dot_segment(name):
+        raise invalid_key(name, "contains dot path segment")
     return name
+
+
+def _relative(name: str) -> Path:
+    """``name`` under its object folder: empty segments (``a//b``, a leading ``/``) are accepted keys but not
+    file names; the object id folder already keeps every object apart."""
+    return Path(*[part for part in check_object_name(name).split("/") if part] or ["_"])
 
 
 class BlobStore:
@@ -33,10 +43,7 @@ class BlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, bucket: str, name: str, object_id: str) -> Path:
-        check_object_name(bucket)
-        check_object_name(name)
-        check_object_name(object_id)
-        return self.root / bucket / object_id / name
+        return self.root / _relative(bucket) / _relative(object_id) / _relative(name)
 
     def write(self, bucket: str, name: str, object_id: str, data: bytes) -> None:
         final = self._path(bucket, name, object_id)
@@ -61,4 +68,4 @@ class BlobStore:
         shutil.rmtree(self.root / bucket / object_id, ignore_errors=True)
 
     def delete_bucket(self, bucket: str) -> None:
-        shutil.rmtree(self.root / check_object_name(bucket), ignore_errors=True)
+        shutil.rmtree(self.root / _relative(bucket), ignore_errors=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["StorageApiError", "access_denied", "from_postgres", "invalid_jwt", "invalid_request", "no_such_bucket",
-           "no_such_key", "resource_exists"]
+__all__ = ["StorageApiError", "access_denied", "from_postgres", "invalid_bucket_name", "invalid_jwt", "invalid_key",
+           "invalid_request", "no_such_bucket", "no_such_key", "resource_exists"]
 
 
 class StorageApiError(Exception):
@@ -49,6 +49,17 @@ def invalid_jwt(message: str = "Invalid JWT") -> StorageApiError:
 
 def invalid_request(message: str) -> StorageApiError:
     return StorageApiError(400, "InvalidRequest", message)
+
+
+def invalid_key(key: str, reason: str = "") -> StorageApiError:
+    """``ERRORS.InvalidKey`` (``src/internal/errors/codes.ts``); the file backend adds a reason."""
+    return StorageApiError(400, "InvalidKey", f"Invalid key: {key}" + (f" {reason}" if reason else ""))
+
+
+def invalid_bucket_name(name: str) -> StorageApiError:
+    """``ERRORS.InvalidBucketName``: the message does not repeat the name."""
+    del name
+    return StorageApiError(400, "InvalidBucketName", "Bucket name invalid", "Invalid Input")
 
 
 def resource_exists() -> StorageApiError:

@@ -1,5 +1,7 @@
 """Routes of the Storage API subset storage3 uses, mounted at ``/`` and at ``/storage/v1`` (the gateway path).
 
+Object keys and bucket names follow the real service's rules (``pytest_cutover.util.storage_key``, from
+supabase/storage ``src/storage/limits.ts``): a key outside them is a 400 ``InvalidKey``.
 Authorisation follows the real handlers (supabase/storage ``src/http/routes``): bucket lookups for
 reads run as the service role (``asSuperUser``); object rows are read, written, listed and deleted as
 the JWT's role, so RLS decides; a public bucket serves reads without a JWT.
@@ -7,6 +9,8 @@ the JWT's role, so RLS decides; a public bucket serves reads without a JWT.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -20,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,6 +35,8 @@ from pytest_cutover.rehearsal.storage.blobs import BlobStore, check_object_name
 from pytest_cutover.rehearsal.storage.errors import (
     StorageApiError,
     access_denied,
+    invalid_bucket_name,
+    invalid_key,
     invalid_request,
     no_such_bucket,
     no_such_key,
@@ -38,6 +45,7 @@ from pytest_cutover.rehearsal.storage.errors import (
 from pytest_cutover.rehearsal.storage.metadata import MetadataStore
 from pytest_cutover.rehearsal.storage.multipart import parse_form
 from pytest_cutover.util.jwt import encode_hs256
+from pytest_cutover.util.storage_key import is_valid_bucket_name, is_valid_key
 
 __all__ = ["create_app"]
 
@@ -59,8 +67,14 @@ def _svc(request: Request) -> _Service:
     return request.app.state.service
 
 
-def _object_name(request: Request) -> str:
-    return check_object_name(request.path_params["path"])
+def _object_name(request: Request, *, key_rule: bool = True) -> str:
+    """The object name of the route, refused (400 InvalidKey) where the real service calls ``mustBeValidKey``:
+    uploads and every lookup of one object (``findObject``); deletes and upload signing do not (``key_rule``
+    off), though a name that would leave the data folder is refused everywhere, as the file backend does."""
+    name = request.path_params["path"]
+    if key_rule and not is_valid_key(name):
+        raise invalid_key(name)
+    return check_object_name(name)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -100,7 +114,8 @@ async def create_bucket(request: Request) -> Response:
     if not isinstance(name, str) or not name:
         raise invalid_request("body must have required property 'name'")
     bucket_id = body.get("id") or name
-    check_object_name(bucket_id)
+    if not isinstance(bucket_id, str) or not is_valid_bucket_name(bucket_id):
+        raise invalid_bucket_name(str(bucket_id))
     async with svc.meta.scoped(who) as conn:
         if await svc.meta.find_bucket(conn, bucket_id) is not None:
             raise resource_exists()
@@ -157,7 +172,18 @@ async def _upload_payload(request: Request) -> tuple[bytes, str, str, dict[str, 
         user_meta = json.loads(form["metadata"].data) if "metadata" in form else None
         return file_part.data, file_part.content_type or "application/octet-stream", cache, user_meta
     cache = (request.headers.get("cache-control") or "max-age=3600").removeprefix("max-age=")
-    return body, content_type, cache, None
+    return body, content_type, cache, _header_metadata(request.headers.get("x-metadata"))
+
+
+def _header_metadata(value: str | None) -> dict[str, Any] | None:
+    """``x-metadata``: base64 of a JSON object, ignored when unreadable (``parseUserMetadata`` in uploader.ts)."""
+    if not value:
+        return None
+    try:
+        data = json.loads(base64.b64decode(value).decode("utf-8"))
+    except (ValueError, binascii.Error):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _object_metadata(data: bytes, content_type: str, cache: str) -> dict[str, Any]:
@@ -236,7 +262,7 @@ async def sign_upload(request: Request) -> Response:
     """
     svc = _svc(request)
     who = svc.who(request)
-    bucket, name = request.path_params["bucket"], _object_name(request)
+    bucket, name = request.path_params["bucket"], _object_name(request, key_rule=False)
     upsert = request.headers.get("x-upsert", "").lower() == "true"
     bucket_row, existing = await _existing(svc, bucket, name)
     if bucket_row is None:
@@ -397,7 +423,7 @@ async def remove_objects(request: Request) -> Response:
 
 async def remove_object(request: Request) -> Response:
     svc = _svc(request)
-    bucket, name = request.path_params["bucket"], _object_name(request)
+    bucket, name = request.path_params["bucket"], _object_name(request, key_rule=False)
     async with svc.meta.scoped(svc.who(request), method="DELETE", path=request.url.path) as conn:
         deleted = await svc.meta.delete_objects(conn, bucket, [name])
     if not deleted:
@@ -478,6 +504,21 @@ async def status(_request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------------------------------- app
+class _ObjectKey(Convertor[str]):
+    """Any object name, newlines included (Starlette's ``path`` stops at one, so a key holding a newline
+    would get a 404 instead of the real service's 400 InvalidKey)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("objectkey", _ObjectKey())
+
 _ROUTES = [
     Route("/status", status, methods=["GET"]),
     Route("/bucket", list_buckets, methods=["GET"]),
@@ -487,19 +528,19 @@ _ROUTES = [
     Route("/bucket/{bucket}", update_bucket, methods=["PUT"]),
     Route("/bucket/{bucket}", delete_bucket, methods=["DELETE"]),
     Route("/object/list/{bucket}", list_objects, methods=["POST"]),
-    Route("/object/upload/sign/{bucket}/{path:path}", sign_upload, methods=["POST"]),
-    Route("/object/upload/sign/{bucket}/{path:path}", upload_signed, methods=["PUT"]),
-    Route("/object/public/{bucket}/{path:path}", get_public_object, methods=["GET"]),
-    Route("/object/authenticated/{bucket}/{path:path}", get_authenticated_object, methods=["GET"]),
-    Route("/object/info/public/{bucket}/{path:path}", public_object_info, methods=["GET"]),
-    Route("/object/info/authenticated/{bucket}/{path:path}", object_info, methods=["GET"]),
-    Route("/object/info/{bucket}/{path:path}", object_info, methods=["GET"]),
-    Route("/object/sign/{bucket}/{path:path}", get_signed_object, methods=["GET"]),
-    Route("/object/sign/{bucket}/{path:path}", sign_object, methods=["POST"]),
+    Route("/object/upload/sign/{bucket}/{path:objectkey}", sign_upload, methods=["POST"]),
+    Route("/object/upload/sign/{bucket}/{path:objectkey}", upload_signed, methods=["PUT"]),
+    Route("/object/public/{bucket}/{path:objectkey}", get_public_object, methods=["GET"]),
+    Route("/object/authenticated/{bucket}/{path:objectkey}", get_authenticated_object, methods=["GET"]),
+    Route("/object/info/public/{bucket}/{path:objectkey}", public_object_info, methods=["GET"]),
+    Route("/object/info/authenticated/{bucket}/{path:objectkey}", object_info, methods=["GET"]),
+    Route("/object/info/{bucket}/{path:objectkey}", object_info, methods=["GET"]),
+    Route("/object/sign/{bucket}/{path:objectkey}", get_signed_object, methods=["GET"]),
+    Route("/object/sign/{bucket}/{path:objectkey}", sign_object, methods=["POST"]),
     Route("/object/sign/{bucket}", sign_objects, methods=["POST"]),
-    Route("/object/{bucket}/{path:path}", get_object, methods=["GET"]),
-    Route("/object/{bucket}/{path:path}", upload_object, methods=["POST", "PUT"]),
-    Route("/object/{bucket}/{path:path}", remove_object, methods=["DELETE"]),
+    Route("/object/{bucket}/{path:objectkey}", get_object, methods=["GET"]),
+    Route("/object/{bucket}/{path:objectkey}", upload_object, methods=["POST", "PUT"]),
+    Route("/object/{bucket}/{path:objectkey}", remove_object, methods=["DELETE"]),
     Route("/object/{bucket}", remove_objects, methods=["DELETE"]),
 ]
 
