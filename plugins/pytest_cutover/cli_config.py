@@ -21,6 +21,7 @@ def config() -> None:
 def check(config_path: Path | None, run: str | None, reports_dir: Path | None) -> int:
     """Validate the config and print it, redacted.  Exit 2 on any error."""
     from pytest_cutover.cli import echo_json
+    from pytest_cutover.config import dsn_notices
     from pytest_cutover.context import context_from_options
     from pytest_cutover.errors import ConfigError
 
@@ -29,5 +30,7 @@ def check(config_path: Path | None, run: str | None, reports_dir: Path | None) -
         raise ConfigError("no config found: no ./cutover.toml and no [tool.cutover] in ./pyproject.toml",
                           hint="pass --config PATH")
     click.echo(f"config {ctx.config.path} is valid (run {ctx.run}, hash {ctx.config_hash})")
+    for notice in dsn_notices(ctx.config):
+        click.echo(f"notice: {notice}")
     echo_json(ctx.config.model_dump(mode="json", by_alias=True, exclude={"path"}))
     return 0

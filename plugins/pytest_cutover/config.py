@@ -1,8 +1,10 @@
 """Load ``cutover.toml`` once into frozen, validated models.
 
 Discovery: ``--cutover-config PATH`` > ``./cutover.toml`` > ``[tool.cutover]`` in
-``./pyproject.toml``.  ``${VAR}`` is interpolated from the environment; an unset
-variable is an error naming the variable and the key.  Unknown keys fail and list
+``./pyproject.toml``.  ``${VAR}`` is interpolated from the environment; unset variables
+are one error naming every one of them and the keys that need them.  Every URL key is parsed
+once, here: one that does not parse is an error naming the key and what is wrong (never its
+value); an empty secret is an error naming the key.  Unknown keys fail and list
 the known ones.  Every secret-bearing field is a :class:`~pytest_cutover.redact.Secret`.
 """
 
@@ -14,6 +16,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +42,7 @@ __all__ = [
     "Week1Config",
     "config_hash",
     "discover_config",
+    "dsn_notices",
     "load_config",
     "lookup",
     "parse_config",
@@ -246,7 +250,7 @@ class NotifyChannel(_Section):
         if self.url is not None:  # a webhook's token is its path, which Secret does not mask: mask the whole URL
             from pytest_cutover.redact import register_secret
 
-            register_secret(self.url.get())
+            register_secret(self.url.get(), fragments=False)
         if self.kind == "command" and not (self.command or "").strip():
             raise ValueError("a command channel needs command")
         return self
@@ -304,24 +308,108 @@ def lookup(config: CutoverConfig | None, dotted: str) -> Any:
     return node
 
 
-def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
+@dataclass
+class _Interpolation:
+    """What ``${VAR}`` interpolation found: unset variables (all of them, for one message) and, per key,
+    the variables its value came from (so that an error about the value can name them)."""
+
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: str, found: _Interpolation) -> Any:
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
+            found.sources.setdefault(where, []).append(name)
             if name not in env:
-                raise ConfigError(
-                    f"environment variable {name} is not set (needed by {where})",
-                    hint=f"export {name}=... or remove the reference from the config",
-                )
+                found.missing.setdefault(name, []).append(where)
+                return ""
             return env[name]
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {k: _interpolate(v, env, f"{where}.{k}" if where else k, found) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_interpolate(v, env, f"{where}[{i}]", found) for i, v in enumerate(value)]
     return value
+
+
+def _missing_error(source: str, missing: Mapping[str, list[str]]) -> ConfigError:
+    """One error listing every unset variable and the keys that need it (the example config needs nine)."""
+    what = "; ".join(f"{name} (needed by {', '.join(keys)})" for name, keys in missing.items())
+    noun = "variable is" if len(missing) == 1 else f"{len(missing)} variables are"
+    exports = " ".join(f"{name}=..." for name in missing)
+    return ConfigError(f"{source}: environment {noun} not set: {what}",
+                       hint=f"export {exports} (or remove the references from the config)")
+
+
+#: Keys holding a PostgreSQL URL, and keys holding an http(s) URL; ``notify.*.url`` is checked per channel.
+PG_URL_KEYS = ("source.database_url", "target.database_url", "target.app_database_url",
+               "target.session_pooler_url", "monitor.pooler_admin_url")
+HTTP_URL_KEYS = ("source.qdrant_url", "target.storage_url", "app.health_url", "app.api_base")
+
+
+def _url_keys(config: CutoverConfig) -> list[tuple[str, bool]]:
+    keys = [(k, True) for k in PG_URL_KEYS] + [(k, False) for k in HTTP_URL_KEYS]
+    return keys + [(f"notify.{name}.url", False) for name in config.notify]
+
+
+def _secret_keys(model: BaseModel, prefix: str = "") -> list[tuple[str, Secret]]:
+    """Every ``Secret`` in the config, with its dotted key."""
+    out: list[tuple[str, Secret]] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{prefix}{'schema' if name == 'schema_' else name}"
+        if isinstance(value, Secret):
+            out.append((key, value))
+        elif isinstance(value, BaseModel):
+            out.extend(_secret_keys(value, f"{key}."))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, BaseModel):
+                    out.extend(_secret_keys(v, f"{key}.{k}."))
+    return out
+
+
+def _from_vars(key: str, found: _Interpolation) -> str:
+    names = found.sources.get(key)
+    return f" (its value comes from ${{{'}, ${'.join(names)}}})" if names else ""
+
+
+def _check_values(config: CutoverConfig, source: str, found: _Interpolation) -> None:
+    """Empty secrets and URLs that do not parse are one error naming every such key, never quoting a value."""
+    from pytest_cutover.dsn import DsnProblem, check_url
+
+    problems = [f"{key} is empty{_from_vars(key, found)}"
+                for key, secret in _secret_keys(config) if not secret.get().strip()]
+    for key, postgres in _url_keys(config):
+        value = lookup(config, key)
+        if value is None:
+            continue
+        try:
+            check_url(value.get() if isinstance(value, Secret) else str(value), postgres=postgres)
+        except DsnProblem as exc:
+            problems.append(f"{key}: {exc}{_from_vars(key, found)}")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems),
+                          hint="fix the values in the config or in the variables they come from; remove a key "
+                               "this cutover does not need")
+
+
+def dsn_notices(config: CutoverConfig | None) -> list[str]:
+    """One line per database URL whose driver-ignored parameters our connections drop (``pgbouncer=true``)."""
+    from pytest_cutover.dsn import dropped_params
+
+    notices: list[str] = []
+    for key in PG_URL_KEYS:
+        value = lookup(config, key)
+        dropped = dropped_params(value.get()) if isinstance(value, Secret) else []
+        if dropped:
+            notices.append(f"{key}: ignoring {', '.join(dropped)} for the suite's own connections (no PostgreSQL "
+                           "driver accepts it); the app's URL is used as written")
+    return notices
 
 
 def _model_in(annotation: Any) -> tuple[Any, bool]:
@@ -372,14 +460,20 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
 
 def parse_config(data: Mapping[str, Any], *, source: str = "config", env: Mapping[str, str] | None = None,
                  path: str | None = None) -> CutoverConfig:
-    """Validate an already-parsed mapping (after ``${VAR}`` interpolation)."""
-    resolved = _interpolate(dict(data), os.environ if env is None else env, "")
+    """Validate an already-parsed mapping (after ``${VAR}`` interpolation); ``source`` (the file) starts
+    every error message."""
+    found = _Interpolation()
+    resolved = _interpolate(dict(data), os.environ if env is None else env, "", found)
+    if found.missing:
+        raise _missing_error(source, found.missing)
     if path is not None:
         resolved["path"] = path
     try:
-        return CutoverConfig.model_validate(resolved)
+        config = CutoverConfig.model_validate(resolved)
     except ValidationError as exc:
         raise _explain(exc, source) from None
+    _check_values(config, source, found)
+    return config
 
 
 def discover_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path | None:

@@ -91,6 +91,10 @@ def announce(config: pytest.Config, event: str, **details: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("cutover_redact"):  # an install that predates its entry point
+        from pytest_cutover import redact_plugin
+
+        config.pluginmanager.register(redact_plugin, "cutover_redact")
     for stage in STAGES:
         config.addinivalue_line("markers", f"{stage}: cutover stage {stage_index(stage) + 1}/6 - {STAGE_HELP[stage]}")
     # Not a seventh stage: the Week-1 checks read the ledger after the night and never gate a stage.

@@ -39,6 +39,7 @@ __all__ = [
     "env_file_path",
     "load_backup",
     "restore_database_url",
+    "secrets_folder",
     "switch_database_url",
 ]
 
@@ -108,6 +109,16 @@ def check_transaction_pooler(url: Secret | str, config: CutoverConfig | None) ->
                       f"{TRANSACTION_POOLER_PORT} nor the configured target.app_database_url", hint=hint)
 
 
+def secrets_folder(reports_dir: Path, run: str) -> Path:
+    """``reports/.secrets/<run>/`` (0700, as is ``.secrets``), made if missing: where the files that hold
+    secrets live, beside the run's reports, never inside the folder people attach."""
+    path = Path(reports_dir) / SECRETS_DIR / run
+    for folder in (path.parent, path):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    return path
+
+
 def backup_path(ctx: RunContext) -> Path:
     """``reports/.secrets/<run>/env-backup.json``: beside the run's reports, never inside the attachable folder."""
     return ctx.reports_dir / SECRETS_DIR / ctx.run / BACKUP_NAME
@@ -130,9 +141,7 @@ def load_backup(ctx: RunContext) -> EnvBackup:
 
 def _save_backup(ctx: RunContext, env_file: Path, previous: str, new: str) -> Path:
     path = backup_path(ctx)
-    for folder in (path.parent.parent, path.parent):
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        folder.chmod(0o700)
+    secrets_folder(ctx.reports_dir, ctx.run)
     payload: dict[str, Any] = {"env_file": str(env_file), "key": KEY, "previous": previous,
                                "previous_redacted": redact(previous), "new_sha256": _sha(new), "created": iso_utc()}
     atomic_write(path, (json.dumps(payload, indent=2) + "\n").encode(), mode=0o600)

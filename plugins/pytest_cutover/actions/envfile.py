@@ -26,9 +26,42 @@ __all__ = ["EnvLine", "atomic_write", "find_line", "read_value", "set_value"]
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
 
 
+#: Backslash escapes inside quotes, as python-dotenv (pydantic-settings, the app) reads them.
+_DOUBLE_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+                   "t": "\t", "v": "\v"}
+_SINGLE_ESCAPES = {"\\": "\\", "'": "'"}
+
+
+def _escapes(quote: str) -> dict[str, str]:
+    return _DOUBLE_ESCAPES if quote == '"' else _SINGLE_ESCAPES
+
+
+def _closing(rest: str, quote: str) -> int:
+    """Index of the quote that closes ``rest[0]``, skipping backslash-escaped characters; -1 when none."""
+    i = 1
+    while i < len(rest):
+        if rest[i] == "\\" and i + 1 < len(rest) and rest[i + 1] in _escapes(quote):
+            i += 2
+            continue
+        if rest[i] == quote:
+            return i
+        i += 1
+    return -1
+
+
+def _unescape(raw: str, quote: str) -> str:
+    escapes = _escapes(quote)
+    return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(0)), raw)
+
+
+def _escape(value: str, quote: str) -> str:
+    return value.replace("\\", "\\\\").replace(quote, "\\" + quote)
+
+
 @dataclass(frozen=True)
 class EnvLine:
-    """One assignment: ``<prefix><key><eq><quote><value><quote><trail><eol>``."""
+    """One assignment: ``<prefix><key><eq><quote><raw><quote><trail><eol>``; ``value`` is ``raw`` with its
+    backslash escapes decoded (``\\"`` inside double quotes is a ``"`` of the value)."""
 
     index: int
     prefix: str
@@ -40,7 +73,8 @@ class EnvLine:
     eol: str
 
     def render(self, value: str) -> str:
-        return f"{self.prefix}{self.key}{self.eq}{self.quote}{value}{self.quote}{self.trail}{self.eol}"
+        written = _escape(value, self.quote) if self.quote else value
+        return f"{self.prefix}{self.key}{self.eq}{self.quote}{written}{self.quote}{self.trail}{self.eol}"
 
 
 def _split(data: bytes) -> list[bytes]:
@@ -56,11 +90,11 @@ def _parse(index: int, raw: bytes, key: str, path: Path) -> EnvLine | None:
     rest = text[head.end(): len(text) - len(eol)]
     if rest[:1] in ("'", '"'):
         quote = rest[0]
-        end = rest.find(quote, 1)
+        end = _closing(rest, quote)
         if end < 0:
             raise ActionError(f"{path} line {index + 1}: {key} has an opening {quote} but no closing one",
                               hint=f"fix the quoting of {key} by hand, then run the action again")
-        value, trail = rest[1:end], rest[end + 1:]
+        value, trail = _unescape(rest[1:end], quote), rest[end + 1:]
     else:
         quote = ""
         space = re.search(r"\s", rest)
@@ -122,11 +156,11 @@ def set_value(path: Path, key: str, value: str, *, append_if_missing: bool = Fal
 
 
 def _check_value(path: Path, key: str, value: str, quote: str) -> None:
-    bad = ("\n", "\r") + ((quote,) if quote else (" ", "\t", "#"))
+    bad = ("\n", "\r") + (() if quote else (" ", "\t", "#", '"', "'", "\\"))
     if any(ch in value for ch in bad):
         raise ActionError(f"the new {key} value cannot be written into {path} without changing its quoting",
-                          hint="the value contains a newline, the line's quote character, or whitespace/'#' "
-                               "on an unquoted line")
+                          hint="the value contains a newline, or whitespace, '#', a quote or a backslash on an "
+                               "unquoted line: quote the line (KEY=\"...\") by hand, then run the action again")
 
 
 def atomic_write(path: Path, data: bytes, *, expected: bytes | None = None, mode: int | None = None) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_cutover.actions.base import ActionError, run_sync
+from pytest_cutover.dsn import DsnProblem, check_url, driver_dsn
 from pytest_cutover.redact import Secret, redact, reveal
 from pytest_cutover.util.sql import quote_ident
 
@@ -43,19 +44,25 @@ def endpoint(url: Secret | str) -> Endpoint:
         parts = urlsplit(raw)
         query = parse_qs(parts.query)
         port = parts.port or int(query.get("port", ["5432"])[0])
-    except ValueError as exc:
-        raise ActionError(f"database url {redact(raw)} cannot be parsed: {exc}",
-                          hint="use postgresql://user:password@host:port/database") from None
+    except ValueError:
+        # urllib's message quotes the piece it choked on (often a piece of the password): say what is wrong instead
+        try:
+            check_url(raw, postgres=True)
+            problem = "it is not a database URL"
+        except DsnProblem as exc:
+            problem = str(exc)
+        raise ActionError(f"a database URL cannot be parsed: {problem}",
+                          hint="use postgresql://user:password@host:port/database, special characters "
+                               "percent-encoded") from None
     host = parts.hostname or query.get("host", [""])[0]
     return Endpoint(host=host, port=port, database=unquote(parts.path.lstrip("/")) or "postgres",
                     user=unquote(parts.username or ""))
 
 
 def asyncpg_dsn(url: Secret | str) -> str:
-    """A DSN asyncpg accepts: ``postgresql+asyncpg://`` and friends become ``postgresql://``."""
-    raw = reveal(url) or ""
-    scheme, sep, rest = raw.partition("://")
-    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+    """A DSN asyncpg accepts: ``postgresql+asyncpg://`` and friends become ``postgresql://``, and parameters
+    no driver accepts (``pgbouncer=true``, copied from Supabase's docs) are dropped (:func:`driver_dsn`)."""
+    return driver_dsn(reveal(url) or "")
 
 
 OUR_APPLICATION_NAME = "pytest-cutover-actions"

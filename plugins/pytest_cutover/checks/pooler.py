@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cutover.actions.pg import endpoint
 from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import connect, describe
+from pytest_cutover.dsn import split_password
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.redact import Secret, redact, reveal
 
@@ -110,9 +112,11 @@ def pool_mode_from_admin(admin_url: Secret | str, timeout: float = 10.0) -> str 
     if exe is None:
         raise CutoverError("psql is not installed: cannot read the pooler's SHOW CONFIG",
                            hint="apt-get install postgresql-client, or unset monitor.pooler_admin_url")
+    url, password = split_password(reveal(admin_url) or "")
+    env = {**os.environ, **({"PGPASSWORD": password} if password is not None else {})}
     try:
-        done = subprocess.run([exe, "-X", "-A", "-t", "-F", "|", "-d", reveal(admin_url) or "", "-c", "SHOW CONFIG"],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run([exe, "-X", "-A", "-t", "-F", "|", "-d", url, "-c", "SHOW CONFIG"],
+                              capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         raise CutoverError(f"SHOW CONFIG on {redact(str(admin_url))} timed out after {timeout:g}s",
                            hint="check monitor.pooler_admin_url") from None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pytest_cutover.dsn import driver_dsn
 from pytest_cutover.migrate.batch import Batch
 from pytest_cutover.migrate.errors import TargetError
 from pytest_cutover.redact import redact
@@ -63,7 +64,7 @@ async def connect_target(dsn: str, *, timeout: float = 10.0, app_database_url: s
 
     refuse_pooler(dsn, app_database_url)
     try:
-        return await asyncpg.connect(dsn, timeout=timeout, statement_cache_size=statement_cache_size)
+        return await asyncpg.connect(driver_dsn(dsn), timeout=timeout, statement_cache_size=statement_cache_size)
     except asyncpg.InvalidPasswordError:
         raise TargetError(f"the target refused the credentials in {redact(dsn)}",
                           hint="check the user and password of target.database_url") from None

@@ -23,8 +23,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
+from pytest_cutover.dsn import driver_dsn, split_password
 from pytest_cutover.monitor.errors import MonitorError
 from pytest_cutover.redact import Secret, redact, reveal
 
@@ -135,24 +135,13 @@ def parse_show_pools(text: str) -> PoolerFigures:
     return PoolerFigures(clients, waiting, active, pools)
 
 
-def _split_password(url: str) -> tuple[str, str | None]:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
-
-
 def pooler_figures(admin_url: Secret | str, timeout_s: float = 10.0, psql: str | None = None) -> PoolerFigures:
     """``SHOW POOLS`` on PgBouncer's admin console (database ``pgbouncer``) via ``psql``."""
     exe = psql or shutil.which("psql")
     if not exe:
         raise MonitorError("psql is not installed: cannot read the pooler's SHOW POOLS",
                            hint="install the PostgreSQL client (apt-get install postgresql-client)")
-    url, password = _split_password(reveal(admin_url) or "")
+    url, password = split_password(reveal(admin_url) or "")
     env = {**os.environ, "PGCONNECT_TIMEOUT": str(max(1, int(timeout_s)))}
     if password is not None:
         env["PGPASSWORD"] = password
@@ -187,10 +176,6 @@ _CONNECTIONS_SQL = ("select count(*) from pg_stat_activity where backend_type = 
                     "and datname = current_database() and pid <> pg_backend_pid()")
 
 
-def _asyncpg_dsn(dsn: str) -> str:
-    return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
-
-
 async def connect_target(dsn: Secret | str, *, timeout_s: float, ca_file: str | None = None) -> Any:
     """An asyncpg connection (statement cache off: it may go through a transaction pooler).
 
@@ -200,7 +185,7 @@ async def connect_target(dsn: Secret | str, *, timeout_s: float, ca_file: str | 
     """
     import asyncpg
 
-    plain = _asyncpg_dsn(reveal(dsn) or "")
+    plain = driver_dsn(reveal(dsn) or "")
     if ca_file and "sslmode=" not in plain:
         try:
             return await asyncpg.connect(plain, timeout=timeout_s, statement_cache_size=0,

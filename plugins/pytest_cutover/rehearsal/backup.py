@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
+from pytest_cutover.dsn import split_password
 from pytest_cutover.redact import Secret, redact, reveal
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.postgres import pg_bin
@@ -35,25 +35,13 @@ class BackupResult:
     toc_entries: int
 
 
-def _split_password(dsn: str) -> tuple[str, str | None]:
-    """``dsn`` without its password, and the password (for PGPASSWORD)."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn, None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), unquote(parts.password)
-
-
 def dump_database(dsn: str | Secret, dest: Path, *, timeout: float = 300.0) -> BackupResult:
     """Dump the database at ``dsn`` to ``dest`` in pg_dump's custom format and verify the archive reads back."""
     started = time.monotonic()
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
-    plain_dsn, password = _split_password(reveal(dsn) or "")
+    plain_dsn, password = split_password(reveal(dsn) or "")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10",
            "PGAPPNAME": "pytest-cutover-backup"}
     if password:

@@ -70,7 +70,8 @@ def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="With --list-faults: also the stage, moment and description.")
 @click.option("--auto-rollback", is_flag=True, help="Roll back automatically when a trigger fires.")
 @click.option("--keep", is_flag=True, help="Keep the stack's folder after the run.")
-@click.option("--serve", is_flag=True, help="Keep the stack up after the run (Ctrl-C to stop); writes stack.env.")
+@click.option("--serve", is_flag=True, help="Keep the stack up after the run (Ctrl-C to stop); writes "
+                   "reports/.secrets/<run>/stack.env (removed when it stops).")
 @click.option("--reports-dir", type=click.Path(path_type=Path), default=None,
               help="Folder holding <run>/ (default: $CUTOVER_REPORTS_DIR, else ./reports).")
 @click.option("--size", default="small", show_default=True, help="Seed size: small or large.")
@@ -138,7 +139,9 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
                     for b in receiver.bodies()]
         say(f"notifications received: {', '.join(received) or 'none'}")
         if serve:
-            env_path = stack.write_stack_env(run_dir / "stack.env")
+            from pytest_cutover.actions.env_switch import secrets_folder
+
+            env_path = stack.write_stack_env(secrets_folder(reports, run) / "stack.env")
             say(f"serving the rehearsed stack; connection settings in {env_path} (mode 0600). Ctrl-C stops it.")
             _serve_until_signal(stack)
     report_path = run_dir / "report.json"

@@ -47,6 +47,7 @@ import time
 import weakref
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal.errors import RehearsalError
@@ -214,7 +215,8 @@ class EmbeddedPostgres:
         if password is None:
             password = self._passwords.get(user)
         pw = password.get() if isinstance(password, Secret) else password
-        auth = f"{user}:{pw}@" if pw else f"{user}@"
+        user_part = quote(user, safe="")
+        auth = f"{user_part}:{quote(pw, safe='')}@" if pw else f"{user_part}@"  # any password, percent-encoded
         if via == "tcp":
             return Secret(f"postgresql://{auth}{self.host}:{self.port}/{database}")
         if via == "socket":

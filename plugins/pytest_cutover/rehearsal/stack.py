@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -47,7 +48,7 @@ from pytest_cutover.rehearsal.pgbouncer import PgBouncer
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port, port_is_free
 from pytest_cutover.util.jwt import mint_jwt
 
-__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "load_stack_environ", "read_env_file",
+__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "env_text", "load_stack_environ", "read_env_file",
            "services_available"]
 
 CONFIG_NAME = "cutover.toml"
@@ -94,18 +95,25 @@ class StackUrls:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of a stack.env (no quoting: the values are URL-safe)."""
+    """``KEY=VALUE`` lines of a stack.env, shell-quoted as :func:`env_text` writes them (plain ones read too)."""
     values: dict[str, str] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-            if key.strip() in ("ADMIN_TOKEN", "TEST_TOKEN", "SUPABASE_SERVICE_KEY"):
-                register_secret(value.strip())
-            elif "://" in value:
-                Secret(value.strip())  # registers the DSN's password
+        words = shlex.split(line, comments=True)
+        if len(words) != 1 or "=" not in words[0]:
+            continue
+        key, _, value = words[0].partition("=")
+        values[key] = value
+        if key in ("ADMIN_TOKEN", "TEST_TOKEN", "SUPABASE_SERVICE_KEY"):
+            register_secret(value)
+        elif "://" in value:
+            Secret(value)  # registers the DSN's password
     return values
+
+
+def env_text(values: Mapping[str, str], header: str = "") -> str:
+    """``KEY='value'`` lines that ``set -a; . FILE`` reads back exactly in sh and bash: every value is
+    shell-quoted (an unquoted ``&`` in a pooler URL would end the assignment and run the rest)."""
+    return header + "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -177,6 +185,7 @@ class EmbeddedStack:
         self.config_path: Path | None = None
         self.env_file: Path | None = None          # the app's .env
         self.stack_env_path: Path | None = None    # stack.env beside cutover.toml
+        self.served_env_path: Path | None = None   # the --serve stack.env (reports/.secrets/<run>/)
         self.app_dir: Path | None = None
         self.planted: dict[str, str] = {}
         self.timings = _Timings()
@@ -259,6 +268,9 @@ class EmbeddedStack:
         try:
             self._stop_all()
         finally:
+            if self.served_env_path is not None:  # its credentials are for a stack that is gone
+                self.served_env_path.unlink(missing_ok=True)
+                self.served_env_path = None
             self._started = False
             self._restore_handlers()
             if self._atexit_registered:
@@ -283,7 +295,8 @@ class EmbeddedStack:
         return {k: v.get() for k, v in self._secrets.items() if k in TOML_VARS}
 
     def write_stack_env(self, path: Path) -> Path:
-        """Write ``reports/<run>/stack.env`` (0600) for a person or a tool to use the rehearsed stack."""
+        """Write ``path`` (0600; ``cutover rehearse --serve`` puts it in ``reports/.secrets/<run>/``) for a person
+        or a tool to use the rehearsed stack: ``set -a; . stack.env``.  It is removed when the stack stops."""
         urls = self._require_urls()
         ca = urls.ca_file
         tls_q = f"?sslmode=verify-full&sslrootcert={ca}"
@@ -298,7 +311,8 @@ class EmbeddedStack:
             "CA_FILE": ca,
         }
         path = Path(path)
-        _write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
+        _write_private(path, env_text(values, "# the rehearsed stack; removed when it stops. set -a; . THIS_FILE\n"))
+        self.served_env_path = path
         return path
 
     def describe(self) -> str:
@@ -632,9 +646,9 @@ class EmbeddedStack:
         self._secrets["SUPABASE_POOLER_URL"] = self.app_database_url()
         # The console of the pooler the app's URL names (the session one under the session-pooler-url fault).
         self._secrets["POOLER_ADMIN_URL"] = self.poolers[self._app_db_pooler].admin_dsn(STATS_USER)
-        env_lines = [f"{k}={self._secrets[k].get()}\n" for k in TOML_VARS if k in self._secrets]
         self.stack_env_path = self.workdir / ENV_NAME
-        _write_private(self.stack_env_path, "# values of the ${VAR} references in cutover.toml\n" + "".join(env_lines))
+        values = {k: self._secrets[k].get() for k in TOML_VARS if k in self._secrets}
+        _write_private(self.stack_env_path, env_text(values, "# values of the ${VAR} references in cutover.toml\n"))
         ctl_cmd = f"{sys.executable} -m pytest_cutover.rehearsal.ctl"
         from pytest_cutover.rehearsal.ctl import PID_FILE as ctl_pid_file
         from pytest_cutover.rehearsal.rollback_doc import PLAN_PATH

@@ -70,7 +70,7 @@ BAD_CASES = [
      "thresholds.search_p95_ms: input should be a valid number"),
     ("below-floor", "[thresholds]\nmigration_success = 0.9\n", "thresholds.migration_success"),
     ("missing-var", "[target]\ndatabase_url = '${NOT_SET_ANYWHERE}'\n",
-     "environment variable NOT_SET_ANYWHERE is not set (needed by target.database_url)"),
+     "cutover.toml: environment variable is not set: NOT_SET_ANYWHERE (needed by target.database_url)"),
 ]
 
 

@@ -44,10 +44,10 @@ def stack() -> Iterator[object]:
 
 @pytest.fixture
 def context(stack: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunContext:
-    for line in stack.stack_env_path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith("#"):
-            monkeypatch.setenv(key.strip(), value.strip())
+    from pytest_cutover.rehearsal.stack import read_env_file
+
+    for key, value in read_env_file(stack.stack_env_path).items():
+        monkeypatch.setenv(key, value)
     config = load_config(stack.config_path)
     return RunContext(run="monitor-it", reports_dir=tmp_path / "reports", config=config, suite_dir=tmp_path,
                       git_rev="test")

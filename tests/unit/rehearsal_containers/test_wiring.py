@@ -236,7 +236,7 @@ def test_cutover_toml_for_given_endpoints(tmp_path: Path) -> None:
     assert cfg.source.qdrant_url == "http://127.0.0.1:56333"
     env_file = stack.write_stack_env(tmp_path / "run" / "stack.env")
     assert (env_file.stat().st_mode & 0o777) == 0o600
-    assert "POOLER_URL=postgresql://app_user:" in env_file.read_text()
+    assert "POOLER_URL='postgresql://app_user:" in env_file.read_text()  # shell-quoted
 
 
 def test_app_env_points_at_the_containers(tmp_path: Path) -> None:
