@@ -14,7 +14,7 @@ from . import factory
 
 REFERENCE = Path("/work/shared/reference/cutover-checklist.md")
 # The sections the issue names: Day 8 steps, rollback triggers, success criteria, final checklist, Week 1.
-SECTIONS = ("CUTOVER STEPS", "ROLLBACK PROCEDURE / Triggers for rollback", "Success Criteria", "FINAL CHECKLIST",
+SECTIONS = ("CUTOVER STEPS", "Triggers for rollback", "Success Criteria", "FINAL CHECKLIST",
             "Post-Cutover (Week 1)")
 
 
