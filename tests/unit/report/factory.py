@@ -89,6 +89,21 @@ def suite_tests(name: str) -> list[tuple[str, str]]:
     return out
 
 
+_TABLES = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")
+# Figures shaped like a rehearsal's: a per-table parity mapping and ~200 dotted rls probes.
+_REHEARSAL_FIGURES: dict[str, dict[str, Any]] = {
+    "sync": {"vectors": {"points": 120, "migrated": 120, "rejected": 0, "missing": 0, "bit_exact": 120,
+                         "recall_at_10": 1.0, "duration_s": 1.8, "hnsw_index": "memory_fragments_embedding_hnsw_idx"},
+             "parity": {t: {"old_rows": 4, "new_rows": 4, "ok": True, "tenants": 4, "differing_keys": [],
+                            "mismatched_tenants": []} for t in _TABLES}},
+    "rls": {"rls": {"app_role": "app_user", "bypassrls": False, "superuser": False,
+                    **{f"{t}.{op}.{probe}": value for t in _TABLES for op in ("select", "insert", "update", "delete")
+                       for probe, value in (("app_rows_affected", 0), ("b_rows", 12), ("b_unchanged", True),
+                                            ("org_a", "org_0001"), ("org_b", "org_0002"),
+                                            ("control_sqlstate", "42501"))}}},
+}
+
+
 def rehearsal_ledger(ctx: RunContext, *, trigger: bool = False, stop_after: str | None = None) -> list[str]:
     """A ledger shaped like a clean ``cutover rehearse``: every packaged test with its runbook line, the
     actions (maintenance, env switch, restart with its steps), the notifications and one monitor window.
@@ -134,8 +149,7 @@ def rehearsal_ledger(ctx: RunContext, *, trigger: bool = False, stop_after: str 
         counts: dict[str, int] = {}
         for t in tests:
             counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
-        figures = {"vectors": {"points": 120, "migrated": 120, "rejected": 0, "missing": 0, "bit_exact": 120}} \
-            if name == "sync" else {}
+        figures = _REHEARSAL_FIGURES.get(name, {})
         record(base + 300, {"kind": "stage", "invocation": "inv1", "stage": name,
                             "verdict": "failed" if failing else "passed", "start": at(base), "end": at(base + 300),
                             "duration": 300.0, "first_failure": tests[0]["id"] if failing else None, "reason": None,
