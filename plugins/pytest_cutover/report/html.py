@@ -278,6 +278,14 @@ def issue_fix(issue: str) -> str:
     return _FIXES[kind].replace("{stage}", stage)
 
 
+def soft_breaks(name: Any) -> Any:
+    """An identifier (``attachments_without_content``, ``tls.api.days_left``) that may wrap after ``_`` and ``.``
+    rather than inside a word."""
+    from markupsafe import Markup, escape
+
+    return Markup(str(escape(str(name))).replace("_", "_<wbr>").replace(".", ".<wbr>"))
+
+
 def row_anchor(test_id: str) -> str:
     """The page anchor of one test's row (the checklist links each line's evidence to it)."""
     import hashlib
@@ -308,6 +316,7 @@ def _environment() -> Any:
         keep_trailing_newline=True,
     )
     env.filters.update(clock=_clock, duration=_duration, value=_value, issue_kind=_issue_kind, anchor=row_anchor,
+                       soft=soft_breaks,
                        issue_fix=issue_fix)
     return env
 

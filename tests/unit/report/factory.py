@@ -92,6 +92,8 @@ def suite_tests(name: str) -> list[tuple[str, str]]:
 _TABLES = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")
 # Figures shaped like a rehearsal's: a per-table parity mapping and ~200 dotted rls probes.
 _REHEARSAL_FIGURES: dict[str, dict[str, Any]] = {
+    "precutover": {"attachments_without_content": 0, "files_with_conflict_markers": 0, "backup_age_hours": 2.5,
+                   "fragments_with_vector_id": 1200, "collection_dimension": 1536},
     "sync": {"vectors": {"points": 120, "migrated": 120, "rejected": 0, "missing": 0, "bit_exact": 120,
                          "recall_at_10": 1.0, "duration_s": 1.8, "hnsw_index": "memory_fragments_embedding_hnsw_idx"},
              "parity": {t: {"old_rows": 4, "new_rows": 4, "ok": True, "tenants": 4, "differing_keys": [],
