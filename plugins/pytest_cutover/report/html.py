@@ -215,6 +215,7 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any
 
 
 _SUMMARY_ROWS, _MATRIX_COLUMNS = 8, 6
+_OPEN_RANK = {"failed": 0, "unmapped": 1, "not-run": 2, "needs a person": 3, "pending": 4}
 
 
 def figure_summary(section: str, values: Any) -> dict[str, Any]:
@@ -340,6 +341,9 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
         accounting=_accounting(report.get("figures") or {}),
         checklist_sections=sections,
         lines=summary(checklist),
+        # Failed lines first, then what the suite should still do, then what waits for a person or for Week 1.
+        open_lines=sorted((i for i in checklist if i.get("state") == "open"),
+                          key=lambda i: _OPEN_RANK.get(i.get("problem") or "", len(_OPEN_RANK))),
         # Rollback triggers first: they decide the status; then failures, blocks, forced gates, skips, waivers.
         issues_first=sorted(report.get("issues") or [], key=lambda i: _ISSUE_RANK.index(_issue_kind(i))),
         monitor_tiles=_monitor_tiles((report.get("figures") or {}).get("monitor")),
