@@ -255,7 +255,7 @@ def _tests_finding(quote: str, tests: Sequence[dict[str, Any]]) -> tuple[_Findin
     ids = [t["id"] for t in hits]
     what = f"{len(hits)} test(s) quoting {quote!r}: " + ", ".join(sorted(o for o in outcomes if o)) if hits \
         else f"no test quoting {quote!r} ran"
-    evidence = {"kind": "tests", "ref": quote, "text": what, "tests": ids[:6], "more": max(len(ids) - 6, 0)}
+    evidence = {"source": "tests", "ref": quote, "text": what, "tests": ids[:6], "more": max(len(ids) - 6, 0)}
     return _Finding(ok, evidence), hits
 
 
@@ -270,45 +270,45 @@ def _finding(source: Source, report: Mapping[str, Any]) -> _Finding:
         stage = next((s for s in report.get("stages") or [] if s.get("name") == ref), {})
         state = stage.get("state") or stage.get("verdict") or "not-run"
         ok = True if state == "passed" else (False if state in ("failed", "blocked") else None)
-        return _Finding(ok, {"kind": "stage", "ref": ref, "text": f"stage {ref} {state}"})
+        return _Finding(ok, {"source": "stage", "ref": ref, "text": f"stage {ref} {state}"})
     if kind == "action":
         name, _, step = ref.partition(":")
         rec = _latest(report.get("actions") or [], "action", name)
         if rec is None:
-            return _Finding(None, {"kind": "action", "ref": ref, "text": f"no {name} action recorded"})
+            return _Finding(None, {"source": "action", "ref": ref, "text": f"no {name} action recorded"})
         ok, detail = bool(rec.get("ok")), str(rec.get("detail") or "")
         if step:
             steps = ((rec.get("after") or {}).get("steps") or []) if isinstance(rec.get("after"), Mapping) else []
             entry = next((s for s in steps if isinstance(s, Mapping) and s.get("step") == step), None)
             if entry is None:
-                return _Finding(None, {"kind": "action", "ref": ref, "at": rec.get("at"),
+                return _Finding(None, {"source": "action", "ref": ref, "at": rec.get("at"),
                                        "text": f"{name} action recorded no {step} step"})
             ok, detail = bool(entry.get("ok")), str(entry.get("detail") or "")
-        return _Finding(ok, {"kind": "action", "ref": ref, "at": rec.get("at"),
+        return _Finding(ok, {"source": "action", "ref": ref, "at": rec.get("at"),
                              "text": f"{ref} {'done' if ok else 'failed'}" + (f": {detail[:160]}" if detail else "")})
     if kind == "notification":
         sent = [n for n in report.get("notifications") or [] if n.get("event") == ref]
         if not sent:
-            return _Finding(None, {"kind": "notification", "ref": ref, "text": f"no {ref} notification recorded"})
+            return _Finding(None, {"source": "notification", "ref": ref, "text": f"no {ref} notification recorded"})
         good = [n for n in sent if n.get("ok")]
         chosen = good[0] if good else sent[-1]
-        return _Finding(bool(good), {"kind": "notification", "ref": ref, "at": chosen.get("at"),
+        return _Finding(bool(good), {"source": "notification", "ref": ref, "at": chosen.get("at"),
                                      "text": f"{ref} {'delivered' if good else 'not delivered'} via "
                                              f"{chosen.get('channel')}"})
     if kind == "week1":
         checks = (report.get("week1") or {}).get("checks") or []
         check = next((c for c in checks if c.get("name") == ref), None)
         if check is None:
-            return _Finding(None, {"kind": "week1", "ref": ref, "text": "Week 1 not evaluated in this run"})
+            return _Finding(None, {"source": "week1", "ref": ref, "text": "Week 1 not evaluated in this run"})
         verdict = check.get("verdict")
         ok = True if verdict == "passed" else (False if verdict == "failed" else None)
-        return _Finding(ok, {"kind": "week1", "ref": ref, "text": f"Week 1 {verdict}: {check.get('evidence')}"})
+        return _Finding(ok, {"source": "week1", "ref": ref, "text": f"Week 1 {verdict}: {check.get('evidence')}"})
     if kind == "trigger":
         fired = [t for t in report.get("triggers") or [] if t.get("name") == ref]
         if fired:
-            return _Finding(False, {"kind": "trigger", "ref": ref, "at": fired[0].get("at"),
+            return _Finding(False, {"source": "trigger", "ref": ref, "at": fired[0].get("at"),
                                     "text": f"trigger {ref} fired: {str(fired[0].get('evidence'))[:160]}"})
-        return _Finding(True, {"kind": "trigger", "ref": ref, "text": f"trigger {ref} did not fire"})
+        return _Finding(True, {"source": "trigger", "ref": ref, "text": f"trigger {ref} did not fire"})
     raise ValueError(f"unknown source kind {kind!r}")
 
 

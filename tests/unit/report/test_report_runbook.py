@@ -63,7 +63,7 @@ def test_a_success_report_has_no_open_line_the_suite_can_automate(tmp_path: Path
                        ('Send "maintenance complete" notification', "notification"),
                        ("Stop Current Services", "action"), ("Clear Connection Pools", "action")]:
         assert lines[text]["state"] == "ticked", (text, lines[text])
-        assert kind in {e["kind"] for e in lines[text]["evidence"]}
+        assert kind in {e["source"] for e in lines[text]["evidence"]}
     # Only a person can confirm these; they are open and say who should write what.
     assert lines["User reports positive"]["problem"] == "needs a person"
     # Triggers: watched and did not fire.
