@@ -355,6 +355,7 @@ def _judge(item: ChecklistItem, rule: Rule, report: Mapping[str, Any], tests: Se
             item.why = f"the checks passed; a person decides: {who}"
         elif findings:
             item.problem = "pending" if rule.week1 else "not-run"
+            item.why = next(str(f.evidence["text"]) for f in findings if f.ok is None)
         else:
             item.problem = "needs a person"
             item.why = f"only a person can confirm this: add [team.{rule.person}] who/when to the config"
