@@ -129,6 +129,15 @@ class ReachabilityRecord(_Record):
     ok: bool
 
 
+class ConfigRecord(_Record):
+    """The effective config of a run, redacted (pytest_cutover.report.effective): the report rebuilds from it."""
+
+    config_hash: str | None
+    settings: dict[str, Any]
+    hosts: dict[str, str] = {}
+    path: str | None = None
+
+
 KINDS: Mapping[str, type[_Record]] = {
     "stage": StageRecord,
     "notification": NotificationRecord,
@@ -143,6 +152,7 @@ KINDS: Mapping[str, type[_Record]] = {
     "figures": FiguresRecord,
     "decommission": DecommissionRecord,
     "week1-reachability": ReachabilityRecord,
+    "config": ConfigRecord,
 }
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_cutover.config import CutoverConfig, config_hash
+from pytest_cutover.config import CutoverConfig, Thresholds, config_hash
 from pytest_cutover.ledger import Ledger
 from pytest_cutover.redact import redact, redact_obj, reveal
 from pytest_cutover.report.versions import versions
@@ -36,6 +36,7 @@ REPORT_VERSION = 1
 # Fields every ledger record carries for bookkeeping; they are not part of a record's payload.
 _BOOKKEEPING = frozenset({"v", "ts", "kind", "run", "host", "user", "git_rev", "config_hash", "args", "invocation"})
 _FAILED_OUTCOMES = ("failed", "error")
+_AFTERWARDS = frozenset({"ack", "note", "config"})
 _HOST_KEYS = (
     "source.database_url", "source.qdrant_url", "target.database_url", "target.app_database_url",
     "target.session_pooler_url", "target.storage_url", "app.health_url", "app.api_base",
@@ -142,6 +143,13 @@ def _local_time(moment: datetime | None, timezone: str | None, issues: list[str]
     return {"timezone": timezone, "date": local.strftime("%Y-%m-%d"), "time": local.strftime("%H:%M:%S %Z")}
 
 
+def _announced(config: CutoverConfig | None) -> str | None:
+    """The announced maintenance window (``[run] maintenance_start`` → ``maintenance_end``), if configured."""
+    if config is None or not (config.run.maintenance_start or config.run.maintenance_end):
+        return None
+    return f"{config.run.maintenance_start or '?'} → {config.run.maintenance_end or '?'}"
+
+
 def _stage_entry(name: str, rec: Mapping[str, Any] | None, attempts: int) -> dict[str, Any]:
     if rec is None:
         return {"name": name, "verdict": NOT_RUN, "state": NOT_RUN, "not_run": [], "forced": None,
@@ -183,6 +191,12 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
     """The sign-off report of ``run``: every stage in order, figures, triggers, issues and the status."""
     records = ledger.records()
     effective = ledger.stage_records()
+    # Without a config (a rehearsal's is gone; a rebuild from another folder), use the one the run recorded.
+    from pytest_cutover.report.effective import CONFIG_KIND, recorded_config
+
+    recorded = recorded_config(records) if config is None else None
+    if recorded is not None:
+        config = recorded.config
     waivers = dict(config.waivers) if config else {}
     issues: list[str] = []
 
@@ -206,7 +220,7 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
     other: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         kind, body = rec["kind"], _payload(rec)
-        if kind == "stage":
+        if kind in ("stage", CONFIG_KIND):
             continue
         if kind == "trigger":
             triggers.append({"name": body.get("name"), "evidence": body.get("evidence"), "stage": body.get("stage"),
@@ -275,13 +289,15 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
     if status == ROLLBACK:
         why = f"{len(triggers)} rollback trigger(s) fired" if triggers else "a rollback ran"
 
-    finished = max((d for d in (_utc(r.get("end") or r.get("ts")) for r in records) if d), default=None)
+    # What the report's own commands append (acks, notes, the config) does not stretch the cutover's window.
+    happened = [r for r in records if r["kind"] not in _AFTERWARDS]
+    finished = max((d for d in (_utc(r.get("end") or r.get("ts")) for r in happened) if d), default=None)
     # The window opens with the first stage (a Day-7 note does not start the cutover) and closes with the last record.
-    opening = [r for r in records if r["kind"] == "stage"] or records
+    opening = [r for r in records if r["kind"] == "stage"] or happened
     started = min((d for d in (_utc(r.get("start") or r.get("ts")) for r in opening) if d), default=None)
     all_notes = [n for n in ([config.run.notes] if config and config.run.notes else []) + note_texts + [notes or ""]
                  if n]
-    stamps = [r for r in records if r["kind"] == "stage"] or records
+    stamps = [r for r in records if r["kind"] == "stage"] or happened
     invocations: dict[str, dict[str, Any]] = {}
     for rec in records:
         inv = rec.get("invocation")
@@ -299,6 +315,8 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         "status": status,
         "status_reason": why,
         "lead": config.run.lead if config else None,
+        "maintenance_window": _announced(config),
+        "thresholds": (config.thresholds if config else Thresholds()).model_dump(),
         "date": finished.strftime("%Y-%m-%d") if finished else None,
         "time": finished.strftime("%H:%M:%SZ") if finished else None,
         "local_time": _local_time(finished, config.run.timezone if config else None, issues),
@@ -328,7 +346,8 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
             "config_hash": stamps[-1].get("config_hash") if stamps else None,
             "config_hashes": _distinct(r.get("config_hash") for r in stamps),
             "config_path": config.path if config else None,
-            "hosts": config_hosts(config),
+            "config_source": ("recorded in the ledger" if recorded is not None else "file") if config else None,
+            "hosts": recorded.hosts if recorded is not None else config_hosts(config),
             "machines": _distinct(r.get("host") for r in records),
             "users": _distinct(r.get("user") for r in records),
             "versions": versions(figures, local=local_versions),
@@ -346,7 +365,7 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
         issues.append("stages ran from different suite revisions: " + ", ".join(report["environment"]["git_revs"]))
     if len(report["environment"]["config_hashes"]) > 1:
         issues.append("stages ran with different configs: " + ", ".join(report["environment"]["config_hashes"]))
-    built_with = config_hash(config)
+    built_with = recorded.config_hash if recorded is not None else config_hash(config)
     report["environment"]["report_config_hash"] = built_with
     if report["environment"]["config_hashes"] and built_with not in report["environment"]["config_hashes"]:
         ran_with = ", ".join(report["environment"]["config_hashes"])

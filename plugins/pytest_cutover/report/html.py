@@ -15,9 +15,10 @@ from typing import Any
 
 from pytest_cutover.redact import redact
 from pytest_cutover.report.charts import Series, line_chart, load_monitor, monitor_series
+from pytest_cutover.report.checklist import summary
 from pytest_cutover.stages import STAGE_HELP, STAGES
 
-__all__ = ["render_html", "stage_gantt"]
+__all__ = ["figure_summary", "issue_fix", "render_html", "row_anchor", "stage_gantt"]
 
 _TILE_ORDER = ("points", "rows", "total", "migrated", "verified", "rejected", "missing", "bit_exact", "recall_at_10",
                "verify_failed", "rows_without_data")
@@ -202,6 +203,97 @@ def _human(key: str, value: float) -> str:
     return _value(value)
 
 
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+_SUMMARY_ROWS, _MATRIX_COLUMNS = 8, 6
+_OPEN_RANK = {"failed": 0, "unmapped": 1, "not-run": 2, "needs a person": 3, "pending": 4}
+
+
+def figure_summary(section: str, values: Any) -> dict[str, Any]:
+    """One figure section as a small table (a matrix when its groups share a few keys), with every raw value.
+
+    ``parity`` (a mapping per table) becomes table x {old_rows, new_rows, ok...}; a long flat section
+    (``rls``: ~200 dotted keys) shows its plain values and one row per group; the raw values stay behind a
+    disclosure element in the page.
+    """
+    if not isinstance(values, Mapping):
+        return {"section": section, "count": 1, "columns": [], "rows": [{"key": section, "value": _value(values)}],
+                "more": 0, "raw": [(section, _value(values))], "key_label": ""}
+    flat = _flatten(values)
+    raw = [(k, _value(v)) for k, v in flat]
+    groups: dict[str, dict[str, Any]] = {}
+    for key, value in flat:
+        head, _, rest = key.partition(".")
+        groups.setdefault(head, {})[rest] = value
+    columns = sorted({c for g in groups.values() for c in g if c})
+    matrix = len(groups) > 1 and all("" not in g for g in groups.values()) and len(columns) <= _MATRIX_COLUMNS
+    if matrix:
+        rows = [{"key": head, "values": [_value(g[c]) if c in g else "–" for c in columns]}
+                for head, g in groups.items()]
+        return {"section": section, "count": len(flat), "columns": columns, "rows": rows[:_SUMMARY_ROWS * 2],
+                "more": max(len(rows) - _SUMMARY_ROWS * 2, 0), "raw": raw, "key_label": ""}
+    rows = []
+    for head, g in groups.items():
+        if list(g) == [""]:
+            rows.append({"key": head, "value": _value(g[""])})
+        else:
+            falses = [k for k, v in g.items() if v is False]
+            rows.append({"key": head, "value": f"{len(g)} values" + (f", {len(falses)} false" if falses else "")})
+    return {"section": section, "count": len(flat), "columns": [], "rows": rows[:_SUMMARY_ROWS],
+            "more": max(len(rows) - _SUMMARY_ROWS, 0), "raw": raw, "key_label": ""}
+
+
+_FIXES = {
+    "trigger": "roll back now (the runbook's Quick Rollback; `cutover action rollback`), keep the target intact, "
+               "then investigate the evidence",
+    "failure": "fix what the message says, then re-run the stage: `pytest -m {stage}` (later stages re-run after it)",
+    "blocked": "an earlier stage did not pass: make it pass first, then run `pytest -m {stage}`",
+    "forced": "a gate was overridden: the lead must accept the stated reason, or re-run the stage without --force",
+    "skip": "provide what the skip reason names in cutover.toml, or waive it: [waivers] KEY = \"why\"",
+    "waived": "accepted by a waiver: nothing to do unless the waiver is wrong",
+}
+
+
+def issue_fix(issue: str) -> str:
+    """What to do about one issue line (a hint derived from its kind and stage)."""
+    kind = _issue_kind(issue)
+    if "partial, does not count" in issue or "interrupted, does not count" in issue:
+        return "run the whole stage again without -k/--deselect/-m filters: `pytest -m {}`".format(
+            issue.split(":", 1)[0])
+    if "different configs" in issue or "built with config" in issue:
+        return "rebuild with the config the stages ran with (`cutover report --config PATH`), or re-run the stages"
+    if "different suite revisions" in issue:
+        return "re-run the stages from one revision of the suite"
+    if issue.startswith("notification "):
+        return "check the channel, resend with `cutover notify EVENT --channel NAME`, or tell the people by hand"
+    stage = issue.split(":", 1)[0] if ":" in issue else "STAGE"
+    return _FIXES[kind].replace("{stage}", stage)
+
+
+def soft_breaks(name: Any) -> Any:
+    """An identifier (``attachments_without_content``, ``tls.api.days_left``) that may wrap after ``_`` and ``.``
+    rather than inside a word."""
+    from markupsafe import Markup, escape
+
+    return Markup(str(escape(str(name))).replace("_", "_<wbr>").replace(".", ".<wbr>"))
+
+
+def row_anchor(test_id: str) -> str:
+    """The page anchor of one test's row (the checklist links each line's evidence to it)."""
+    import hashlib
+
+    return "t-" + hashlib.sha256(str(test_id).encode()).hexdigest()[:12]
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -224,7 +316,9 @@ def _environment() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(clock=_clock, duration=_duration, value=_value, issue_kind=_issue_kind)
+    env.filters.update(clock=_clock, duration=_duration, value=_value, issue_kind=_issue_kind, anchor=row_anchor,
+                       soft=soft_breaks,
+                       issue_fix=issue_fix)
     return env
 
 
@@ -236,8 +330,6 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
     sections: dict[str, list[Mapping[str, Any]]] = {}
     for item in checklist:
         sections.setdefault(item["section"], []).append(item)
-    boxes = [i for i in checklist if i.get("kind", "box") == "box"]
-    steps = [i for i in checklist if i.get("kind") == "step"]
     html = env.get_template("report.html.j2").render(
         r=report,
         stage_help=STAGE_HELP,
@@ -248,17 +340,16 @@ def render_html(report: Mapping[str, Any], *, monitor_path: Path | None = None) 
         bad_samples=bad_samples,
         accounting=_accounting(report.get("figures") or {}),
         checklist_sections=sections,
-        checklist_done=sum(1 for i in boxes if i["state"] == "passed"),
-        checklist_covered=sum(1 for i in boxes if i["state"] != "uncovered"),
-        checklist_total=len(boxes),
-        steps_done=sum(1 for i in steps if i["state"] == "passed"),
-        steps_total=len(steps),
+        lines=summary(checklist),
+        # Failed lines first, then what the suite should still do, then what waits for a person or for Week 1.
+        open_lines=sorted((i for i in checklist if i.get("state") == "open"),
+                          key=lambda i: _OPEN_RANK.get(i.get("problem") or "", len(_OPEN_RANK))),
         # Rollback triggers first: they decide the status; then failures, blocks, forced gates, skips, waivers.
         issues_first=sorted(report.get("issues") or [], key=lambda i: _ISSUE_RANK.index(_issue_kind(i))),
         monitor_tiles=_monitor_tiles((report.get("figures") or {}).get("monitor")),
         surface=(report.get("figures") or {}).get("surface"),
-        other_figures={k: v for k, v in (report.get("figures") or {}).items()
-                       if k not in ("vectors", "blobs", "monitor", "surface")},
+        other_figures=[figure_summary(k, v) for k, v in (report.get("figures") or {}).items()
+                       if k not in ("vectors", "blobs", "monitor", "surface")],
         window=_window(report.get("started"), report.get("finished")),
         passed_stages=sum(1 for s in report.get("stages") or [] if s.get("verdict") == "passed"),
     )

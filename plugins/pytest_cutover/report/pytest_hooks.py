@@ -5,7 +5,8 @@ loadable with ``-p pytest_cutover.report.pytest_hooks``).  On every process it l
 for Allure when ``allure_listener`` is registered (epic and feature = stage, story = runbook
 item) and attaches each test's figures.  On the controller, after every other
 ``pytest_sessionfinish`` (so JUnit XML and the final stage records are written), it redacts
-the JUnit file and Allure results, archives them into the run, and refreshes the report.
+the JUnit file and Allure results, archives them into the run, records the effective config in the
+ledger (:mod:`pytest_cutover.report.effective`) and refreshes the report.
 """
 
 from __future__ import annotations
@@ -140,11 +141,14 @@ class ReportPlugin:
         # Under xdist the controller collects nothing (``staged`` stays False) but writes the stage verdicts.
         if cutover is None or not (cutover.staged or cutover.written):
             return
+        from pytest_cutover.report.effective import record_config
         from pytest_cutover.report.writer import write_report_files
 
         xmlpath = getattr(self.config.option, "xmlpath", None)
         alluredir = getattr(self.config.option, "allure_report_dir", None)
         try:
+            # The config this invocation ran with, once per config: later rebuilds read it from the ledger.
+            record_config(cutover.context)
             self.result = write_report_files(
                 cutover.context,
                 junit=Path(xmlpath) if xmlpath else None,

@@ -150,7 +150,6 @@ def write_report_files(ctx: RunContext, *, notes: str | None = None, allure_resu
                        junit: Path | None = None, invocation: str | None = None, generate_allure: bool = True,
                        project_dir: Path | None = None) -> WriteResult:
     """Build the report of ``ctx.run`` from its ledger and write every file; see :func:`write_report`."""
-    from pytest_cutover.config import Thresholds
     from pytest_cutover.report.build import build_report
     from pytest_cutover.report.checklist import tick
     from pytest_cutover.report.html import render_html
@@ -160,9 +159,8 @@ def write_report_files(ctx: RunContext, *, notes: str | None = None, allure_resu
     run_dir.mkdir(parents=True, exist_ok=True)
     messages: list[str] = []
     report = build_report(ctx.ledger, ctx.config, ctx.run, notes=notes)
-    report["thresholds"] = (ctx.config.thresholds if ctx.config else Thresholds()).model_dump()
     try:
-        report["checklist"] = tick(report["stages"])
+        report["checklist"] = tick(report)
     except FileNotFoundError:  # a wheel built without the packaged checklist (package-data must include *.md)
         report["checklist"] = []
         messages.append("runbook checklist not packaged (templates/cutover-checklist.md): checklist left empty")

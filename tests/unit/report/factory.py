@@ -70,3 +70,93 @@ def all_passed(ctx: RunContext, *, figures: bool = True) -> None:
 def check_report(path: Path) -> subprocess.CompletedProcess[str]:
     """Run the project's contract checker on ``path`` as a subprocess."""
     return subprocess.run([sys.executable, str(CHECK_REPORT), str(path)], capture_output=True, text=True, timeout=60)
+
+
+SUITE = Path(__file__).resolve().parents[3] / "plugins/pytest_cutover/suite"
+
+
+def suite_tests(name: str) -> list[tuple[str, str]]:
+    """``(test id, runbook line)`` of each test in the packaged suite's ``test_<name>.py`` (first docstring line)."""
+    import ast
+
+    path = SUITE / f"test_{name}.py"
+    tree = ast.parse(path.read_text("utf-8"))
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
+            doc = (ast.get_docstring(node) or "").strip().splitlines()
+            out.append((f"pytest_cutover/suite/test_{name}.py::{node.name}", doc[0] if doc else ""))
+    return out
+
+
+_TABLES = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")
+# Figures shaped like a rehearsal's: a per-table parity mapping and ~200 dotted rls probes.
+_REHEARSAL_FIGURES: dict[str, dict[str, Any]] = {
+    "precutover": {"attachments_without_content": 0, "files_with_conflict_markers": 0, "backup_age_hours": 2.5,
+                   "fragments_with_vector_id": 1200, "collection_dimension": 1536},
+    "sync": {"vectors": {"points": 120, "migrated": 120, "rejected": 0, "missing": 0, "bit_exact": 120,
+                         "recall_at_10": 1.0, "duration_s": 1.8, "hnsw_index": "memory_fragments_embedding_hnsw_idx"},
+             "parity": {t: {"old_rows": 4, "new_rows": 4, "ok": True, "tenants": 4, "differing_keys": [],
+                            "mismatched_tenants": []} for t in _TABLES}},
+    "rls": {"rls": {"app_role": "app_user", "bypassrls": False, "superuser": False,
+                    **{f"{t}.{op}.{probe}": value for t in _TABLES for op in ("select", "insert", "update", "delete")
+                       for probe, value in (("app_rows_affected", 0), ("b_rows", 12), ("b_unchanged", True),
+                                            ("org_a", "org_0001"), ("org_b", "org_0002"),
+                                            ("control_sqlstate", "42501"))}}},
+}
+
+
+def rehearsal_ledger(ctx: RunContext, *, trigger: bool = False, stop_after: str | None = None) -> list[str]:
+    """A ledger shaped like a clean ``cutover rehearse``: every packaged test with its runbook line, the
+    actions (maintenance, env switch, restart with its steps), the notifications and one monitor window.
+    ``trigger``: the error-rate trigger fires in monitor (ROLLBACK); ``stop_after``: later stages never run."""
+    ran: list[str] = []
+
+    def at(seconds: float) -> str:
+        return iso_utc(T0 + seconds)
+
+    def record(seconds: float, body: dict[str, Any]) -> None:
+        ctx.ledger.append({**body, **ctx.stamp(), "ts": at(seconds)})
+
+    for index, name in enumerate(STAGES):
+        base = index * 600
+        failing = trigger and name == "monitor"
+        tests = [{"id": tid, "outcome": "failed" if failing and line == "Error rate > 5%" else "passed",
+                  "message": "trigger error-rate fired: 9.0% errors over 300 s" if failing and line == "Error rate > 5%"
+                  else None, "duration": 0.5, "runbook": line} for tid, line in suite_tests(name)]
+        if name == "sync":
+            record(base + 10, {"kind": "action", "action": "maintenance-on", "ok": True, "detail": "HTTP 503"})
+            for channel in ("users", "stakeholders"):
+                record(base + 11, {"kind": "notification", "event": "maintenance-enabled", "channel": channel,
+                                   "ok": True, "status": 200})
+        if name == "switch":
+            record(base + 10, {"kind": "action", "action": "env-switch", "ok": True,
+                               "detail": "DATABASE_URL switched to the transaction pooler"})
+            record(base + 40, {"kind": "action", "action": "restart", "ok": True, "detail": "restarted", "after": {
+                "steps": [{"step": s, "ok": True, "detail": f"{s} ok"} for s in ("stop", "drain", "start", "health")]}})
+        if name == "monitor":
+            record(base + 200, {"kind": "monitor-window", "window": 1, "ok": not trigger, "samples": 30,
+                                "start": at(base + 20), "end": at(base + 200), "error_rate": 0.09 if trigger else 0.0,
+                                "probe_requests": 300, "probe_failures": 27 if trigger else 0, "triggers": [],
+                                "stage": "monitor"})
+            if trigger:
+                record(base + 201, {"kind": "trigger", "name": "error-rate", "stage": "monitor",
+                                    "evidence": "9.0% of 300 requests failed over 300 s (limit 5%)"})
+                record(base + 230, {"kind": "rollback", "step": "restore DATABASE_URL", "ok": True,
+                                    "detail": "restored"})
+            else:
+                record(base + 210, {"kind": "action", "action": "maintenance-off", "ok": True, "detail": "HTTP 200"})
+                record(base + 211, {"kind": "notification", "event": "maintenance-disabled", "channel": "users",
+                                    "ok": True, "status": 200})
+        counts: dict[str, int] = {}
+        for t in tests:
+            counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+        figures = _REHEARSAL_FIGURES.get(name, {})
+        record(base + 300, {"kind": "stage", "invocation": "inv1", "stage": name,
+                            "verdict": "failed" if failing else "passed", "start": at(base), "end": at(base + 300),
+                            "duration": 300.0, "first_failure": tests[0]["id"] if failing else None, "reason": None,
+                            "counts": counts, "tests": tests, "skipped": [], "figures": figures})
+        ran.append(name)
+        if name == stop_after:
+            break
+    return ran

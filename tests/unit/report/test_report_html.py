@@ -91,21 +91,28 @@ def test_checklist_parsing_and_ticking() -> None:
     assert items[0].section == "PRE-CUTOVER VALIDATION (Day 7) / Code Quality"
     assert items[0].text == "All syntax verified with `py_compile`"
     assert not any("Option" in i.text for i in items)  # lines inside ``` blocks are not items
-    stages = [{"tests": [
+    assert [i.text for i in items if i.kind == "trigger"] == [
+        "Error rate > 5%", "RLS data leakage detected", "Database connection failures", "Critical feature broken",
+        "Vector search completely broken"]
+    report = {"stages": [{"name": "precutover", "tests": [
         {"id": "t::a", "outcome": "passed", "runbook": "Code Quality: all syntax verified with py_compile"},
         {"id": "t::b", "outcome": "failed", "runbook": "No merge conflicts"},
         {"id": "t::c", "outcome": "passed", "runbook": "Error rate < 1%"},
         {"id": "t::d", "outcome": "skipped", "runbook": "Database backups taken"},
         {"id": "t::e", "outcome": "passed", "runbook": 'Health Check: Expected: {"status": "healthy"}'},
-    ]}]
-    ticked = {i["text"]: i["state"] for i in tick(stages, factory_checklist)}
-    assert ticked["All syntax verified with `py_compile`"] == "passed"
-    assert ticked["Syntax verified"] == "passed"  # the final checklist's shorter line
-    assert ticked["No merge conflicts"] == "failed"
-    assert ticked["Error rate < 1%"] == "passed"
-    assert ticked["Database backups taken"] == "skipped"
-    assert ticked["All imports verified"] == "uncovered"
-    assert ticked["Health Check"] == "passed"
+    ]}]}
+    lines = {i["text"]: i for i in tick(report, factory_checklist)}
+    state = {text: (i["state"], i["problem"]) for text, i in lines.items()}
+    assert state["All syntax verified with `py_compile`"] == ("ticked", None)
+    assert state["Syntax verified"] == ("ticked", None)  # the final checklist's shorter line, declared in RULES
+    assert state["No merge conflicts"] == ("open", "failed")
+    assert state["Error rate < 1%"] == ("ticked", None)
+    assert state["Database backups taken"] == ("open", "not-run")  # skipped is not done
+    assert state["All imports verified"] == ("open", "not-run")
+    assert state["Health Check"] == ("ticked", None)
+    assert lines["Health Check"]["tests"] == [{"id": "t::e", "outcome": "passed", "stage": "precutover"}]
+    assert state["User reports positive"] == ("open", "needs a person")
+    assert "[team.user_reports_positive]" in lines["User reports positive"]["why"]
     assert normalise("All syntax verified with `py_compile`.") == "all syntax verified with pycompile"
 
 

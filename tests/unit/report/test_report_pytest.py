@@ -217,3 +217,14 @@ def test_sign_the_run_and_verify_with_the_installed_script(inner_run: InnerRun, 
     bad = verify()
     assert bad.returncode == 1
     assert "allure-results.zip: changed (sha256 " in bad.stderr
+
+
+def test_the_run_records_its_effective_config_once(inner_run: InnerRun) -> None:
+    records = [json.loads(line) for line in (inner_run.path / "reports/sec/ledger.jsonl").read_text().splitlines()]
+    configs = [r for r in records if r["kind"] == "config"]
+    assert len(configs) == 1, [r["kind"] for r in records]
+    stage_hashes = {r["config_hash"] for r in records if r["kind"] == "stage"}
+    assert stage_hashes == {configs[0]["config_hash"]}
+    assert configs[0]["settings"]["run"]["lead"] == "Ada Lovelace"
+    assert set(configs[0]["settings"]) <= {"run", "people", "team", "waivers", "thresholds", "week1"}
+    assert "target" not in configs[0]["settings"] and "app" not in configs[0]["settings"]

@@ -58,7 +58,11 @@ def test_sign_and_verify_round_trip(signed: tuple[Path, Path]) -> None:
     assert result.ok, result.problems
     assert report["signature"]["public_key_fingerprint"] == result.fingerprint
     assert set(report["artifacts"]) == {"ledger.jsonl", "monitor.jsonl", "report.html", "junit/inv1.xml"}
-    assert "Signed (Ed25519) by key" in (path.parent / "report.html").read_text()
+    page = (path.parent / "report.html").read_text()
+    box = page[page.index('<div class="sig"'):]
+    box = box[:box.index("</div>")]
+    assert "<b>Signature</b> (Ed25519) by key" in box
+    assert "unchanged since signing; it is not an approval" in box  # what a signature proves, and what it does not
     code, out = _run(["report", "verify", str(path), "--pubkey", str(pub)])
     assert code == 0 and out.startswith("OK:")
 
