@@ -69,7 +69,7 @@ def test_an_undo_that_does_not_restore_the_stack_stops_the_matrix(monkeypatch: p
     states = iter([{"catalog": "table threads rls=true"}, {"catalog": "table threads rls=false"}])
     monkeypatch.setattr(matrix, "stack_state", lambda stack: next(states))
     undone: list[str] = []
-    stack = SimpleNamespace(undo=undone.append)
+    stack = SimpleNamespace(undo=undone.append, workdir=tmp_path / "stack")
     shared = matrix.SharedStack(stack, tmp_path, monitor_window_s=6.0)
     with pytest.raises(RehearsalError, match=r"undoing fault rls-disabled did not restore.*rls=true.*rls=false"):
         shared._undo("rls-disabled")
