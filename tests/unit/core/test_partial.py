@@ -129,22 +129,21 @@ def test_a_collection_error_makes_every_stage_partial(cutover_pytester: CutoverP
     _assert_next_stage_blocked(cutover_pytester, "ran only in part")
 
 
-SIGINT_IN = {
-    "setup": '''
+# Ctrl-C for real: the test process sends itself SIGINT inside test_b's setup (a fixture) or its call.
+SIGINT_SUITE = '''
 import os, signal, time, pytest
 
 @pytest.fixture
-def hangs():
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)
+def stop_here():
+    {setup}
 
 @pytest.mark.precutover
 def test_a():
     pass
 
 @pytest.mark.precutover
-def test_b(hangs):
-    pass
+def test_b(stop_here):
+    {call}
 
 @pytest.mark.precutover
 def test_c():
@@ -153,27 +152,11 @@ def test_c():
 @pytest.mark.sync
 def test_sync():
     pass
-''',
-    "call": '''
-import os, signal, time, pytest
-
-@pytest.mark.precutover
-def test_a():
-    pass
-
-@pytest.mark.precutover
-def test_b():
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)
-
-@pytest.mark.precutover
-def test_c():
-    pass
-
-@pytest.mark.sync
-def test_sync():
-    pass
-''',
+'''
+_KILL = "os.kill(os.getpid(), signal.SIGINT); time.sleep(5)"
+SIGINT_IN = {
+    "setup": SIGINT_SUITE.format(setup=_KILL, call="pass"),
+    "call": SIGINT_SUITE.format(setup="pass", call=_KILL),
 }
 
 
