@@ -3,7 +3,7 @@
 Pure parts (no I/O, ``now`` is a parameter): :mod:`.history` (monitor passes, incidents, the
 rolling window) and :mod:`.checks` (the five items' verdicts).  I/O: :mod:`.reachability`
 (the old database and Qdrant, live) and :mod:`.cli` (``cutover decommission``).  The checks run
-as ``pytest -m week1`` (tests/cutover/test_week1.py) and as ``cutover status --week1``; they are
+as ``pytest -m week1`` (pytest_cutover/suite/test_week1.py) and as ``cutover status --week1``; they are
 not a seventh stage and never gate one.
 """
 
