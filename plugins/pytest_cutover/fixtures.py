@@ -15,7 +15,7 @@ import pytest
 
 from pytest_cutover.config import CutoverConfig, lookup
 from pytest_cutover.context import RunContext
-from pytest_cutover.plugin import _PROP_FIGURE, announce, get_session
+from pytest_cutover.session_keys import PROP_FIGURE, announce, get_session
 
 __all__ = ["announce_event", "ctx", "cutover_config", "cutover_context", "cutover_require", "needs", "record_figure",
            "sql", "tenant_sql"]
@@ -133,6 +133,6 @@ def record_figure(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
             json.dumps(value)
         except TypeError as exc:
             raise TypeError(f"figure {name!r} is not JSON-serialisable: {exc}") from None
-        request.node.user_properties.append((_PROP_FIGURE, {name: value}))
+        request.node.user_properties.append((PROP_FIGURE, {name: value}))
 
     return record

@@ -24,6 +24,17 @@ from pytest_cutover.ledger import iso_utc
 from pytest_cutover.redact import redact
 from pytest_cutover.redact_plugin import Crash, RedactedRepr
 from pytest_cutover.scope import build_scopes, narrowing, packaged_items, selection, suite_enabled
+from pytest_cutover.session_keys import (
+    PROP_BLOCKED,
+    PROP_FIGURE,
+    PROP_RUNBOOK,
+    PROP_STAGE,
+    PROP_STARTED,
+    SESSION_KEY,
+    STAGE_KEY,
+    announce,
+    get_session,
+)
 from pytest_cutover.stages import (
     EXIT_CODES_HELP,
     EXIT_MEANING,
@@ -41,10 +52,11 @@ from pytest_cutover.stages import (
     stage_of,
 )
 
-SESSION_KEY = pytest.StashKey["CutoverSession"]()
-STAGE_KEY = pytest.StashKey[str]()
+# announce, get_session and the stash keys live in session_keys (below the hook modules); importable from here too.
+__all__ = ["SESSION_KEY", "STAGE_KEY", "CutoverSession", "announce", "get_session"]
+
 _PROP_STAGE, _PROP_BLOCKED, _PROP_FIGURE, _PROP_RUNBOOK, _PROP_STARTED = (
-    "cutover_stage", "cutover_blocked", "cutover_figure", "cutover_runbook", "cutover_started")
+    PROP_STAGE, PROP_BLOCKED, PROP_FIGURE, PROP_RUNBOOK, PROP_STARTED)
 
 
 def _force_reason(value: str) -> str:
@@ -83,13 +95,6 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def announce(config: pytest.Config, event: str, **details: Any) -> None:
-    """Tell every implementation of ``pytest_cutover_event`` that ``event`` happened."""
-    from pytest_cutover.redact import redact_obj
-
-    config.hook.pytest_cutover_event(config=config, event=event, details=redact_obj(details))
-
-
 def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin("cutover_redact"):  # an install that predates its entry point
         from pytest_cutover import redact_plugin
@@ -112,11 +117,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     register_report(config)
     register_notify(config)
-
-
-def get_session(config: pytest.Config) -> CutoverSession:
-    """The per-run state of this pytest invocation."""
-    return config.stash[SESSION_KEY]
 
 
 def _message(report: pytest.TestReport) -> str | None:

@@ -59,7 +59,7 @@ class NotifyPlugin:
             reporter.write_line(line, yellow=True, bold=True)
 
     def pytest_cutover_event(self, config: pytest.Config, event: str, details: dict[str, Any]) -> None:
-        from pytest_cutover.plugin import SESSION_KEY, STAGE_KEY
+        from pytest_cutover.session_keys import SESSION_KEY, STAGE_KEY
 
         session = config.stash.get(SESSION_KEY, None)
         if session is None or session.cutover_config is None or not session.cutover_config.notify:
@@ -88,7 +88,7 @@ class NotifyPlugin:
     def _this_invocation(self) -> tuple[int, list[str]]:
         """Delivered count and the failures that did not fail a stage, for this invocation, from the ledger (so the
         controller also sees what its xdist workers sent); this process's own tally if unreadable."""
-        from pytest_cutover.plugin import SESSION_KEY
+        from pytest_cutover.session_keys import SESSION_KEY
 
         session = self.config.stash.get(SESSION_KEY, None)
         if session is None or session.cutover_config is None or not session.cutover_config.notify:

@@ -19,19 +19,19 @@ from typing import Any
 import pytest
 
 from pytest_cutover.redact import redact, redact_obj
+from pytest_cutover.session_keys import PROP_FIGURE, PROP_RUNBOOK, PROP_STAGE
 
 __all__ = ["PLUGIN_NAME", "ReportPlugin", "register"]
 
 PLUGIN_NAME = "cutover-report"
-_PROP_STAGE, _PROP_RUNBOOK, _PROP_FIGURE = "cutover_stage", "cutover_runbook", "cutover_figure"
 
 
 def _props(item: pytest.Item) -> dict[str, Any]:
     props: dict[str, Any] = {"figures": {}}
     for name, value in item.user_properties:
-        if name == _PROP_FIGURE and isinstance(value, dict):
+        if name == PROP_FIGURE and isinstance(value, dict):
             props["figures"].update(value)
-        elif name in (_PROP_STAGE, _PROP_RUNBOOK):
+        elif name in (PROP_STAGE, PROP_RUNBOOK):
             props[name] = value
     return props
 
@@ -54,12 +54,12 @@ class ReportPlugin:
             return
         for item in session.items:
             props = _props(item)
-            stage = props.get(_PROP_STAGE)
+            stage = props.get(PROP_STAGE)
             if stage:
                 item.add_marker(pytest.mark.allure_label(stage, label_type="epic"))
                 item.add_marker(pytest.mark.allure_label(stage, label_type="feature"))
-            if props.get(_PROP_RUNBOOK):
-                item.add_marker(pytest.mark.allure_label(redact(props[_PROP_RUNBOOK]), label_type="story"))
+            if props.get(PROP_RUNBOOK):
+                item.add_marker(pytest.mark.allure_label(redact(props[PROP_RUNBOOK]), label_type="story"))
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         if not self._allure_on():
@@ -125,7 +125,7 @@ class ReportPlugin:
 
     # -- the report -----------------------------------------------------------------------------
     def _context(self) -> Any:
-        from pytest_cutover.plugin import SESSION_KEY
+        from pytest_cutover.session_keys import SESSION_KEY
 
         session = self.config.stash.get(SESSION_KEY, None)
         return session.context if session is not None else None
@@ -133,7 +133,7 @@ class ReportPlugin:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from pytest_cutover.errors import CutoverError
-        from pytest_cutover.plugin import SESSION_KEY
+        from pytest_cutover.session_keys import SESSION_KEY
 
         if self.is_worker or self.config.option.collectonly:
             return

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.precutover
 
 
 def _config_of(config: pytest.Config) -> CutoverConfig | None:
-    from pytest_cutover.plugin import get_session
+    from pytest_cutover.session_keys import get_session
 
     try:
         return get_session(config).cutover_config

@@ -24,7 +24,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tenant tables come from the config (sorted): the same collection on every xdist worker."""
     if "tenant_table" in metafunc.fixturenames:
         from pytest_cutover.checks.rls_audit import configured_tables
-        from pytest_cutover.plugin import get_session
+        from pytest_cutover.session_keys import get_session
 
         try:
             config = get_session(metafunc.config).cutover_config
