@@ -9,6 +9,7 @@ suite in its own process, the fault matrix runs it in a subprocess against a sta
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,4 +44,11 @@ def suite_args(workdir: Path, config_path: Path, *, run: str, reports_dir: Path,
             f"--cutover-config={config_path}", f"--cutover-run={run}", f"--cutover-reports-dir={reports_dir}",
             "-m", " or ".join(stages), f"--junitxml={run_dir / 'junit.xml'}",
             f"--alluredir={run_dir / 'allure-results'}", *(["--cutover-auto-rollback"] if auto_rollback else []),
-            *extra]
+            *_quiet_asyncio(), *extra]
+
+
+def _quiet_asyncio() -> list[str]:
+    """pytest-asyncio (where installed: the test extra) warns in an operator folder without an ini; say the default."""
+    if importlib.util.find_spec("pytest_asyncio") is None:
+        return []
+    return ["-o", "asyncio_default_fixture_loop_scope=function"]
