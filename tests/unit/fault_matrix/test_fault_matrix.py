@@ -3,7 +3,7 @@ message naming what it broke.
 
 The reversible faults share one stack (``SharedStack``: plant, run the suite, undo, prove the undo
 restored the stack); the others each get a fresh ``cutover rehearse --fault NAME --until STAGE``.
-Under xdist the shared-stack tests stay together on one worker (``--dist loadgroup``).
+Under xdist (``--dist loadgroup``) the shared-stack tests form two groups, each with its own stack.
 """
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ NAMES: dict[str, str] = {
 
 SHARED = [f.name for f in in_matrix_order(list_faults()) if matrix_kind(f) != "fresh"]
 FRESH = [f.name for f in list_faults() if matrix_kind(f) == "fresh"]
+# Two shared stacks, one per xdist worker, halve the matrix's critical path: the precutover faults alternate
+# between them; the monitor faults (which need the clean stages first) and the clean monitor passes stay on B.
+# On one worker both groups share one stack, in collection order (every precutover fault before the monitor ones).
+GROUP_A, GROUP_B = "fault-matrix-shared-stack-a", "fault-matrix-shared-stack-b"
+_PRECUTOVER_SHARED = [f.name for f in in_matrix_order(list_faults()) if matrix_kind(f) == "shared-precutover"]
+
+
+def _group(fault: str) -> str:
+    return GROUP_A if fault in _PRECUTOVER_SHARED[::2] else GROUP_B
 
 
 def assert_guarded(row: MatrixRow) -> None:
@@ -92,7 +101,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
         yield SharedStack(stack, tmp_path_factory.mktemp("matrix-shared"), monitor_window_s=MONITOR_WINDOW_S)
 
 
-@pytest.mark.xdist_group("fault-matrix-shared-stack")
+@pytest.mark.xdist_group(GROUP_A)
 def test_every_reversible_fault_changes_the_stack_state_and_its_undo_restores_it(shared: SharedStack) -> None:
     """The shared stack's reset is proven, not assumed: planting each reversible fault shows in
     ``stack_state`` (so a missing undo would be caught before the next fault), and its undo restores it."""
@@ -107,13 +116,12 @@ def test_every_reversible_fault_changes_the_stack_state_and_its_undo_restores_it
         assert stack_state(stack) == baseline, f"undoing {name} left the stack changed"
 
 
-@pytest.mark.xdist_group("fault-matrix-shared-stack")
-@pytest.mark.parametrize("fault", SHARED)
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.xdist_group(_group(f))) for f in SHARED])
 def test_a_reversible_fault_fails_its_stage_on_the_shared_stack(shared: SharedStack, fault: str) -> None:
     assert_guarded(shared.row(fault))
 
 
-@pytest.mark.xdist_group("fault-matrix-shared-stack")
+@pytest.mark.xdist_group(GROUP_B)
 def test_repeated_clean_monitor_passes_close_the_window_once(shared: SharedStack) -> None:
     """After the monitor faults, the shared run watches on like Week 1: each clean pass passes and lands in the
     ledger, and only the first turns maintenance off and tells users (no "maintenance complete" every pass)."""
