@@ -1017,7 +1017,7 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
         async def fetch(conn: asyncpg.Connection) -> Any:
             if probe.rows:
                 got = await conn.fetch(probe.call, *args, timeout=timeout_ms / 1000 + 5)
-                return [json.loads(r[0]) for r in got]
+                return [None if r[0] is None else json.loads(r[0]) for r in got]
             return await conn.fetchval(probe.call, *args, timeout=timeout_ms / 1000 + 5)
 
         try:
@@ -1075,7 +1075,10 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
             problems.append(f"RLS LEAK: {who} with org {org_b}'s key ({', '.join(p.tenant_args)}) and gets another "
                             f"result than with a key no tenant has: it reads org {org_b}'s data; fix: {fix}")
     called = {p.label for p in probes}
+    managed = sum(1 for fn in found.functions if (fn.schema in MANAGED_SCHEMAS or fn.extension)
+                  and any(r in found.roles for r in fn.executors))
     figure = {"called": len(called), "calls": len(probes), "judged": judged, "leaks": len(problems),
+              "not_called_managed": managed,
               "leaked": sorted(leaked), "skipped": skipped, "not_judged": not_judged, "errors": errors,
               "control_saw_nothing": vacuous}
     return problems, figure
@@ -1125,7 +1128,8 @@ async def _probe_surface(config: CutoverConfig) -> CheckResult:
     evidence = (f"{len(probes)} reads of the exposed surface as {', '.join(found.roles)}: {leaks} leaks; "
                 f"control saw no rows to probe in {len(vacuous)}; {functions['called']} functions called "
                 f"({functions['calls']} calls, {functions['judged']} judged): {functions['leaks']} leaks; "
-                f"{len(functions['skipped'])} functions not called")
+                f"{len(functions['skipped'])} functions not called (and {functions['not_called_managed']} in "
+                f"managed schemas or extensions)")
     return result("surface-probe", problems + fn_problems, evidence,
                   {"probes": len(probes), "leaks": leaks, "not_probed_empty": vacuous, "functions": functions})
 

@@ -394,6 +394,7 @@ def test_the_exposed_surface_is_clean_and_its_probes_see_no_leak(stack_config: A
     assert probe.figures["probes"] >= 12 and probe.figures["not_probed_empty"] == []  # 6 tables x app, authenticated
     functions = probe.figures["functions"]
     assert functions["leaks"] == 0 and functions["errors"] == [], functions
+    assert functions["not_called_managed"] > 0, "auth.*, storage.*, pgvector: inventoried, not the project's"
 
 
 _SELFTEST_FUNCTIONS = """
