@@ -14,13 +14,22 @@ Reachable means ``has_schema_privilege(role, schema, 'USAGE')`` and a privilege 
 PostgreSQL resolves through direct grants, ``PUBLIC`` and role membership.  ``read_surface`` fetches
 catalog rows; everything after it is pure (:func:`inventory`, :func:`findings`), unit-tested without a
 database.  Every finding names the object, why it leaks and the SQL that fixes it; objects declared in
-``[rls] public`` are intended to be readable by everyone and are listed, not flagged.
+``[rls] public`` are intended to be readable by everyone and are listed, not flagged.  Sequences are inventoried
+too (USAGE, SELECT, UPDATE); one ``anon`` may use is a (low) finding.
+
+The rls stage probes the surface live (:func:`probe_surface`): it reads every relation holding tenant rows and
+calls every function the audited roles may EXECUTE outside the managed schemas, as a caller of org A, in a
+transaction that is always rolled back (functions may write) with a statement_timeout.  Arguments named like a
+tenant key get org B's key, the others NULL or their default; functions whose arguments cannot be filled that
+way, that take a secret, or that are procedures, trigger functions or call outside the database are listed as
+not called, with the reason.  A result row carrying org B's key, any tenant row to ``anon``, or a scalar that
+differs between org B's key and a key no tenant has, is a leak.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,6 +49,7 @@ __all__ = [
     "Finding",
     "ForeignKey",
     "Function",
+    "FunctionProbe",
     "PolicyRow",
     "Probe",
     "Relation",
@@ -52,11 +62,14 @@ __all__ = [
     "findings",
     "inventory",
     "is_secret_column",
+    "is_tenant_arg",
+    "plan_function_probes",
     "plan_probes",
     "probe_surface",
     "read_surface",
     "read_surface_async",
     "rules_from_config",
+    "tenant_key_names",
     "tenant_tables",
 ]
 
@@ -147,6 +160,18 @@ class Function:
     owner: str = ""
     extension: bool = False
     executors: tuple[str, ...] = ()             # audited roles that may EXECUTE it
+    # What the live probe (plan_function_probes) needs to call it:
+    kind: str = "f"                             # pg_proc.prokind: f function, p procedure
+    arg_names: tuple[str, ...] = ()             # input arguments ('' when unnamed), in order
+    arg_types: tuple[str, ...] = ()             # their types, format_type()
+    defaults: int = 0                           # how many trailing input arguments have a default
+    variadic: bool = False
+    returns: str = ""                           # format_type() of the result type
+    return_kind: str = "b"                      # pg_type.typtype: b base, c composite, p pseudo (record, trigger)
+    returns_relation: str | None = None         # schema.table whose row type it returns
+    retset: bool = False
+    out_columns: tuple[str, ...] = ()           # OUT / TABLE columns
+    source: str = field(default="", repr=False, compare=False)   # pg_proc.prosrc
 
     @property
     def qname(self) -> str:
@@ -168,6 +193,7 @@ class Surface:
     foreign_keys: tuple[ForeignKey, ...] = ()
     policies: tuple[PolicyRow, ...] = ()
     functions: tuple[Function, ...] = ()
+    sequences: tuple[Relation, ...] = ()        # kind "S"; privileges USAGE, SELECT, UPDATE
     view_reads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # view -> relations it reads
     extensions: Mapping[str, str] = field(default_factory=dict)               # extension -> schema
 
@@ -290,10 +316,40 @@ select n.nspname as schema, p.proname as name, pg_get_function_identity_argument
                                           and d.deptype = 'e') as extension,
        array(select r from unnest($1::text[]) r
              where has_schema_privilege(r, n.oid, 'USAGE') and has_function_privilege(r, p.oid, 'EXECUTE'))
-         as executors
-from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         as executors,
+       p.prokind::text as kind,
+       array(select coalesce(a.name, '') from unnest(p.proargnames, coalesce(p.proargmodes::text[], array_fill(
+                 'i'::text, array[coalesce(array_length(p.proallargtypes, 1), p.pronargs)]))) with ordinality
+                 a(name, mode, i) where a.mode in ('i', 'b', 'v') order by a.i) as arg_names,
+       array(select format_type(u.typ, null) from unnest(p.proargtypes::oid[]) with ordinality u(typ, i) order by u.i)
+         as arg_types,
+       p.pronargdefaults as defaults, p.provariadic <> 0 as variadic, format_type(p.prorettype, null) as returns,
+       t.typtype::text as return_kind,
+       (select rn.nspname || '.' || rc.relname from pg_class rc join pg_namespace rn on rn.oid = rc.relnamespace
+         where rc.oid = t.typrelid and rc.relkind in ('r', 'p', 'v', 'm', 'f')) as returns_relation,
+       p.proretset as retset,
+       array(select coalesce(a.name, '') from unnest(p.proargnames, p.proargmodes::text[])
+                    with ordinality a(name, mode, i) where a.mode in ('o', 'b', 't') order by a.i) as out_columns,
+       p.prosrc as source
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_type t on t.oid = p.prorettype
 where p.prokind in ('f', 'p') and n.nspname <> all($2::text[]) and n.nspname !~ '^pg_(toast|temp)'
 order by 1, 2, 3
+"""
+
+_SEQUENCES_SQL = """
+select n.nspname as schema, c.relname as name, pg_get_userbyid(c.relowner) as owner,
+       exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                          and d.deptype = 'e') as extension,
+       coalesce((select jsonb_object_agg(r, privs) from (
+           select r, array_remove(array[
+               case when has_sequence_privilege(r, c.oid, 'USAGE') then 'USAGE' end,
+               case when has_sequence_privilege(r, c.oid, 'SELECT') then 'SELECT' end,
+               case when has_sequence_privilege(r, c.oid, 'UPDATE') then 'UPDATE' end], null) as privs
+           from unnest($1::text[]) r where has_schema_privilege(r, n.oid, 'USAGE')) p
+         where cardinality(privs) > 0), '{}'::jsonb)::text as privileges
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'S' and n.nspname <> all($2::text[]) and n.nspname !~ '^pg_(toast|temp)'
+order by 1, 2
 """
 
 _VIEW_READS_SQL = """
@@ -334,15 +390,23 @@ async def fetch_surface(conn: asyncpg.Connection, app_role: str, api_roles: Sequ
                                tuple(r["applies"]), r["using_expr"], r["check_expr"])
                      for r in await conn.fetch(_POLICIES_SQL, roles, system))
     functions = tuple(Function(r["schema"], r["name"], r["args"], r["definer"], r["fixed"], r["owner"],
-                               r["extension"], tuple(r["executors"]))
+                               r["extension"], tuple(r["executors"]), kind=r["kind"], arg_names=tuple(r["arg_names"]),
+                               arg_types=tuple(r["arg_types"]), defaults=r["defaults"], variadic=r["variadic"],
+                               returns=r["returns"], return_kind=r["return_kind"],
+                               returns_relation=r["returns_relation"], retset=r["retset"],
+                               out_columns=tuple(r["out_columns"]), source=r["source"] or "")
                       for r in await conn.fetch(_FUNCTIONS_SQL, roles, system))
+    sequences = tuple(
+        Relation(schema=r["schema"], name=r["name"], kind="S", owner=r["owner"], extension=r["extension"],
+                 privileges={k: tuple(v) for k, v in json.loads(r["privileges"]).items()})
+        for r in await conn.fetch(_SEQUENCES_SQL, roles, system))
     reads: dict[str, list[str]] = {}
     for r in await conn.fetch(_VIEW_READS_SQL, system):
         reads.setdefault(r["view"], []).append(r["reads"])
     extensions = {r[0]: r[1] for r in await conn.fetch(_EXTENSIONS_SQL)}
     return Surface(app_role=app_role, roles=tuple(roles), relations=relations, columns=columns, foreign_keys=fks,
-                   policies=policies, functions=functions, view_reads={k: tuple(v) for k, v in reads.items()},
-                   extensions=extensions)
+                   policies=policies, functions=functions, sequences=sequences,
+                   view_reads={k: tuple(v) for k, v in reads.items()}, extensions=extensions)
 
 
 async def read_surface_async(config: CutoverConfig) -> tuple[Surface, Rules]:
@@ -381,6 +445,10 @@ def inventory(surface: Surface, rules: Rules | None = None) -> dict[str, Any]:
         for role, privs in rel.privileges.items():
             if role in per_role:
                 per_role[role][f"{rel.qname} ({_KINDS.get(rel.kind, rel.kind)})"] = ",".join(privs)
+    for seq in surface.sequences:
+        for role, privs in seq.privileges.items():
+            if role in per_role:
+                per_role[role][f"{seq.qname} (sequence)"] = ",".join(privs)
     members: dict[tuple[str, str], int] = {}
     for fn in surface.functions:
         for role in (r for r in fn.executors if r in per_role):
@@ -642,6 +710,16 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
                 f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES REVOKE "
                 f"EXECUTE ON FUNCTIONS FROM PUBLIC")
 
+        for seq in surface.sequences:
+            privs = seq.privileges.get("anon", ())
+            if seq.schema in MANAGED_SCHEMAS or seq.extension or not privs or seq.qname in rules.public:
+                continue
+            add("low", "anon-sequence", seq.qname,
+                f"anon may {', '.join(privs)} on this sequence: it learns how many rows were ever inserted "
+                "(currval/last_value) and can burn ids (nextval/setval) without touching a table",
+                f"REVOKE ALL ON SEQUENCE {_ident(seq.qname)} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES FOR ROLE "
+                f"{seq.owner} IN SCHEMA {seq.schema} REVOKE ALL ON SEQUENCES FROM anon")
+
     # -- secret-looking columns
     bound = {t for t, key in tenants.items()
              if (r := rels.get(t)) is not None and r.rls and (r.forced or r.owner not in roles)
@@ -731,12 +809,285 @@ def plan_probes(surface: Surface, rules: Rules) -> list[Probe]:
     return sorted(out, key=lambda p: (p.relation, p.role))
 
 
-async def _probe_surface(config: CutoverConfig) -> CheckResult:
-    """Each planned probe as its role, with the BYPASSRLS control seeing org B's rows first."""
+#: Argument types the function probe fills without input: the other tenant's key (cast from text) or NULL.
+_FILLABLE = frozenset(("text", "character varying", "uuid", "integer", "bigint", "smallint", "boolean"))
+#: Calls whose effects a rollback does not undo: HTTP (pg_net, pgsql-http), other databases (dblink), other
+#: sessions, server files.  A function calling one is not probed.
+_EXTERNAL = re.compile(r"\b(dblink\w*|http\w*|net\.\w+|pg_(?:terminate|cancel)_backend|lo_(?:import|export)|"
+                       r"pg_file_write)\s*\(", re.I)
+#: How argument names usually dress a column name: ``p_org_id``, ``_org``, ``in_org_id``.
+_ARG_PREFIX = re.compile(r"^(?:_+|p_|in_|arg_|a_|i_|param_)")
+#: Rows fetched per call: enough to see another tenant's row, bounded.
+_ROW_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class FunctionProbe:
+    """One call the rls stage makes: ``role`` calls ``function`` in a transaction that is rolled back, as a caller of
+    org A, with org B's key (``$1``, as text) in each argument named like a tenant key (``tenant_args``), NULL or
+    the default in the others.  ``rows``: the result is rows (a set or a composite), judged by their tenant
+    columns; else one scalar, judged against the same call with a key no tenant has."""
+
+    role: str
+    function: Function
+    call: str
+    tenant_args: tuple[str, ...]
+    rows: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.function.qname}({self.function.args})"
+
+
+def tenant_key_names(surface: Surface, rules: Rules) -> frozenset[str]:
+    """Column names that hold a tenant key: the configured ones and every tenant table's own key but ``id``."""
+    keys = {k.column for k in tenant_tables(surface, rules).values() if k.parent is None and k.column}
+    return frozenset({*rules.tenant_columns, *keys} - {"id"})
+
+
+def is_tenant_arg(name: str, key_names: Iterable[str]) -> bool:
+    """``p_org_id``, ``_org``, ``org`` or ``orgid`` for a tenant column ``org_id``."""
+    keys = set(key_names)
+    stems = keys | {k[:-3] for k in keys if k.endswith("_id")} | {k.replace("_", "") for k in keys}
+    return bool(name) and _ARG_PREFIX.sub("", name.lower()) in stems
+
+
+def _unprobeable(fn: Function, rules: Rules) -> str | None:
+    """Why ``fn`` is not called (None: it is)."""
+    if fn.qname in rules.public:
+        return "declared public in [rls] public"
+    if fn.kind == "p":
+        return "a procedure: CALL is not a query and it may commit or roll back by itself"
+    if fn.returns in ("trigger", "event_trigger"):
+        return "a trigger function: only its trigger can call it"
+    if fn.returns == "record" and not fn.out_columns:
+        return "returns an anonymous record: a call needs a column definition list"
+    if fn.return_kind == "p" and fn.returns not in ("record", "void"):
+        return f"returns the pseudo-type {fn.returns}: not callable from SQL with plain arguments"
+    if fn.variadic:
+        return "takes variadic arguments"
+    required = len(fn.arg_types) - fn.defaults          # the others keep their default
+    for i, (name, typ) in enumerate(zip(fn.arg_names, fn.arg_types, strict=False)):
+        label = name or f"${i + 1}"
+        if name and is_secret_column(_ARG_PREFIX.sub("", name.lower())):
+            return f"takes a secret ({label})"
+        if typ not in _FILLABLE and i < required:
+            return f"argument {label} of type {typ} cannot be filled without input"
+    external = _EXTERNAL.search(fn.source)
+    if external:
+        return f"calls {external.group(1)}(), whose effect a rollback does not undo"
+    return None
+
+
+def _call_sql(fn: Function, key_names: Iterable[str]) -> tuple[str, tuple[str, ...], bool]:
+    """``select ... from f(...)`` with ``$1`` in the tenant arguments; the tenant arguments; rows or a scalar."""
+    keys = frozenset(key_names)
+    named = bool(fn.arg_names) and all(fn.arg_names)
+    first_default = len(fn.arg_types) - fn.defaults
+    values: list[str | None] = []
+    tenant_args = []
+    for i, typ in enumerate(fn.arg_types):
+        name = fn.arg_names[i] if i < len(fn.arg_names) else ""
+        if is_tenant_arg(name, keys):
+            values.append(f"$1::text::{typ}")
+            tenant_args.append(name)
+        else:
+            values.append(None if i >= first_default else f"NULL::{typ}")
+    if named:
+        parts = [f"{quote_ident(n)} => {v}" for n, v in zip(fn.arg_names, values, strict=False) if v is not None]
+    else:
+        while values and values[-1] is None:
+            values.pop()
+        parts = [v if v is not None else f"NULL::{fn.arg_types[i]}" for i, v in enumerate(values)]
+    call = f"{_ident(fn.qname)}({', '.join(parts)})"
+    rows = fn.retset or fn.return_kind == "c" or fn.returns == "record"
+    sql = (f"select to_jsonb(r)::text from {call} as r limit {_ROW_LIMIT + 1}" if rows else
+           f"select ({call})::text")
+    return sql, tuple(tenant_args), rows
+
+
+def plan_function_probes(surface: Surface, rules: Rules) -> tuple[list[FunctionProbe], dict[str, str]]:
+    """A call per (function, audited role that may EXECUTE it) outside the managed schemas and extensions, and
+    the functions not called with the reason (:func:`_unprobeable`).  Aggregates and window functions are not
+    in the inventory (they cannot be called on their own)."""
+    keys = tenant_key_names(surface, rules)
+    probes: list[FunctionProbe] = []
+    skipped: dict[str, str] = {}
+    for fn in surface.functions:
+        callers = [r for r in surface.roles if r in fn.executors]
+        if fn.schema in MANAGED_SCHEMAS or fn.extension or not callers:
+            continue
+        reason = _unprobeable(fn, rules)
+        if reason:
+            skipped[f"{fn.qname}({fn.args})"] = reason
+            continue
+        sql, tenant_args, rows = _call_sql(fn, keys)
+        probes.extend(FunctionProbe(role, fn, sql, tenant_args, rows) for role in callers)
+    return probes, skipped
+
+
+def _tenant_rows(rows: Sequence[Any], keys: frozenset[str], fn: Function, tenants: Mapping[str, TenantKey],
+                 org: str | None) -> int | None:
+    """How many result rows carry tenant ``org``'s key (``org`` None: any tenant's row, what ``anon`` must never
+    get); None when the result has no tenant column to judge by.  A function returning a tenant table's rows is
+    keyed by that table's own key (``orgs.id``), and every such row counts for ``anon``."""
+    key = tenants.get(fn.returns_relation or "")
+    own = key.column if key is not None and key.parent is None else None
+    cols = keys | ({own} if own else set())
+    known = (key is not None and (own is not None or org is None)) or bool(set(fn.out_columns) & cols)
+    hits = 0
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        present = [c for c in cols if c in row]
+        known = known or bool(present)
+        values = [str(row[c]) for c in present if row[c] is not None]
+        if (org is None and (values or key is not None)) or (org is not None and org in values):
+            hits += 1
+    return hits if known else None
+
+
+def _caller(config: CutoverConfig, app_role: str, app: asyncpg.Connection, control: asyncpg.Connection
+            ) -> Callable[..., Awaitable[Any]]:
+    """``call(role, org_a, org_b, fetch)``: run ``fetch(conn)`` as ``role`` in a transaction that is always rolled
+    back: the app role through its own URL with org A's context set like the app; an API role on the control
+    connection with ``SET LOCAL ROLE`` and the claims PostgREST sets; ``role`` None: the BYPASSRLS control itself,
+    with org A's context.  ``timeout_ms`` also sets a statement_timeout."""
     import json
     import uuid
 
-    from pytest_cutover.checks.isolation import _control_bypasses, _in_tx, _orgs_from_db_async
+    from pytest_cutover.checks.isolation import _in_tx
+
+    async def call(role: str | None, org_a: str, org_b: str | None,
+                   fetch: Callable[[asyncpg.Connection], Awaitable[Any]], timeout_ms: int | None = None) -> Any:
+        api = role is not None and role != app_role
+        conn = app if role == app_role else control
+
+        async def body() -> Any:
+            if timeout_ms:
+                await conn.execute("select set_config('statement_timeout', $1, true)", f"{timeout_ms}ms")
+            if api:
+                claims: dict[str, Any] = {"role": role, "iss": "supabase"}
+                if role != "anon":  # a signed-in user of org A, as PostgREST passes a verified JWT's claims,
+                    # who wrote org B into the user_metadata every user may edit for themselves
+                    tenant = config.schema_.tenant_column
+                    claims.update(sub=str(uuid.uuid4()), aud=role, org_id=org_a, app_metadata={tenant: org_a},
+                                  user_metadata={tenant: org_b})
+                await conn.execute(f"set local role {quote_ident(role or '')}")
+                await conn.execute("select set_config('request.jwt.claims', $1, true)", json.dumps(claims))
+            return await fetch(conn)
+
+        return await _in_tx(conn, config, None if api else org_a, None, body)
+
+    return call
+
+
+def _no_such_key(fn: Function, tenant_args: Sequence[str]) -> str:
+    """A tenant key of the first tenant argument's type that no tenant has."""
+    import uuid
+
+    typ = fn.arg_types[fn.arg_names.index(tenant_args[0])] if tenant_args else "text"
+    if typ == "uuid":
+        return str(uuid.uuid4())
+    return "-987654321" if typ in ("integer", "bigint", "smallint") else f"cutover-probe-no-such-org-{uuid.uuid4()}"
+
+
+async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, call: Callable[..., Awaitable[Any]],
+                           org_a: str, org_b: str) -> tuple[list[str], dict[str, Any]]:
+    """Every planned function call (:func:`plan_function_probes`); the leaks and the figure."""
+    import json
+
+    import asyncpg
+
+    probes, skipped = plan_function_probes(found, rules)
+    keys = tenant_key_names(found, rules)
+    tenants = tenant_tables(found, rules)
+    timeout_ms = 2000
+    problems: list[str] = []
+    errors: list[str] = []
+    not_judged: list[str] = []
+    vacuous: list[str] = []
+    leaked: set[str] = set()
+    judged = 0
+
+    async def run(role: str | None, probe: FunctionProbe, key: str) -> Any:
+        """Rows (parsed) or the scalar as text; an error as the exception."""
+        args = (key,) if probe.tenant_args else ()
+
+        async def fetch(conn: asyncpg.Connection) -> Any:
+            if probe.rows:
+                got = await conn.fetch(probe.call, *args, timeout=timeout_ms / 1000 + 5)
+                return [None if r[0] is None else json.loads(r[0]) for r in got]
+            return await conn.fetchval(probe.call, *args, timeout=timeout_ms / 1000 + 5)
+
+        try:
+            return await call(role, org_a, org_b, fetch, timeout_ms)
+        except (TimeoutError, asyncpg.PostgresError) as exc:
+            return exc
+
+    def failed(value: Any) -> str | None:
+        if isinstance(value, asyncpg.PostgresError):
+            return f"{value.sqlstate} {str(value).splitlines()[0][:120]}"
+        return "no answer within the timeout" if isinstance(value, TimeoutError) else None
+
+    control: dict[str, tuple[Any, Any, Any]] = {}   # function -> the control's (B, none, none again)
+    for p in probes:
+        fn = p.function
+        if p.label not in control:
+            none = _no_such_key(fn, p.tenant_args)
+            control[p.label] = (await run(None, p, org_b), await run(None, p, none), await run(None, p, none))
+        c_b, c_none, c_none2 = control[p.label]
+        got = await run(p.role, p, org_b)
+        where = f"{p.label} as {p.role}"
+        if failed(got):
+            errors.append(f"{where}: {failed(got)}")
+            continue
+        fix = (f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {p.role}; or, if {p.role} must call it, "
+               f"ALTER FUNCTION {fn.signature} SECURITY INVOKER SET search_path = ''" if fn.definer else
+               "it runs as the caller, so a table it reads leaks: see the relation probes and the precutover "
+               "exposed-surface audit")
+        who = f"{p.role} calls {p.label}" + ("" if p.role == "anon" else f" as a caller of org {org_a}")
+        by_rows = _tenant_rows(got, keys, fn, tenants, None if p.role == "anon" else org_b) if p.rows else None
+        if by_rows is not None:
+            judged += 1
+            control_rows = None if failed(c_b) else _tenant_rows(c_b, keys, fn, tenants,
+                                                               None if p.role == "anon" else org_b)
+            if not control_rows and not by_rows:
+                vacuous.append(where)
+            if by_rows:
+                leaked.add(p.label)
+                whose = f"{by_rows} tenant rows" if p.role == "anon" else f"{by_rows} of org {org_b}'s rows"
+                problems.append(f"RLS LEAK: {who} and gets {whose}: fix: {fix}")
+            continue
+        if not p.tenant_args:
+            not_judged.append(f"{where}: no tenant argument and no tenant column in its result")
+            continue
+        none_1 = await run(p.role, p, _no_such_key(fn, p.tenant_args))
+        none_2 = await run(p.role, p, _no_such_key(fn, p.tenant_args))
+        if failed(none_1) or failed(none_2) or none_1 != none_2:
+            not_judged.append(f"{where}: its result with a key no tenant has varies or fails")
+            continue
+        judged += 1
+        if not any(failed(v) for v in (c_b, c_none, c_none2)) and c_none == c_none2 and c_b == c_none:
+            vacuous.append(where)
+        if got != none_1:
+            leaked.add(p.label)
+            problems.append(f"RLS LEAK: {who} with org {org_b}'s key ({', '.join(p.tenant_args)}) and gets another "
+                            f"result than with a key no tenant has: it reads org {org_b}'s data; fix: {fix}")
+    called = {p.label for p in probes}
+    managed = sum(1 for fn in found.functions if (fn.schema in MANAGED_SCHEMAS or fn.extension)
+                  and any(r in found.roles for r in fn.executors))
+    figure = {"called": len(called), "calls": len(probes), "judged": judged, "leaks": len(problems),
+              "not_called_managed": managed,
+              "leaked": sorted(leaked), "skipped": skipped, "not_judged": not_judged, "errors": errors,
+              "control_saw_nothing": vacuous}
+    return problems, figure
+
+
+async def _probe_surface(config: CutoverConfig) -> CheckResult:
+    """Each planned read as its role, with the BYPASSRLS control seeing org B's rows first; then each planned
+    function call (:func:`_probe_functions`)."""
+    from pytest_cutover.checks.isolation import _control_bypasses, _orgs_from_db_async
 
     found, rules = await read_surface_async(config)
     probes = plan_probes(found, rules)
@@ -747,6 +1098,7 @@ async def _probe_surface(config: CutoverConfig) -> CheckResult:
             config_connection(config, "target.app_database_url") as app:
         await _control_bypasses(control)
         orgs = await _orgs_from_db_async(control, config)
+        call = _caller(config, found.app_role, app, control)
         for p in probes:
             rel = _ident(p.relation)
             where = f" where {quote_ident(p.column)}::text = $1" if p.column else ""
@@ -762,25 +1114,7 @@ async def _probe_surface(config: CutoverConfig) -> CheckResult:
                 continue
             org_a = next((o for o in orgs if o != org_b), "cutover-probe-no-such-org")
             query = f"select count(*) from {rel}{where}"
-            if p.role == found.app_role:
-                got = await _in_tx(app, config, org_a, None, lambda q=query, a=args: app.fetchval(q, *a))
-            else:
-                claims = {"role": p.role, "iss": "supabase"}
-                if p.role != "anon":  # a signed-in user of org A, as PostgREST passes a verified JWT's claims,
-                    # who wrote org B into the user_metadata every user may edit for themselves
-                    tenant = config.schema_.tenant_column
-                    claims.update(sub=str(uuid.uuid4()), aud=p.role, org_id=org_a, app_metadata={tenant: org_a},
-                                  user_metadata={tenant: org_b})
-
-                async def as_api(q: str = query, a: tuple[Any, ...] = args, c: dict = claims, r: str = p.role) -> Any:
-                    async with control.transaction():
-                        await control.execute(f"set local role {quote_ident(r)}")
-                        await control.execute("select set_config('request.jwt.claims', $1, true)", json.dumps(c))
-                        value = await control.fetchval(q, *a)
-                        await control.execute("reset role")
-                        return value
-
-                got = await as_api()
+            got = await call(p.role, org_a, org_b, lambda conn, q=query, a=args: conn.fetchval(q, *a))
             if got:
                 leaks += 1
                 whose = f"{got} of org {org_b}'s {seen} rows" if p.column else f"{got} tenant rows"
@@ -788,12 +1122,19 @@ async def _probe_surface(config: CutoverConfig) -> CheckResult:
                                 + (f" as a caller of org {org_a}" if p.column and p.role != "anon" else "")
                                 + ": fix it as the precutover exposed-surface audit says (test_exposed_surface_"
                                   "does_not_leak)")
+        org_b = orgs[0]
+        org_a = next((o for o in orgs if o != org_b), "cutover-probe-no-such-org")
+        fn_problems, functions = await _probe_functions(config, found, rules, call, org_a, org_b)
     evidence = (f"{len(probes)} reads of the exposed surface as {', '.join(found.roles)}: {leaks} leaks; "
-                f"control saw no rows to probe in {len(vacuous)}")
-    return result("surface-probe", problems, evidence,
-                  {"probes": len(probes), "leaks": leaks, "not_probed_empty": vacuous})
+                f"control saw no rows to probe in {len(vacuous)}; {functions['called']} functions called "
+                f"({functions['calls']} calls, {functions['judged']} judged): {functions['leaks']} leaks; "
+                f"{len(functions['skipped'])} functions not called (and {functions['not_called_managed']} in "
+                f"managed schemas or extensions)")
+    return result("surface-probe", problems + fn_problems, evidence,
+                  {"probes": len(probes), "leaks": leaks, "not_probed_empty": vacuous, "functions": functions})
 
 
 def probe_surface(config: CutoverConfig) -> CheckResult:
-    """The rls stage's reads of the whole exposed surface (:func:`plan_probes`), from synchronous code."""
-    return run_sync(_probe_surface(config), timeout=config.thresholds.connect_timeout_s * 4 + 120)
+    """The rls stage's reads and calls of the whole exposed surface (:func:`plan_probes`,
+    :func:`plan_function_probes`), from synchronous code."""
+    return run_sync(_probe_surface(config), timeout=config.thresholds.connect_timeout_s * 4 + 300)

@@ -166,7 +166,10 @@ def test_exposed_surface_reads_no_other_tenant(cutover_config: CutoverConfig, cu
 
     Every relation holding tenant rows that the app role, ``anon`` or ``authenticated`` can SELECT (views
     included, checks/surface.py) is read as that role with org A's context or JWT claims: none of org B's
-    rows, and no tenant row at all for ``anon``; the BYPASSRLS control sees them.
+    rows, and no tenant row at all for ``anon``; the BYPASSRLS control sees them.  Every function they may
+    EXECUTE outside the managed schemas is called the same way, in a rolled-back transaction, with org B's key
+    in its tenant-key arguments: no row of org B, no tenant row for ``anon``, no result that depends on org B's
+    data; the functions it cannot call without input are listed with the reason.
     """
     from pytest_cutover.checks import surface
 

@@ -392,6 +392,67 @@ def test_the_exposed_surface_is_clean_and_its_probes_see_no_leak(stack_config: A
     probe = surface.probe_surface(cfg)
     assert probe.ok, probe.problems
     assert probe.figures["probes"] >= 12 and probe.figures["not_probed_empty"] == []  # 6 tables x app, authenticated
+    functions = probe.figures["functions"]
+    assert functions["leaks"] == 0 and functions["errors"] == [], functions
+    assert functions["not_called_managed"] > 0, "auth.*, storage.*, pgvector: inventoried, not the project's"
+
+
+_SELFTEST_FUNCTIONS = """
+set role postgres;
+create function public.selftest_threads(p_org text) returns setof public.threads language sql stable
+    security invoker set search_path = '' as $$ select * from public.threads where org_id = p_org $$;
+create function public.selftest_count(p_org text) returns bigint language sql stable
+    security definer set search_path = '' as $$ select count(*) from public.threads where org_id = p_org $$;
+create function public.selftest_touch(p_org text) returns integer language plpgsql
+    security invoker set search_path = '' as $$
+    begin update public.threads set title = 'selftest-probed' where org_id = p_org; return 0; end $$;
+create function public.selftest_trg() returns trigger language plpgsql set search_path = ''
+    as $$ begin return new; end $$;
+reset role;
+"""
+
+
+def test_function_probe_calls_in_rolled_back_transactions_and_sees_a_definer_count(stack: Any,
+                                                                                     stack_config: Any) -> None:
+    """An invoker function over threads is clean, a definer count of another org's threads leaks to every caller
+    (judged against a key no tenant has), a writing function's writes are rolled back (also the control's), a
+    trigger function is not called."""
+    stack.target_sql(_SELFTEST_FUNCTIONS)
+    try:
+        probe = surface.probe_surface(stack_config())
+        functions = probe.figures["functions"]
+        assert functions["called"] == 3 and functions["calls"] == 9, functions
+        assert functions["skipped"] == {"public.selftest_trg()": "a trigger function: only its trigger can call it"}
+        assert functions["leaked"] == ["public.selftest_count(p_org text)"], functions
+        leaks = [p for p in probe.problems if "selftest_count" in p]
+        assert {p.split(" calls ")[0] for p in leaks} == {"RLS LEAK: app_user", "RLS LEAK: anon",
+                                                           "RLS LEAK: authenticated"}, probe.problems
+        assert any("fix: REVOKE EXECUTE ON FUNCTION public.selftest_count(p_org text) FROM PUBLIC, app_user; " in p
+                   for p in leaks), leaks
+        assert len(probe.problems) == 3, probe.problems
+        # anon may EXECUTE (PUBLIC) but has no privilege on threads: the invoker functions fail for it, not leak
+        assert sorted(e.split(": ")[0] + ": " + e.split(": ")[1][:5] for e in functions["errors"]) == [
+            "public.selftest_threads(p_org text) as anon: 42501", "public.selftest_touch(p_org text) as anon: 42501"]
+        assert stack.target_sql("select count(*) from public.threads where title = 'selftest-probed';").strip() \
+            == "0", "every call is rolled back"
+    finally:
+        stack.target_sql("set role postgres;\ndrop function public.selftest_threads(text), "
+                         "public.selftest_count(text), public.selftest_touch(text), public.selftest_trg();\n"
+                         "reset role;")
+
+
+def test_the_definer_function_fault_is_a_leak_the_rls_probe_sees(stack_config: Any, planted: Any) -> None:
+    """The live probe calls the planted SECURITY DEFINER function with org B's key and gets org B's threads, as
+    the app role (org A's context), authenticated (org A's claims) and anon."""
+    planted("definer-function", f"set role postgres;\n{faults.SURFACE_FAULTS['definer-function'][2]}\nreset role;")
+    probe = surface.probe_surface(stack_config())
+    leaks = [p for p in probe.problems if "public.org_threads(p_org text)" in p]
+    assert {p.split(" calls ")[0] for p in leaks} == {"RLS LEAK: app_user", "RLS LEAK: anon",
+                                                       "RLS LEAK: authenticated"}, probe.problems
+    app = next(p for p in leaks if p.startswith("RLS LEAK: app_user calls public.org_threads(p_org text) as a "
+                                                "caller of org "))
+    assert "'s rows: fix: REVOKE EXECUTE ON FUNCTION public.org_threads(p_org text) FROM PUBLIC, app_user; " in app
+    assert probe.figures["functions"]["leaked"] == ["public.org_threads(p_org text)"]
 
 
 @pytest.mark.parametrize(("fault", "leak"), [

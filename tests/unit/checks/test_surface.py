@@ -42,7 +42,7 @@ def _model(**extra: Any) -> sf.Surface:
         functions=(sf.Function("auth", "uid", "", False, False, "supabase_admin", False, (APP, ANON, AUTH)),
                    sf.Function("extensions", "l2_distance", "vector, vector", False, False, "postgres", True,
                                (APP, ANON, AUTH))),
-        extensions={"plpgsql": "pg_catalog", "vector": "extensions"},
+        extensions={"plpgsql": "pg_catalog", "vector": "extensions"}, sequences=(),
     )
     for key, value in extra.items():
         old = base.get(key, {})
@@ -231,3 +231,92 @@ def test_probes_cover_tenant_tables_and_views_over_them_per_reading_role() -> No
     assert probes[("public.thread_titles", ANON)] == "org_id"
     assert probes[("public.comments", ANON)] is None, "anon: any row of tenant data is a leak"
     assert not [k for k in probes if k[0] in ("public.plans", "storage.objects")], "not tenant data / managed"
+
+
+def _fn(name: str, args: tuple[tuple[str, str], ...] = (), *, executors: tuple[str, ...] = (APP, ANON, AUTH),
+        **kw: Any) -> sf.Function:
+    schema, fn = name.split(".")
+    sig = ", ".join(f"{n} {t}".strip() for n, t in args)
+    return sf.Function(schema, fn, sig, kw.pop("definer", True), True, "postgres", False, executors,
+                       arg_names=tuple(n for n, _ in args), arg_types=tuple(t for _, t in args), **kw)
+
+
+def test_function_probes_fill_tenant_arguments_and_skip_what_they_cannot_fill() -> None:
+    model = _model(functions=(
+        _fn("public.org_threads", (("p_org", "text"),), retset=True, returns="threads", return_kind="c",
+            returns_relation="public.threads"),
+        _fn("public.thread_count", (("p_org_id", "uuid"), ("since", "timestamp with time zone")), defaults=1,
+            returns="bigint"),
+        _fn("public.stats", (("", "integer"), ("", "text")), defaults=1, returns="bigint", definer=False),
+        _fn("public.whoami", returns="text", executors=(AUTH,)),
+        _fn("public.search", (("q", "vector"),), returns="record", retset=True, out_columns=("id", "org_id")),
+        _fn("public.login", (("p_org", "text"), ("p_password", "text")), returns="boolean"),
+        _fn("public.touch", returns="trigger", return_kind="p"),
+        _fn("public.raw", returns="record", return_kind="p"),
+        _fn("public.rebuild", kind="p", returns="void"),
+        _fn("public.notify_hook", (("p_org", "text"),), returns="bigint",
+            source="select net.http_post('https://example.invalid', '{}'::jsonb)"),
+        _fn("public.plans", returns="text", retset=True),
+        _fn("public.handler", returns="language_handler", return_kind="p"),
+        _fn("public.hidden", returns="text", executors=("service_role",))))
+    rules = dataclasses.replace(RULES, public={"public.plans": "the price list"})
+    probes, skipped = sf.plan_function_probes(model, rules)
+    calls = {(p.label, p.role): p for p in probes}
+    threads = calls["public.org_threads(p_org text)", ANON]
+    assert threads.call == ('select to_jsonb(r)::text from public.org_threads("p_org" => $1::text::text) as r '
+                            'limit 1001')
+    assert threads.rows and threads.tenant_args == ("p_org",)
+    assert {role for label, role in calls if label == "public.org_threads(p_org text)"} == {APP, ANON, AUTH}
+    count = calls["public.thread_count(p_org_id uuid, since timestamp with time zone)", APP]
+    assert count.call == 'select (public.thread_count("p_org_id" => $1::text::uuid))::text', "default left out"
+    assert not count.rows
+    assert calls["public.stats(integer, text)", APP].call == "select (public.stats(NULL::integer))::text"
+    assert calls["public.whoami()", AUTH].tenant_args == () and ("public.whoami()", APP) not in calls
+    assert skipped == {
+        "public.search(q vector)": "argument q of type vector cannot be filled without input",
+        "public.login(p_org text, p_password text)": "takes a secret (p_password)",
+        "public.touch()": "a trigger function: only its trigger can call it",
+        "public.raw()": "returns an anonymous record: a call needs a column definition list",
+        "public.rebuild()": "a procedure: CALL is not a query and it may commit or roll back by itself",
+        "public.notify_hook(p_org text)": "calls net.http_post(), whose effect a rollback does not undo",
+        "public.plans()": "declared public in [rls] public",
+        "public.handler()": "returns the pseudo-type language_handler: not callable from SQL with plain arguments"}
+    assert not [k for k in calls if k[0].startswith(("auth.", "extensions.", "public.hidden"))]
+
+
+@pytest.mark.parametrize(("name", "tenant"), [("p_org", True), ("org_id", True), ("_org_id", True), ("orgid", True),
+                                              ("in_org", True), ("organization", False), ("p_user_id", False),
+                                              ("", False)])
+def test_tenant_arguments_by_name(name: str, tenant: bool) -> None:
+    assert sf.is_tenant_arg(name, ("org_id",)) is tenant
+
+
+def test_result_rows_are_judged_by_their_tenant_columns() -> None:
+    model = _model()
+    tenants = sf.tenant_tables(model, RULES)
+    keys = sf.tenant_key_names(model, RULES)
+    threads = _fn("public.org_threads", retset=True, returns_relation="public.threads")
+    orgs = _fn("public.my_orgs", retset=True, returns_relation="public.orgs")
+    titles = _fn("public.titles", retset=True, returns="text")
+    rows = [{"id": 1, "org_id": "b"}, {"id": 2, "org_id": "a"}, {"id": 3, "org_id": None}]
+    assert sf._tenant_rows(rows, keys, threads, tenants, "b") == 1
+    assert sf._tenant_rows(rows, keys, threads, tenants, None) == 3, "anon: every row of a tenant table"
+    assert sf._tenant_rows([], keys, threads, tenants, "b") == 0, "judged even when empty"
+    assert sf._tenant_rows([{"id": "b", "name": "B"}], keys, orgs, tenants, "b") == 1, "orgs keyed by id"
+    assert sf._tenant_rows(["title 1"], keys, titles, tenants, "b") is None, "no tenant column: not judged here"
+    record = _fn("public.rows", retset=True, returns="record", out_columns=("id", "org_id"))
+    assert sf._tenant_rows([], keys, record, tenants, "b") == 0
+
+
+def test_sequences_are_inventoried_and_anon_use_is_a_low_finding() -> None:
+    seq = sf.Relation("public", "threads_id_seq", "S", "postgres", privileges={APP: ("USAGE", "SELECT"),
+                                                                               ANON: ("USAGE",)})
+    managed = sf.Relation("storage", "migrations_id_seq", "S", "supabase_storage_admin", privileges={ANON: ("USAGE",)})
+    model = _model(sequences=(seq, managed))
+    figure = sf.inventory(model, RULES)
+    assert figure["roles"][APP]["public.threads_id_seq (sequence)"] == "USAGE,SELECT"
+    assert figure["roles"][ANON]["storage.migrations_id_seq (sequence)"] == "USAGE"
+    found = sf.findings(model, RULES)
+    assert [(f.severity, f.rule, f.object) for f in found] == [("low", "anon-sequence", "public.threads_id_seq")]
+    assert found[0].fix.startswith("REVOKE ALL ON SEQUENCE public.threads_id_seq FROM PUBLIC, anon;")
+    assert sf.findings(_model(sequences=(dataclasses.replace(seq, privileges={APP: ("USAGE",)}),)), RULES) == []
