@@ -279,7 +279,7 @@ class StageTracker:
             verdict = FAILED  # a failure is evidence, however little of the stage ran
         elif counts["blocked"]:
             verdict, reason = BLOCKED, self._block_reason.get(stage)
-        elif interrupted and (not_run or len(finished) < len(tests) or not tests):
+        elif interrupted and (not_run or not tests):  # not_run holds every unfinished test too
             verdict = INTERRUPTED
             reason = f"interrupted before {len(not_run)} test(s) ran" + (
                 f": {_listing([n['id'] for n in not_run])}" if not_run else "")
