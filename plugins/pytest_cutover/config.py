@@ -64,6 +64,11 @@ class RunConfig(_Section):
     maintenance_start: str | None = Field(None, description="announced maintenance window start (free text or "
                                                             "ISO time), used in notifications")
     maintenance_end: str | None = Field(None, description="announced maintenance window end")
+    window_start: str | None = Field(None, description="when the maintenance window opens (ISO time); "
+                                                       "`cutover plan` budgets the night against it")
+    window_minutes: float | None = Field(None, gt=0, description="how long the maintenance window is, in "
+                                                                 "minutes; `cutover plan` fails when the "
+                                                                 "estimate does not fit")
 
 
 class SourceConfig(_Section):

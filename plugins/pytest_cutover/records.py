@@ -76,10 +76,17 @@ class TriggerRecord(_Record):
 
 
 class MigrationRecord(_Record):
-    """One ``cutover migrate`` step run on its own."""
+    """One ``cutover migrate`` step run on its own.
+
+    ``mode`` says which kind of pass it was: ``full`` (everything, inside the window), ``presync`` (Day 7,
+    app live: everything, index built, checkpoint digests kept) or ``delta`` (the final sync after a
+    pre-sync: only what changed).  The precutover freshness check and ``cutover plan`` read it.
+    """
 
     step: str
     ok: bool
+    mode: Literal["full", "presync", "delta"] = "full"
+    figures: dict[str, Any] = {}
 
 
 class MonitorRecord(_Record):
