@@ -29,6 +29,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "rehearse": ("pytest_cutover.rehearsal.cli", "rehearse",
                  "Build the embedded stack and run every stage against it."),
     "migrate": ("pytest_cutover.migrate.cli", "migrate", "Move vectors and BLOBs; check relational parity."),
+    "plan": ("pytest_cutover.plan.cli", "plan", "Budget the night: each step's estimated time against the window."),
     "action": ("pytest_cutover.actions.cli", "action", "Run one cutover action (maintenance, switch, rollback)."),
     "report": ("pytest_cutover.report.cli", "report", "Build, sign and verify the sign-off report."),
     "keygen": ("pytest_cutover.report.cli", "keygen", "Make an Ed25519 key pair for signing reports."),

@@ -69,6 +69,11 @@ class RunConfig(_Section):
     window_minutes: float | None = Field(None, gt=0, description="how long the maintenance window is, in "
                                                                  "minutes; `cutover plan` fails when the "
                                                                  "estimate does not fit")
+    window_margin: float = Field(0.25, ge=0, description="`cutover plan`'s safety margin: every estimated step "
+                                                         "is multiplied by 1 + this (gaps, a slower night)")
+    window_change_fraction: float = Field(0.02, ge=0, le=1, description="share of points `cutover plan` expects "
+                                                                        "to change between the pre-sync and the "
+                                                                        "night until a delta has measured it")
 
 
 class SourceConfig(_Section):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from pytest_cutover.records import RecordError, validate_record
 from pytest_cutover.redact import redact_obj
 from pytest_cutover.stages import NOT_RUN, STAGES, PriorVerdict, stage_index
 
-__all__ = ["LEDGER_NAME", "SCHEMA_VERSION", "Ledger", "check_run_id", "iso_utc", "run_dir"]
+__all__ = ["LEDGER_NAME", "SCHEMA_VERSION", "Ledger", "check_run_id", "effective_stage_records", "iso_utc", "run_dir"]
 
 LEDGER_NAME = "ledger.jsonl"
 SCHEMA_VERSION = 1
@@ -48,6 +48,20 @@ def check_run_id(run: str) -> str:
             hint="use letters, digits, '.', '_' and '-', for example prod-2026-11-26",
         )
     return run
+
+
+def effective_stage_records(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The effective record per stage among ``records`` (see :meth:`Ledger.stage_records`); pure, for readers
+    that already hold the records (``cutover plan`` reads other runs' ledgers)."""
+    effective: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["kind"] != "stage" or record.get("verdict") == NOT_RUN:
+            continue
+        stage = record["stage"]
+        effective[stage] = record
+        for later in STAGES[stage_index(stage) + 1 :]:
+            effective.pop(later, None)
+    return effective
 
 
 def run_dir(reports_dir: str | os.PathLike[str], run: str) -> Path:
@@ -100,15 +114,7 @@ class Ledger:
 
     def stage_records(self) -> dict[str, dict[str, Any]]:
         """The effective record per stage: the latest one, invalidated by a later record of an earlier stage."""
-        effective: dict[str, dict[str, Any]] = {}
-        for record in self.records():
-            if record["kind"] != "stage" or record.get("verdict") == NOT_RUN:
-                continue
-            stage = record["stage"]
-            effective[stage] = record
-            for later in STAGES[stage_index(stage) + 1 :]:
-                effective.pop(later, None)
-        return effective
+        return effective_stage_records(self.records())
 
     def stage_verdicts(self) -> dict[str, PriorVerdict]:
         """What gating needs: verdict, first failure and reason of each effective stage record."""

@@ -89,6 +89,15 @@ class MigrationRecord(_Record):
     figures: dict[str, Any] = {}
 
 
+class PlanRecord(_Record):
+    """The night's plan as ``cutover plan`` made it (pytest_cutover.plan): the report and ``cutover status``
+    compare the night against the latest one made before it began."""
+
+    steps: list[dict[str, Any]]
+    total_s: float | None = None
+    fits: bool | None = None
+
+
 class MonitorRecord(_Record):
     """The monitor window's summary (figures, criteria, triggers)."""
 
@@ -152,6 +161,7 @@ KINDS: Mapping[str, type[_Record]] = {
     "rollback": RollbackRecord,
     "trigger": TriggerRecord,
     "migration": MigrationRecord,
+    "plan": PlanRecord,
     "monitor": MonitorRecord,
     "monitor-window": MonitorWindowRecord,
     "ack": AckRecord,
