@@ -2,7 +2,9 @@
 
 Below the stages: the rolling monitor window over every monitor pass of the run (cron or a
 loop repeating ``pytest -m monitor`` in Week 1): hours monitored, error rate, search p95 and
-incidents.  ``--week1`` adds one verdict line per Week-1 check with its evidence.
+incidents.  ``--week1`` adds one verdict line per Week-1 check with its evidence.  Last, each step of
+the night planned against actual (report/plan.py: the plan ``cutover plan`` recorded before the night)
+and, while the final sync runs, its ETA from the migration's checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pytest_cutover.context import RunContext, context_from_options, given_run_i
 from pytest_cutover.redact import redact
 from pytest_cutover.stages import FAILED, INTERRUPTED, NOT_RUN, PARTIAL, PASSED, STAGES
 
-__all__ = ["choose_run", "rolling_lines", "stage_rows", "status", "week1_lines"]
+__all__ = ["choose_run", "plan_status", "plan_table", "rolling_lines", "stage_rows", "status", "week1_lines"]
 
 
 def stage_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,6 +100,47 @@ def week1_lines(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def plan_status(records: list[dict[str, Any]], config: Any, run: str, now: Any) -> tuple[Any, Any]:
+    """Planned against actual per step (report/plan.py) and, while the final sync runs, its ETA."""
+    from pytest_cutover.plan.inputs import recorded_counts
+    from pytest_cutover.plan.progress import migration_eta
+    from pytest_cutover.report.plan import plan_versus_actual
+    from pytest_cutover.week1.history import parse_utc
+
+    if config is None:  # like the report: the config the run recorded (window, thresholds, channels)
+        from pytest_cutover.report.effective import recorded_config
+
+        recorded = recorded_config(records)
+        config = recorded.config if recorded is not None else None
+    versus = plan_versus_actual(records, config, run)
+    sync = next(r for r in versus.rows if r.step == "final-sync")
+    eta = None
+    if sync.state == "running":
+        started = parse_utc(sync.actual_start) or now
+        eta = migration_eta(config, run, started, recorded_counts(records).points, now)
+    return versus, eta
+
+
+def plan_table(versus: Any) -> Any:
+    """The plan-versus-actual rows as a rich table."""
+    from rich.table import Table
+
+    from pytest_cutover.plan.estimate import duration_text
+
+    fit = "" if versus.fits is None else ("; planned to fit" if versus.fits else "; planned to OVERRUN")
+    table = Table(title=f"plan versus actual ({versus.source}{fit})")
+    for col in ("step", "planned", "planned (UTC)", "actual", "state", "difference"):
+        table.add_column(col)
+    for row in versus.rows:
+        diff = "" if row.delta_s is None else f"{'+' if row.delta_s > 0 else '-'}{duration_text(row.delta_s)}"
+        table.add_row(row.title, duration_text(row.planned_s) if row.planned_s is not None else "?",
+                      (row.planned_start or "")[11:19], duration_text(row.actual_s) if row.actual_s is not None
+                      else "", row.state, f"[red]{diff}[/]" if row.delta_s and row.delta_s > 0 else diff)
+    table.add_row("total", duration_text(versus.planned_total_s) if versus.planned_total_s is not None else "?", "",
+                  duration_text(versus.actual_total_s) if versus.actual_total_s is not None else "", "", "")
+    return table
+
+
 @click.command()
 @run_options
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -135,9 +178,11 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
     section = None
     if week1:
         section = week1_section(records, week1_settings(ctx.config), now, always=True)
+    versus, eta = plan_status(records, ctx.config, ctx.run, now)
     if as_json:
         data: dict[str, Any] = {"run": ctx.run, "run_source": picked, "ledger": str(ledger.path), "stages": rows,
-                                "monitor_rolling": rolling}
+                                "monitor_rolling": rolling, "plan": versus.as_dict(),
+                                "eta": eta.as_dict() if eta is not None else None}
         if section is not None:
             data["week1"] = section
         echo_json(data)
@@ -155,6 +200,9 @@ def status(config_path: Path | None, run: str | None, reports_dir: Path | None, 
             click.echo(f"no ledger yet for run {ctx.run} at {ledger.path}")
         Console(width=160).print(table)
         for line in rolling_lines(rolling) + (week1_lines(section) if section is not None else []):
+            click.echo(redact(line))
+        Console(width=160).print(plan_table(versus))
+        for line in versus.problems + ([eta.line()] if eta is not None else []):
             click.echo(redact(line))
     failed_week1 = section is not None and any(c["verdict"] == FAILED for c in section["checks"])
     return 1 if any(r["verdict"] == FAILED for r in rows) or failed_week1 else 0

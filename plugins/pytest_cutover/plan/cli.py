@@ -12,6 +12,7 @@ an unreachable host.  Nothing on either side is changed; the plan is appended to
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["plan", "plan_lines"]
 
 
-def _clock(plan_step_time: object) -> str:
-    return plan_step_time.strftime("%H:%M:%S") if plan_step_time is not None else "--:--:--"  # type: ignore[attr-defined]
+def _clock(moment: datetime | None) -> str:
+    return moment.strftime("%H:%M:%S") if moment is not None else "  ?     "
 
 
 def plan_lines(night: NightPlan, skipped: list[str] | None = None) -> list[str]:
@@ -42,7 +43,7 @@ def plan_lines(night: NightPlan, skipped: list[str] | None = None) -> list[str]:
              f"{f' ({c.blob_bytes} bytes)' if c.blob_bytes is not None else ''} - {c.source}"]
     for n, step in enumerate(night.steps, 1):
         planned = duration_text(step.planned_s) if step.planned_s is not None else "cannot estimate"
-        lines.append(f"{n:>2}. {_clock(step.start)}-{_clock(step.end)}  {step.title:<42} {planned:>14}")
+        lines.append(f"{n:>2}. {_clock(step.start)} -> {_clock(step.end)}  {step.title:<42} {planned:>15}")
         lines.append(f"      does: {step.what}")
         for part in step.parts:
             lines.append(f"      {part.name}: {duration_text(part.seconds) if part.seconds is not None else '?'}"

@@ -161,6 +161,8 @@ def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = abs(seconds)
+    if seconds < 10:
+        return f"{seconds:.2f} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)

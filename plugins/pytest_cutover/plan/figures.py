@@ -147,7 +147,7 @@ def run_figures(run: str, records: Sequence[Mapping[str, Any]]) -> RunFigures:
     actuals = step_actuals(records)
     for key, actual in actuals.items():
         if actual.state == DONE and actual.verdict == PASSED and actual.seconds is not None:
-            timings.append(Timing(key, actual.seconds, at=actual.end.isoformat() if actual.end else None,
+            timings.append(Timing(key, actual.seconds, at=actual.as_dict()["end"],
                                   origin=f"the {key} step", run=run))
     final = actuals.get("final-sync")
     if sync is not None and final is not None and final.seconds is not None and final.verdict == PASSED:

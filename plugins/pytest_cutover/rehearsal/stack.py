@@ -684,7 +684,8 @@ class EmbeddedStack:
         lines = [
             "# Written by the pytest-cutover rehearsal (EmbeddedStack); secrets are in stack.env beside this file.",
             "[run]", f"id = {q(self.run_id)}", f"lead = {q(self.lead)}",
-            f"maintenance_start = {q(window_start.isoformat())}", f"maintenance_end = {q(window_end.isoformat())}", "",
+            f"maintenance_start = {q(window_start.isoformat())}", f"maintenance_end = {q(window_end.isoformat())}",
+            f"window_start = {q(window_start.isoformat())}", "window_minutes = 120", "",  # `cutover plan` budgets it
             "[source]", 'database_url = "${OLD_DATABASE_URL}"', f"qdrant_path = {q(str(self.qdrant_path))}",
             f"collection = {q(COLLECTION)}", "",
             "[target]", 'database_url = "${SUPABASE_DB_URL}"', 'app_database_url = "${SUPABASE_POOLER_URL}"',

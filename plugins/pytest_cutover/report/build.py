@@ -361,6 +361,8 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
     week1 = week1_section(records, week1_settings(config), finished or datetime.now(UTC))
     if week1 is not None:
         report["week1"] = week1
+    from pytest_cutover.report.plan import plan_versus_actual  # the night's steps, planned against actual
+    report["plan"] = plan_versus_actual(records, config, run).as_dict()
     if len(report["environment"]["git_revs"]) > 1:
         issues.append("stages ran from different suite revisions: " + ", ".join(report["environment"]["git_revs"]))
     if len(report["environment"]["config_hashes"]) > 1:
