@@ -186,3 +186,17 @@ def test_as_dict_is_json_ready() -> None:
     data = json.loads(json.dumps(plan.as_dict()))
     assert [s["step"] for s in data["steps"]] == [s.key for s in STEPS]
     assert data["window_start"] == "2026-11-26T08:00:00Z"
+
+
+@pytest.mark.parametrize("module", ["plan.actual", "plan.cli", "plan.estimate", "plan.figures", "plan.inputs",
+                                    "plan.progress", "plan.steps", "report.plan"])
+def test_public_names_are_sorted_and_exist(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(f"pytest_cutover.{module}")
+
+    def isort_key(name: str) -> tuple[int, str]:  # constants, then classes, then functions (ruff RUF022)
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert list(mod.__all__) == sorted(mod.__all__, key=isort_key)
+    assert all(hasattr(mod, name) for name in mod.__all__)
