@@ -55,6 +55,8 @@ def eta_from(done: int, total: int | None, started: datetime, now: datetime) -> 
 
 
 async def _checkpoint_points(config: CutoverConfig, run: str) -> int | None:
+    import asyncpg
+
     from pytest_cutover.migrate.api import vector_schema
     from pytest_cutover.migrate.sink import VectorSink, connect_target
     from pytest_cutover.redact import reveal
@@ -62,7 +64,13 @@ async def _checkpoint_points(config: CutoverConfig, run: str) -> int | None:
     conn = await connect_target(reveal(config.target.database_url), timeout=config.thresholds.connect_timeout_s,
                                 app_database_url=reveal(config.target.app_database_url))
     try:
-        checkpoint = await VectorSink(conn, vector_schema(config), run).load_checkpoint()
+        sink = VectorSink(conn, vector_schema(config), run)
+        try:
+            checkpoint = await sink.load_checkpoint()
+        except asyncpg.UndefinedTableError:
+            # the engine keeps its state in public when it may not create [migrate] state_schema
+            sink.use_state_schema("public")
+            checkpoint = await sink.load_checkpoint()
     finally:
         await conn.close()
     if checkpoint is None:
@@ -76,12 +84,16 @@ def migration_eta(config: CutoverConfig | None, run: str, started: datetime, tot
     be given."""
     if config is None or config.target.database_url is None:
         return Eta(reason="no target.database_url in the config: the checkpoint lives in the target database")
+    import asyncpg
+
     from pytest_cutover.checks.base import run_sync
     from pytest_cutover.errors import CutoverError
     from pytest_cutover.redact import redact
 
     try:
         done = run_sync(_checkpoint_points(config, run), timeout=config.thresholds.connect_timeout_s * 2 + 5)
+    except asyncpg.UndefinedTableError:
+        return Eta(reason="the target holds no migration checkpoint table yet: no migration has started there")
     except CutoverError as exc:
         return Eta(reason=f"the checkpoint cannot be read: {redact(exc)}")
     except Exception as exc:  # asyncpg: the state tables do not exist yet, permissions
