@@ -6,7 +6,8 @@ passes measured (this run's ledger first: the Day-7 pre-sync; then the other run
 rehearsals), and prints each runbook step with what it will do and its estimated time, laid out from
 ``[run] window_start``.  Exit 0 when the plan fits ``[run] window_minutes``; 1 when it does not, or when a
 step cannot be estimated (the missing figure is named, with how to get it); 2 on a configuration error or
-an unreachable host.  Nothing on either side is changed; the plan is appended to the run's ledger (unless
+an unreachable host (``--recorded-counts`` plans from the counts the run's precutover stage recorded, without
+connecting).  Nothing on either side is changed; the plan is appended to the run's ledger (unless
 ``--no-record``) so that the report compares the night against the plan made before it.
 """
 
@@ -69,7 +70,10 @@ def plan_lines(night: NightPlan, skipped: list[str] | None = None) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Append the plan to the run's ledger (the report compares the night against it).")
-def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as_json: bool, record: bool) -> int:
+@click.option("--recorded-counts", is_flag=True,
+              help="Use the counts this run's precutover stage recorded instead of counting live (no connection).")
+def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as_json: bool, record: bool,
+         recorded_counts: bool) -> int:
     """Estimate each step of the night from counts and measured figures, against [run] window_minutes.
 
     Read-only against the systems.  Exit 0 when the plan fits, 1 when it does not or a step cannot be
@@ -80,13 +84,15 @@ def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as
     from pytest_cutover.errors import ConfigError
     from pytest_cutover.plan.estimate import make_plan
     from pytest_cutover.plan.inputs import budget_from_config, live_counts, read_pools
+    from pytest_cutover.plan.inputs import recorded_counts as recorded
     from pytest_cutover.redact import redact
 
     ctx = context_from_options(config_path, run, reports_dir)
     if ctx.config is None:
         raise ConfigError("no config found: no ./cutover.toml and no [tool.cutover] in ./pyproject.toml",
                           hint="pass --config PATH")
-    counts = live_counts(ctx.config)
+    counts = recorded(ctx.ledger.records() if ctx.ledger.path.exists() else []) if recorded_counts else \
+        live_counts(ctx.config)
     pools = read_pools(ctx.reports_dir, ctx.run)
     night = make_plan(ctx.run, counts, budget_from_config(ctx.config), pools.figures)
     data = night.as_dict()

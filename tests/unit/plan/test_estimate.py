@@ -200,3 +200,24 @@ def test_public_names_are_sorted_and_exist(module: str) -> None:
 
     assert list(mod.__all__) == sorted(mod.__all__, key=isort_key)
     assert all(hasattr(mod, name) for name in mod.__all__)
+
+
+def test_a_rehearsal_with_a_presync_and_a_delta_sync_stage_plans_a_delta_from_the_delta() -> None:
+    """Figures shaped as the engine writes them for a pre-sync record and a delta sync stage (flat names)."""
+    presync = {"kind": "migration", "step": "vectors", "ok": True, "mode": "presync", "ts": at(-600),
+               "figures": {"mode": "presync", "items": 1000, "points": 1000, "duration_s": 2.0, "read_s": 1.5,
+                           "write_s": 1.2, "index_s": 30.0, "verify_s": 0.5, "total_s": 33.0, "at": at(-600)}}
+    delta = {**VECTORS, "mode": "delta", "items": 1000, "duration_s": 1.2, "read_s": 1.0, "write_s": 0.1,
+             "index_s": 0.0, "verify_s": 0.5, "total_s": 2.0, "changed": 10, "added": 5, "deleted": 5}
+    records = night(ENV)
+    records.insert(2, presync)
+    records[5] = {**records[5], "figures": {"vectors": delta, "blobs": BLOBS}}
+    passes = run_figures("rehearsal", records).passes
+    assert [(p.origin, p.mode) for p in passes if p.step == "vectors"] == [
+        ("cutover migrate vectors (presync)", "presync"), ("the sync stage", "delta")]
+    assert next(p for p in passes if p.mode == "presync").load_s == 2.0  # the wall clock, not read + write
+    plan = make_plan("rehearsal", COUNTS, budget(), [run_figures("rehearsal", records)])
+    vectors = plan.step("final-sync").parts[0]
+    # 2000 points read (1.0/1000) and verified (0.5/1000); changed max(|2000 - 1000|, 2% of 2000) = 1000 at 0.1/1000
+    assert vectors.seconds == pytest.approx(2000 * 1.5 / 1000 + 1000 * 0.1 / 1000 + 0.3)  # + the delta's parity rest
+    assert "1000 changed" in vectors.basis
