@@ -65,6 +65,17 @@ def test_the_report_follows_the_contract(clean: tuple[Path, subprocess.Completed
     assert checked.returncode == 0, checked.stdout
 
 
+def test_the_report_compares_every_step_of_the_night_with_its_plan(
+        clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp, _ = clean
+    plan = json.loads((tmp / "e2e-clean" / "report.json").read_text())["plan"]
+    assert [r["state"] for r in plan["rows"]] == ["done"] * 10, plan["rows"]
+    assert all(r["actual_s"] is not None for r in plan["rows"] if r["step"] not in ("notify-start", "notify-end"))
+    assert plan["window_minutes"] == 120  # the rehearsal's config declares its window
+    monitor = next(r for r in plan["rows"] if r["step"] == "monitor")
+    assert monitor["planned_s"] == 6.0 and monitor["delta_s"] is not None  # --monitor-window 6
+
+
 def test_the_report_is_signed_and_any_one_byte_change_fails_verification(
         clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     tmp, _ = clean
