@@ -62,7 +62,7 @@ def test_status_json_keeps_its_shape_and_adds_the_rolling_window(reports: Path,
     switch = _week_ending_now(reports, days=5, reachable_days=None)
     assert main(["status", "--run", RUN, "--reports-dir", str(reports), "--json", "--week1"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert sorted(data) == ["ledger", "monitor_rolling", "run", "run_source", "stages", "week1"]
+    assert sorted(data) == ["eta", "ledger", "monitor_rolling", "plan", "run", "run_source", "stages", "week1"]
     assert [s["verdict"] for s in data["stages"]] == ["passed"] * 6
     assert data["monitor_rolling"]["passes"] == 65  # as of now: the factory's later passes are in the future
     assert data["week1"]["switch"] == iso(switch)[:19] + "Z"
