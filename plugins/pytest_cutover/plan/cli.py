@@ -86,6 +86,7 @@ def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as
     from pytest_cutover.plan.inputs import budget_from_config, live_counts, read_pools
     from pytest_cutover.plan.inputs import recorded_counts as recorded
     from pytest_cutover.redact import redact
+    from pytest_cutover.report.build import config_hosts
 
     ctx = context_from_options(config_path, run, reports_dir)
     if ctx.config is None:
@@ -94,7 +95,8 @@ def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as
     counts = recorded(ctx.ledger.records() if ctx.ledger.path.exists() else []) if recorded_counts else \
         live_counts(ctx.config)
     pools = read_pools(ctx.reports_dir, ctx.run)
-    night = make_plan(ctx.run, counts, budget_from_config(ctx.config), pools.figures)
+    environment = config_hosts(ctx.config).get("target.database_url")
+    night = make_plan(ctx.run, counts, budget_from_config(ctx.config, environment), pools.figures)
     data = night.as_dict()
     if record:
         ctx.ledger.append({"kind": "plan", **data, **ctx.stamp()})

@@ -25,12 +25,12 @@ __all__ = ["OTHER_RUNS_READ", "Pools", "budget_from_config", "live_counts", "nig
 OTHER_RUNS_READ = 20
 
 
-def budget_from_config(config: CutoverConfig | None) -> Budget:
-    """The window, margin, monitor window and notification worst cases the config declares."""
+def budget_from_config(config: CutoverConfig | None, environment: str | None = None) -> Budget:
+    """The window, margin, monitor window and notification worst cases the config declares; ``environment``
+    is its target database endpoint as recorded configs name it (``report.build.config_hosts``), which the
+    caller passes so that this core module does not import the report back."""
     if config is None:
         return Budget()
-    from pytest_cutover.report.build import config_hosts
-
     run = config.run
     worst: dict[str, float] = {}
     for channel in config.notify.values():
@@ -39,7 +39,7 @@ def budget_from_config(config: CutoverConfig | None) -> Budget:
     return Budget(window_start=parse_utc(run.window_start), window_minutes=run.window_minutes,
                   margin=run.window_margin, change_fraction=run.window_change_fraction,
                   monitor_window_s=config.thresholds.monitor_window_s, notify_worst_s=worst,
-                  environment=config_hosts(config).get("target.database_url"))
+                  environment=environment)
 
 
 def live_counts(config: CutoverConfig) -> Counts:
