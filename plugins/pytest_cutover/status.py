@@ -10,7 +10,7 @@ and, while the final sync runs, its ETA from the migration's checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,15 @@ from pytest_cutover.cli_options import run_options
 from pytest_cutover.context import RunContext, context_from_options, given_run_id, latest_run
 from pytest_cutover.redact import redact
 from pytest_cutover.stages import FAILED, INTERRUPTED, NOT_RUN, PARTIAL, PASSED, STAGES
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from rich.table import Table
+
+    from pytest_cutover.config import CutoverConfig
+    from pytest_cutover.plan.progress import Eta
+    from pytest_cutover.report.plan import PlanVersusActual
 
 __all__ = ["choose_run", "plan_status", "plan_table", "rolling_lines", "stage_rows", "status", "week1_lines"]
 
@@ -100,7 +109,8 @@ def week1_lines(section: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plan_status(records: list[dict[str, Any]], config: Any, run: str, now: Any) -> tuple[Any, Any]:
+def plan_status(records: list[dict[str, Any]], config: CutoverConfig | None, run: str,
+                now: datetime) -> tuple[PlanVersusActual, Eta | None]:
     """Planned against actual per step (report/plan.py) and, while the final sync runs, its ETA."""
     from pytest_cutover.plan.inputs import recorded_counts
     from pytest_cutover.plan.progress import migration_eta
@@ -121,7 +131,7 @@ def plan_status(records: list[dict[str, Any]], config: Any, run: str, now: Any) 
     return versus, eta
 
 
-def plan_table(versus: Any) -> Any:
+def plan_table(versus: PlanVersusActual) -> Table:
     """The plan-versus-actual rows as a rich table."""
     from rich.table import Table
 
