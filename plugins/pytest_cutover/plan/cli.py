@@ -87,11 +87,15 @@ def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as
     from pytest_cutover.plan.inputs import recorded_counts as recorded
     from pytest_cutover.redact import redact
     from pytest_cutover.report.build import config_hosts
+    from pytest_cutover.week1.history import parse_utc
 
     ctx = context_from_options(config_path, run, reports_dir)
     if ctx.config is None:
         raise ConfigError("no config found: no ./cutover.toml and no [tool.cutover] in ./pyproject.toml",
                           hint="pass --config PATH")
+    if ctx.config.run.window_start and parse_utc(ctx.config.run.window_start) is None:
+        raise ConfigError(f"{ctx.config.path}: [run] window_start {ctx.config.run.window_start!r} is not an ISO 8601 "
+                          "time", hint='write it like window_start = "2026-11-26T08:00:00Z"')
     counts = recorded(ctx.ledger.records() if ctx.ledger.path.exists() else []) if recorded_counts else \
         live_counts(ctx.config)
     pools = read_pools(ctx.reports_dir, ctx.run)

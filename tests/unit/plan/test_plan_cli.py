@@ -58,3 +58,12 @@ def test_without_a_config_plan_is_a_usage_error(tmp_path: Path, monkeypatch: pyt
     monkeypatch.chdir(tmp_path)
     assert main(["plan"]) == 2
     assert "no config found" in capsys.readouterr().err
+
+
+def test_a_window_start_that_is_not_a_time_is_a_configuration_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = operator(tmp_path, 120)
+    config.write_text(config.read_text().replace("2026-11-26T08:00:00Z", "8 am"))
+    assert main(["plan", "--config", str(config), "--recorded-counts"]) == 2
+    assert "[run] window_start '8 am' is not an ISO 8601 time" in capsys.readouterr().err
