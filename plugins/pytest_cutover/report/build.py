@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pytest_cutover.config import CutoverConfig, Thresholds, config_hash
+from pytest_cutover.config import CutoverConfig, Thresholds, config_hash, config_hosts  # config_hosts re-exported
 from pytest_cutover.ledger import Ledger
 from pytest_cutover.redact import redact_obj
-from pytest_cutover.report.effective import config_hosts  # re-exported: report.build.config_hosts
 from pytest_cutover.report.versions import versions
 from pytest_cutover.stages import (
     BLOCKED,

@@ -12,23 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from pytest_cutover.config import ConfigError, CutoverConfig, config_hash, lookup, parse_config
-from pytest_cutover.redact import redact, redact_obj, reveal
+from pytest_cutover.config import ConfigError, CutoverConfig, config_hash, config_hosts, parse_config
+from pytest_cutover.redact import redact_obj
 
 if TYPE_CHECKING:
     from pytest_cutover.context import RunContext
 
-__all__ = ["CONFIG_KIND", "RecordedConfig", "config_hosts", "config_record", "record_config", "recorded_config"]
+__all__ = ["CONFIG_KIND", "RecordedConfig", "config_record", "record_config", "recorded_config"]
 
 CONFIG_KIND = "config"
 # The sections the report reads; none of them holds a credential (secrets live in source/target/app/notify).
 _KEPT = ("run", "people", "team", "waivers", "thresholds", "week1")
-_HOST_KEYS = (
-    "source.database_url", "source.qdrant_url", "target.database_url", "target.app_database_url",
-    "target.session_pooler_url", "target.storage_url", "app.health_url", "app.api_base",
-)
 
 
 @dataclass(frozen=True)
@@ -39,26 +34,6 @@ class RecordedConfig:
     config_hash: str | None
     hosts: dict[str, str]
     path: str | None
-
-
-def config_hosts(config: CutoverConfig | None) -> dict[str, str]:
-    """Every endpoint the config names, reduced to ``scheme://host:port/path`` (no user, password or query)."""
-    hosts: dict[str, str] = {}
-    for key in _HOST_KEYS:
-        value = reveal(lookup(config, key))
-        if not value:
-            continue
-        try:
-            parts = urlsplit(value)
-            port = f":{parts.port}" if parts.port else ""
-        except ValueError:
-            hosts[key] = "(unparseable url)"
-            continue
-        if not parts.hostname:
-            hosts[key] = redact(value)
-            continue
-        hosts[key] = redact(f"{parts.scheme}://{parts.hostname}{port}{parts.path}")
-    return hosts
 
 
 def config_record(config: CutoverConfig) -> dict[str, Any]:

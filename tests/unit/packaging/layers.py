@@ -172,7 +172,9 @@ def import_graph(package_dir: Path = PACKAGE_DIR) -> tuple[set[str], list[Edge]]
             dst = _resolve(target, modules)
             if dst is not None and dst != src:
                 edges.append(Edge(src, dst, path, site.line, site.typing_only))
-        for spec, line in _pytest_plugins(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        text = path.read_text(encoding="utf-8")
+        specs = _pytest_plugins(ast.parse(text, filename=str(path))) if "pytest_plugins" in text else iter(())
+        for spec, line in specs:
             dst = _resolve(spec, modules)
             if dst is not None and dst != src:
                 edges.append(Edge(src, dst, path, line, False, "pytest_plugins"))
