@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_cutover.errors import ConfigError
-from pytest_cutover.redact import Secret
+from pytest_cutover.redact import Secret, redact, reveal
 
 __all__ = [
     "AppConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "Thresholds",
     "Week1Config",
     "config_hash",
+    "config_hosts",
     "discover_config",
     "dsn_notices",
     "load_config",
@@ -560,3 +562,30 @@ def config_hash(config: CutoverConfig | None) -> str | None:
 
     canonical = json.dumps(plain(payload), sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# The endpoints the report and its recorded config show: what a reader needs to know where the night ran.
+_HOST_KEYS = (
+    "source.database_url", "source.qdrant_url", "target.database_url", "target.app_database_url",
+    "target.session_pooler_url", "target.storage_url", "app.health_url", "app.api_base",
+)
+
+
+def config_hosts(config: CutoverConfig | None) -> dict[str, str]:
+    """Every endpoint the config names, reduced to ``scheme://host:port/path`` (no user, password or query)."""
+    hosts: dict[str, str] = {}
+    for key in _HOST_KEYS:
+        value = reveal(lookup(config, key))
+        if not value:
+            continue
+        try:
+            parts = urllib.parse.urlsplit(value)
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            hosts[key] = "(unparseable url)"
+            continue
+        if not parts.hostname:
+            hosts[key] = redact(value)
+            continue
+        hosts[key] = redact(f"{parts.scheme}://{parts.hostname}{port}{parts.path}")
+    return hosts

@@ -55,6 +55,12 @@ from pytest_cutover.stages import (
 # announce, get_session and the stash keys live in session_keys (below the hook modules); importable from here too.
 __all__ = ["SESSION_KEY", "STAGE_KEY", "CutoverSession", "announce", "get_session"]
 
+# The notification and report hooks are plugin modules of their own, loaded with this one (and not with
+# `-p no:cutover`): pytest imports and registers the modules a plugin names in `pytest_plugins`, and each
+# registers its hook object in its own `pytest_configure`.  They reach the session through session_keys,
+# never through this module.
+pytest_plugins = ("pytest_cutover.notify.plugin", "pytest_cutover.report.pytest_hooks")
+
 _PROP_STAGE, _PROP_BLOCKED, _PROP_FIGURE, _PROP_RUNBOOK, _PROP_STARTED = (
     PROP_STAGE, PROP_BLOCKED, PROP_FIGURE, PROP_RUNBOOK, PROP_STARTED)
 
@@ -112,11 +118,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "cutover-session")
-    from pytest_cutover.notify.plugin import register as register_notify
-    from pytest_cutover.report.pytest_hooks import register as register_report
-
-    register_report(config)
-    register_notify(config)
 
 
 def _message(report: pytest.TestReport) -> str | None:

@@ -126,12 +126,12 @@ def env_restore(config_path: Path | None, run: str | None, reports_dir: Path | N
 def restart(config_path: Path | None, run: str | None, reports_dir: Path | None, expect: str,
             keep_maintenance: bool, expect_database: str | None, as_json: bool) -> int:
     """Stop the app, wait for its connections to drain, start it, wait for /health."""
-    from pytest_cutover.actions.restart import Restarter
+    from pytest_cutover.actions.maintenance import restarter
 
     ctx = _context(config_path, run, reports_dir)
-    restarter = Restarter(ctx)
-    return _run(lambda: restarter.restart(expect, keep_maintenance=keep_maintenance,
-                                          expect_database=expect_database), as_json, _show_result)
+    app = restarter(ctx)
+    return _run(lambda: app.restart(expect, keep_maintenance=keep_maintenance,
+                                    expect_database=expect_database), as_json, _show_result)
 
 
 @action.command("rollback")

@@ -33,17 +33,17 @@ from pytest_cutover.actions.health import (
     probe_health,
 )
 from pytest_cutover.actions.health import wait_for_health as _wait
+from pytest_cutover.actions.restart import ConnectionCounter, Restarter
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.redact import redact
 
 if TYPE_CHECKING:
     import httpx
 
-    from pytest_cutover.actions.restart import ConnectionCounter
     from pytest_cutover.context import RunContext
 
 __all__ = ["ENV_KEY", "METHODS", "Maintenance", "MaintenanceStatus", "disable_maintenance", "enable_maintenance",
-           "maintenance_status"]
+           "maintenance_status", "restart_app", "restarter"]
 
 ENV_KEY = "MAINTENANCE_MODE"
 METHODS = ("endpoint", "env", "file")
@@ -112,8 +112,6 @@ class Maintenance:
             what = self.set_flag(on)
             if self.method == "file":
                 return what
-            from pytest_cutover.actions.restart import Restarter
-
             restarter = Restarter(self.ctx, counter=self._counter, timeout_s=deadline.remaining())
             # "up", not the wanted state: if the app ignores the flag, the verify step below says so plainly.
             result = restarter.restart(expect="up", keep_maintenance=False)
@@ -229,3 +227,23 @@ def disable_maintenance(ctx: RunContext, **kwargs: Any) -> ActionResult:
 def maintenance_status(ctx: RunContext, **kwargs: Any) -> MaintenanceStatus:
     """``Maintenance(ctx).status()``."""
     return Maintenance(ctx, **kwargs).status()
+
+
+def restarter(ctx: RunContext, *, counter: ConnectionCounter | None = None,
+              timeout_s: float | None = None) -> Restarter:
+    """A :class:`~pytest_cutover.actions.restart.Restarter` that keeps the maintenance window: when an app that
+    was in maintenance comes back serving (an endpoint flag lives in the app's memory), maintenance is set
+    again by the configured method and verified.
+
+    Why it is built here: the env method of maintenance is a restart, so this module uses the restart; the
+    restart is told how to set maintenance again instead of importing this module back.
+    """
+    return Restarter(ctx, counter=counter, timeout_s=timeout_s,
+                     reassert=lambda: Maintenance(ctx, counter=counter).enable())
+
+
+def restart_app(ctx: RunContext, *, expect: str = HEALTHY, counter: ConnectionCounter | None = None,
+                keep_maintenance: bool = True, expect_database: str | None = None) -> ActionResult:
+    """Convenience: ``restarter(ctx).restart(expect, keep_maintenance=..., expect_database=...)``."""
+    return restarter(ctx, counter=counter).restart(expect, keep_maintenance=keep_maintenance,
+                                                   expect_database=expect_database)

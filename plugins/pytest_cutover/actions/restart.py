@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pytest_cutover.context import RunContext
 
 __all__ = ["EXPECT", "ConnectionCounter", "Restarter", "Watch", "WatchCounter", "app_watches",
-           "default_connection_counter", "restart_app"]
+           "default_connection_counter"]
 
 ConnectionCounter = Callable[[], ConnectionCount]
 EXPECT: dict[str, frozenset[str]] = {HEALTHY: frozenset({HEALTHY}), MAINTENANCE: frozenset({MAINTENANCE}),
@@ -194,8 +194,11 @@ class Restarter:
     """Restart the app by its configured commands and verify it comes back; one ``restart`` action record."""
 
     def __init__(self, ctx: RunContext, *, counter: ConnectionCounter | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, reassert: Callable[[], ActionResult] | None = None) -> None:
         self.ctx = ctx
+        # How to set maintenance again when the restart lost it: given by the caller (see
+        # actions.maintenance.restarter), since maintenance, whose env method is a restart, sits above this module.
+        self._reassert = reassert
         cfg = ctx.config
         self.health_url: str = require(ctx, "app.health_url", "verify the app after a restart")
         self.thresholds = cfg.thresholds if cfg is not None else None
@@ -220,8 +223,9 @@ class Restarter:
 
         With ``keep_maintenance`` (the default), an app that was in maintenance before the restart must be in
         maintenance after it: a restart inside the maintenance window must not let users in.  A flag the
-        restart lost (an endpoint flag kept in the app's memory) is set again; the app then reports
-        maintenance whatever ``expect`` said.
+        restart lost (an endpoint flag kept in the app's memory) is set again by ``reassert`` (see
+        :func:`pytest_cutover.actions.maintenance.restarter`; without it the restart fails and says so); the
+        app then reports maintenance whatever ``expect`` said.
 
         With the default watches, the record says which database the new instance has used since its start
         (``after["database"]``: ``source``, ``target``, ``both`` or ``unknown``).  ``expect_database``
@@ -276,16 +280,19 @@ class Restarter:
 
     def _maintenance_again(self) -> dict[str, Any]:
         """The app was in maintenance before the restart and came back without it: set it again."""
-        from pytest_cutover.actions.maintenance import Maintenance
-
         method = self.ctx.config.app.maintenance if self.ctx.config is not None else None
         if method not in ("endpoint", "file"):
             raise self._fail("maintenance", "the app was in maintenance before the restart but came back serving "
                              f"(maintenance method {method or 'not configured'})",
                              hint="enable maintenance now (`cutover action maintenance on`); with the env method the "
                                   "app ignored MAINTENANCE_MODE in its .env")
+        if self._reassert is None:
+            raise self._fail("maintenance", "the app was in maintenance before the restart but came back serving, "
+                             "and this restart was not told how to set it again",
+                             hint="enable maintenance now (`cutover action maintenance on`); restart with "
+                                  "pytest_cutover.actions.maintenance.restarter(ctx) to have it set again")
         try:
-            result = Maintenance(self.ctx, counter=self._counter).enable()
+            result = self._reassert()
         except ActionError as exc:
             raise self._fail("maintenance", f"maintenance was lost in the restart and could not be set again: "
                              f"{exc.message}", hint=exc.hint or "enable maintenance by hand now") from None
@@ -362,9 +369,3 @@ class Restarter:
         except ActionError as exc:
             raise self._fail("health", exc.message, hint=exc.hint or "", output=None) from None
 
-
-def restart_app(ctx: RunContext, *, expect: str = HEALTHY, counter: ConnectionCounter | None = None,
-                keep_maintenance: bool = True, expect_database: str | None = None) -> ActionResult:
-    """Convenience: ``Restarter(ctx).restart(expect, keep_maintenance=..., expect_database=...)``."""
-    return Restarter(ctx, counter=counter).restart(expect, keep_maintenance=keep_maintenance,
-                                                   expect_database=expect_database)

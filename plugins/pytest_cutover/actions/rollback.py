@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_cutover.actions.base import ActionError, ActionResult, append_action, require
 from pytest_cutover.actions.env_switch import KEY, current_database_url, load_backup, restore_database_url
 from pytest_cutover.actions.health import HEALTHY, MAINTENANCE, UNREACHABLE, http_client, probe_health
-from pytest_cutover.actions.maintenance import Maintenance
+from pytest_cutover.actions.maintenance import Maintenance, restarter
 from pytest_cutover.actions.pg import endpoint, non_null_count, sample_org, table_counts, tenant_count
-from pytest_cutover.actions.restart import Restarter
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.redact import redact, redact_obj
 
@@ -102,7 +101,7 @@ class Rollback:
 
     def step_restart(self) -> str:
         # keep_maintenance: maintenance is on since the first step and must stay on through the restart.
-        result = Restarter(self.ctx, counter=self.counter).restart(expect="up", keep_maintenance=True,
+        result = restarter(self.ctx, counter=self.counter).restart(expect="up", keep_maintenance=True,
                                                                    expect_database="source")
         detail = result.detail
         if result.after.get("health") != MAINTENANCE:

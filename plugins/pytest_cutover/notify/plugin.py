@@ -126,6 +126,8 @@ def register(config: pytest.Config) -> NotifyPlugin:
     return plugin
 
 
+@pytest.hookimpl(trylast=True)  # after plugin.py's: the summary section then comes before the exit status line
 def pytest_configure(config: pytest.Config) -> None:
-    """``-p pytest_cutover.notify.plugin`` registers the plugin."""
+    """Register the hook object: this module is loaded by ``pytest_plugins`` in :mod:`pytest_cutover.plugin`
+    (or with ``-p pytest_cutover.notify.plugin``)."""
     register(config)

@@ -13,11 +13,10 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from pytest_cutover.config import CutoverConfig, Thresholds, config_hash
+from pytest_cutover.config import CutoverConfig, Thresholds, config_hash, config_hosts  # config_hosts re-exported
 from pytest_cutover.ledger import Ledger
-from pytest_cutover.redact import redact, redact_obj, reveal
+from pytest_cutover.redact import redact_obj
 from pytest_cutover.report.versions import versions
 from pytest_cutover.stages import (
     BLOCKED,
@@ -37,10 +36,6 @@ REPORT_VERSION = 1
 _BOOKKEEPING = frozenset({"v", "ts", "kind", "run", "host", "user", "git_rev", "config_hash", "args", "invocation"})
 _FAILED_OUTCOMES = ("failed", "error")
 _AFTERWARDS = frozenset({"ack", "note", "config"})
-_HOST_KEYS = (
-    "source.database_url", "source.qdrant_url", "target.database_url", "target.app_database_url",
-    "target.session_pooler_url", "target.storage_url", "app.health_url", "app.api_base",
-)
 
 
 def _payload(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,28 +80,6 @@ def is_waived(test_id: str, reason: str, waivers: Mapping[str, str]) -> str | No
         if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", reason or ""):
             return text
     return None
-
-
-def config_hosts(config: CutoverConfig | None) -> dict[str, str]:
-    """Every endpoint the config names, reduced to ``scheme://host:port/path`` (no user, password or query)."""
-    from pytest_cutover.config import lookup
-
-    hosts: dict[str, str] = {}
-    for key in _HOST_KEYS:
-        value = reveal(lookup(config, key))
-        if not value:
-            continue
-        try:
-            parts = urlsplit(value)
-            port = f":{parts.port}" if parts.port else ""
-        except ValueError:
-            hosts[key] = "(unparseable url)"
-            continue
-        if not parts.hostname:
-            hosts[key] = redact(value)
-            continue
-        hosts[key] = redact(f"{parts.scheme}://{parts.hostname}{port}{parts.path}")
-    return hosts
 
 
 def sign_off(config: CutoverConfig | None, acks: Iterable[Mapping[str, Any]], started: datetime | None,

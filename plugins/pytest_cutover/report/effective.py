@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_cutover.config import ConfigError, CutoverConfig, config_hash, parse_config
+from pytest_cutover.config import ConfigError, CutoverConfig, config_hash, config_hosts, parse_config
 from pytest_cutover.redact import redact_obj
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ class RecordedConfig:
 
 def config_record(config: CutoverConfig) -> dict[str, Any]:
     """The ``config`` record's payload for ``config`` (redacted; no credentials)."""
-    from pytest_cutover.report.build import config_hosts
-
     settings = config.model_dump(mode="json", by_alias=True, include=set(_KEPT), exclude_none=True)
     return {"kind": CONFIG_KIND, "config_hash": config_hash(config), "path": config.path,
             "settings": redact_obj(settings), "hosts": config_hosts(config)}

@@ -1,7 +1,8 @@
 """pytest glue for the report: Allure labels and attachments, JUnit/Allure collection, pytest-html.
 
-:class:`ReportPlugin` is registered once per pytest process (``register(config)``; also
-loadable with ``-p pytest_cutover.report.pytest_hooks``).  On every process it labels tests
+:class:`ReportPlugin` is registered once per pytest process by this module's ``pytest_configure``: the
+module is loaded through ``pytest_plugins`` in :mod:`pytest_cutover.plugin` (or with
+``-p pytest_cutover.report.pytest_hooks``).  On every process it labels tests
 for Allure when ``allure_listener`` is registered (epic and feature = stage, story = runbook
 item) and attaches each test's figures.  On the controller, after every other
 ``pytest_sessionfinish`` (so JUnit XML and the final stage records are written), it redacts
@@ -187,5 +188,5 @@ def register(config: pytest.Config) -> ReportPlugin:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """``-p pytest_cutover.report.pytest_hooks`` registers the plugin."""
+    """Register the hook object (this module is loaded by ``pytest_plugins`` in :mod:`pytest_cutover.plugin`)."""
     register(config)

@@ -33,7 +33,7 @@ def restarted(ctx: RunContext, switched: Any, needs: Any, announce_event: Any) -
     """Stop, drain, start, healthy: the app now runs on the new database."""
     needs("app.health_url")
     from pytest_cutover.actions.health import HEALTHY
-    from pytest_cutover.actions.restart import restart_app
+    from pytest_cutover.actions.maintenance import restart_app
 
     # The new instance must be on the target: an .env edit the app ignores (its process environment wins)
     # would otherwise pass every check here and only show as wrong data later.

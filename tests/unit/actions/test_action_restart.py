@@ -10,7 +10,7 @@ import pytest
 
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import switch_database_url
-from pytest_cutover.actions.maintenance import Maintenance
+from pytest_cutover.actions.maintenance import Maintenance, restarter
 from pytest_cutover.actions.pg import ConnectionCount, app_connections
 from pytest_cutover.actions.restart import Restarter, default_connection_counter
 
@@ -31,11 +31,25 @@ def test_restart_runs_stop_drain_start_health_and_keeps_maintenance_on(backend: 
     # Inside the maintenance window: the fake app keeps the endpoint flag in memory, so the restart loses it
     # and it must be set again (a restart must not let users in).
     Maintenance(backend.ctx()).enable()
-    result = Restarter(backend.ctx(), **NO_DB).restart()
+    result = restarter(backend.ctx(), **NO_DB).restart()
     assert [s["step"] for s in result.after["steps"]] == ["stop", "drain", "start", "health", "maintenance"]
     assert result.after["steps"][3]["detail"] == 'HTTP 200 {"status":"healthy"}'
     assert result.after["steps"][4]["detail"].startswith("lost in the restart, set again via endpoint")
     assert result.after["health"] == "maintenance" and backend.health() == "maintenance"
+
+
+def test_a_restart_not_told_how_to_set_maintenance_again_fails_instead_of_letting_users_in(
+        backend: FakeBackend) -> None:
+    # restart.py sits below maintenance.py (no import back): a bare Restarter cannot set the lost flag itself,
+    # so it must fail loudly rather than report a serving app as a good restart inside the window.
+    backend.start()
+    Maintenance(backend.ctx()).enable()
+    with pytest.raises(ActionError) as info:
+        Restarter(backend.ctx(), **NO_DB).restart()
+    assert info.value.step == "maintenance"
+    assert "came back serving, and this restart was not told how to set it again" in str(info.value)
+    assert "actions.maintenance.restarter(ctx)" in (info.value.hint or "")
+    assert backend.health() == "healthy"  # the guard reports; it does not pretend to fix
 
 
 def test_a_failing_start_command_names_the_step_with_output_and_app_log(backend: FakeBackend) -> None:

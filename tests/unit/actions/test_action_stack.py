@@ -11,9 +11,8 @@ import pytest
 from pytest_cutover.actions.base import ActionError
 from pytest_cutover.actions.env_switch import switch_database_url
 from pytest_cutover.actions.health import http_client
-from pytest_cutover.actions.maintenance import Maintenance
+from pytest_cutover.actions.maintenance import Maintenance, restarter
 from pytest_cutover.actions.pg import table_counts, tenant_count
-from pytest_cutover.actions.restart import Restarter
 from pytest_cutover.actions.rollback import STEPS, failed_step, run_rollback
 from pytest_cutover.config import load_config
 from pytest_cutover.context import RunContext
@@ -54,7 +53,7 @@ def test_switch_then_rollback_on_the_embedded_stack(tmp_path) -> None:  # type: 
 
         Maintenance(ctx()).enable()
         switch_database_url(ctx())
-        restarted = Restarter(ctx()).restart(expect="up", expect_database="target")
+        restarted = restarter(ctx()).restart(expect="up", expect_database="target")
         assert restarted.after["health"] == "maintenance", restarted.detail  # the restart kept maintenance on
         assert restarted.after["database"] != "source", restarted.detail
         Maintenance(ctx()).disable()

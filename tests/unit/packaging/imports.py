@@ -50,6 +50,7 @@ class ImportSite:
     line: int
     optional: bool      # inside ``try: ... except ImportError``: absence is handled
     typing_only: bool   # under ``if TYPE_CHECKING:``: never executed
+    name: str | None = None  # ``from module import name``: the name (a submodule, or an attribute of module)
 
     def where(self) -> str:
         path = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
@@ -105,7 +106,7 @@ def import_sites(path: Path, package_dir: Path = PACKAGE_DIR) -> Iterator[Import
             # ``from pytest_cutover import rehearsal`` imports the subpackage: record it by its full name.
             for alias in node.names:
                 yield ImportSite(f"{module}.{alias.name}" if module == PACKAGE else module, path, node.lineno,
-                                 optional, typing_only)
+                                 optional, typing_only, None if module == PACKAGE else alias.name)
             return
         if isinstance(node, ast.Try):
             guarded = any(_catches_import_error(h) for h in node.handlers)
