@@ -86,7 +86,7 @@ def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as
     from pytest_cutover.plan.inputs import budget_from_config, live_counts, read_pools
     from pytest_cutover.plan.inputs import recorded_counts as recorded
     from pytest_cutover.redact import redact
-    from pytest_cutover.report.build import config_hosts
+    from pytest_cutover.config import config_hosts
     from pytest_cutover.week1.history import parse_utc
 
     ctx = context_from_options(config_path, run, reports_dir)

@@ -27,7 +27,7 @@ OTHER_RUNS_READ = 20
 
 def budget_from_config(config: CutoverConfig | None, environment: str | None = None) -> Budget:
     """The window, margin, monitor window and notification worst cases the config declares; ``environment``
-    is its target database endpoint as recorded configs name it (``report.build.config_hosts``), which the
+    is its target database endpoint as recorded configs name it (``config.config_hosts``), which the
     caller passes so that this core module does not import the report back."""
     if config is None:
         return Budget()
