@@ -80,13 +80,13 @@ def plan(config_path: Path | None, run: str | None, reports_dir: Path | None, as
     estimated, 2 on a configuration error or an unreachable host.
     """
     from pytest_cutover.cli import EXIT_FAILED, EXIT_OK, echo_json
+    from pytest_cutover.config import config_hosts
     from pytest_cutover.context import context_from_options
     from pytest_cutover.errors import ConfigError
     from pytest_cutover.plan.estimate import make_plan
     from pytest_cutover.plan.inputs import budget_from_config, live_counts, read_pools
     from pytest_cutover.plan.inputs import recorded_counts as recorded
     from pytest_cutover.redact import redact
-    from pytest_cutover.config import config_hosts
     from pytest_cutover.week1.history import parse_utc
 
     ctx = context_from_options(config_path, run, reports_dir)
