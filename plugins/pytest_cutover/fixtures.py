@@ -17,8 +17,29 @@ from pytest_cutover.config import CutoverConfig, lookup
 from pytest_cutover.context import RunContext
 from pytest_cutover.session_keys import PROP_FIGURE, announce, get_session
 
-__all__ = ["announce_event", "ctx", "cutover_config", "cutover_context", "cutover_require", "needs", "record_figure",
-           "sql", "tenant_sql"]
+__all__ = ["RUNBOOK_MARKER", "announce_event", "ctx", "cutover_config", "cutover_context", "cutover_require", "needs",
+           "record_figure", "runbook_line", "sql", "tenant_sql"]
+
+RUNBOOK_MARKER = "runbook"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{RUNBOOK_MARKER}(line): the runbook line a staged test covers, quoted "
+                                       "(the report's checklist ticks the line from the test's outcome)")
+
+
+def runbook_line(item: pytest.Item) -> str | None:
+    """The runbook line ``item`` covers: its ``runbook`` marker (a parametrised case's own marker first).
+
+    Fallback: the first line of the test's docstring, because users' own staged checks written before the
+    marker existed quote their line there; every test of the packaged suite carries the marker (a unit test
+    keeps it so).
+    """
+    marker = item.get_closest_marker(RUNBOOK_MARKER)
+    if marker is not None and marker.args:
+        return str(marker.args[0])
+    doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else None
 
 
 @pytest.fixture(scope="session")

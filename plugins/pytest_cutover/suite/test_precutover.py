@@ -1,6 +1,6 @@
 """PRE-CUTOVER VALIDATION (Day 7): every item of the runbook's checklist as a test.
 
-Each test's docstring starts with the runbook line it covers, verbatim.  The tests are thin: the probes
+Each test's `runbook` marker quotes the runbook line it covers, verbatim.  The tests are thin: the probes
 live in ``pytest_cutover.checks`` and return ``CheckResult(ok, evidence, figures, problems)``; a failing
 assertion prints the problems, which say what to do.  A config key a test needs and does not find makes
 it skip naming the key (the sign-off needs a waiver for it).  Nothing here knows whether the config
@@ -62,11 +62,10 @@ def checkout_report(cutover_config: CutoverConfig) -> Any:
     return code.inspect_checkout(cutover_config)
 
 
+@pytest.mark.runbook("All syntax verified with `py_compile`")
 def test_syntax_verified_with_py_compile(cutover_config: CutoverConfig, cutover_require: Any,
                                          checkout_report: Any, record_figure: Any) -> None:
-    """All syntax verified with `py_compile`
-
-    Every ``.py`` file of ``app.source_dir`` compiles with ``py_compile`` in the app's interpreter
+    """Every ``.py`` file of ``app.source_dir`` compiles with ``py_compile`` in the app's interpreter
     (``app.python``); a syntax error names file and line.
     """
     from pytest_cutover.checks import code
@@ -75,11 +74,10 @@ def test_syntax_verified_with_py_compile(cutover_config: CutoverConfig, cutover_
     _verify(code.check_syntax(checkout_report, code.source_dir(cutover_config)), record_figure)
 
 
+@pytest.mark.runbook("All imports verified")
 def test_imports_verified(cutover_config: CutoverConfig, cutover_require: Any, checkout_report: Any,
                           record_figure: Any) -> None:
-    """All imports verified
-
-    Every import of the checkout resolves in the app's interpreter: its own modules on disk (and the
+    """Every import of the checkout resolves in the app's interpreter: its own modules on disk (and the
     names imported from them), third-party modules with ``find_spec``.  Optional imports are skipped.
     """
     from pytest_cutover.checks import code
@@ -88,11 +86,10 @@ def test_imports_verified(cutover_config: CutoverConfig, cutover_require: Any, c
     _verify(code.check_imports(checkout_report, code.source_dir(cutover_config)), record_figure)
 
 
+@pytest.mark.runbook("Test suite created and ready")
 def test_test_suite_created_and_ready(cutover_config: CutoverConfig, cutover_require: Any,
                                       record_figure: Any) -> None:
-    """Test suite created and ready
-
-    ``python -m pytest --collect-only -q`` in the checkout exits 0 and collects at least one test.
+    """``python -m pytest --collect-only -q`` in the checkout exits 0 and collects at least one test.
     """
     from pytest_cutover.checks import code
 
@@ -100,10 +97,9 @@ def test_test_suite_created_and_ready(cutover_config: CutoverConfig, cutover_req
     _verify(code.check_collects(cutover_config), record_figure)
 
 
+@pytest.mark.runbook("No merge conflicts")
 def test_no_merge_conflicts(cutover_config: CutoverConfig, cutover_require: Any, record_figure: Any) -> None:
-    """No merge conflicts
-
-    No tracked text file of the checkout contains ``<<<<<<<``/``>>>>>>>`` conflict markers.
+    """No tracked text file of the checkout contains ``<<<<<<<``/``>>>>>>>`` conflict markers.
     """
     from pytest_cutover.checks import code
 
@@ -111,11 +107,10 @@ def test_no_merge_conflicts(cutover_config: CutoverConfig, cutover_require: Any,
     _verify(code.check_merge_markers(cutover_config), record_figure)
 
 
+@pytest.mark.runbook("All changes committed to git")
 def test_all_changes_committed_to_git(cutover_config: CutoverConfig, cutover_require: Any,
                                       record_figure: Any) -> None:
-    """All changes committed to git
-
-    The working tree is clean (no modified or untracked files) and HEAD is on the remote branch.
+    """The working tree is clean (no modified or untracked files) and HEAD is on the remote branch.
     """
     from pytest_cutover.checks import code
 
@@ -124,10 +119,9 @@ def test_all_changes_committed_to_git(cutover_config: CutoverConfig, cutover_req
 
 
 # ------------------------------------------------------------------------------------------------ Data Validation
+@pytest.mark.runbook("Database backups taken")
 def test_database_backups_taken(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Database backups taken
-
-    The newest file at ``backup.path`` is non-empty and younger than ``thresholds.backup_max_age_hours``
+    """The newest file at ``backup.path`` is non-empty and younger than ``thresholds.backup_max_age_hours``
     (or ``backup.command`` exits 0).
     """
     from pytest_cutover.checks import backup
@@ -146,10 +140,9 @@ def source_counts(cutover_config: CutoverConfig) -> Any:
     return counts.source_counts(cutover_config)
 
 
+@pytest.mark.runbook("Vector count verified in Qdrant")
 def test_vector_count_verified_in_qdrant(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Vector count verified in Qdrant
-
-    An exact count of ``source.collection`` (and its dimension), recorded as figures.
+    """An exact count of ``source.collection`` (and its dimension), recorded as figures.
     """
     from pytest_cutover.checks import counts
 
@@ -158,11 +151,10 @@ def test_vector_count_verified_in_qdrant(cutover_config: CutoverConfig, record_f
     _verify(counts.check_qdrant(cutover_config), record_figure)
 
 
+@pytest.mark.runbook("Memory fragment count verified")
 def test_memory_fragment_count_verified(cutover_config: CutoverConfig, cutover_require: Any, source_counts: Any,
                                         record_figure: Any) -> None:
-    """Memory fragment count verified
-
-    Fragments and fragments with a ``vector_id`` on the source database, recorded as figures.
+    """Fragments and fragments with a ``vector_id`` on the source database, recorded as figures.
     """
     from pytest_cutover.checks import counts
 
@@ -170,11 +162,10 @@ def test_memory_fragment_count_verified(cutover_config: CutoverConfig, cutover_r
     _verify(counts.check_fragments(source_counts, cutover_config), record_figure)
 
 
+@pytest.mark.runbook("Attachment BLOB count verified")
 def test_attachment_blob_count_verified(cutover_config: CutoverConfig, cutover_require: Any, source_counts: Any,
                                         record_figure: Any) -> None:
-    """Attachment BLOB count verified
-
-    Attachments with a BLOB (and their bytes) on the source database; none may have lost its content.
+    """Attachments with a BLOB (and their bytes) on the source database; none may have lost its content.
     """
     from pytest_cutover.checks import counts
 
@@ -192,11 +183,10 @@ def target_facts(cutover_config: CutoverConfig) -> Any:
     return target.target_facts(cutover_config)
 
 
+@pytest.mark.runbook("Supabase project fully provisioned")
 def test_supabase_project_fully_provisioned(cutover_config: CutoverConfig, cutover_require: Any,
                                             record_figure: Any) -> None:
-    """Supabase project fully provisioned
-
-    The target answers on ``target.database_url`` and holds every app table and the storage schema.
+    """The target answers on ``target.database_url`` and holds every app table and the storage schema.
     """
     from pytest_cutover.checks import target
 
@@ -204,10 +194,9 @@ def test_supabase_project_fully_provisioned(cutover_config: CutoverConfig, cutov
     _verify(target.check_provisioned(cutover_config), record_figure)
 
 
+@pytest.mark.runbook("pgvector extension enabled")
 def test_pgvector_extension_enabled(cutover_require: Any, target_facts: Any, record_figure: Any) -> None:
-    """pgvector extension enabled
-
-    ``vector`` is installed in the target database (0.5.0 or later, for HNSW); its version is a figure.
+    """``vector`` is installed in the target database (0.5.0 or later, for HNSW); its version is a figure.
     """
     from pytest_cutover.checks import target
 
@@ -215,11 +204,10 @@ def test_pgvector_extension_enabled(cutover_require: Any, target_facts: Any, rec
     _verify(target.check_pgvector(target_facts), record_figure)
 
 
+@pytest.mark.runbook("pgvector extension enabled")
 def test_embedding_column_matches_collection(cutover_config: CutoverConfig, cutover_require: Any,
                                              target_facts: Any, record_figure: Any) -> None:
-    """pgvector extension enabled
-
-    The embedding column exists as ``vector(n)`` and ``n`` equals the Qdrant collection's dimension
+    """The embedding column exists as ``vector(n)`` and ``n`` equals the Qdrant collection's dimension
     (otherwise every point would be rejected by the migration).
     """
     from pytest_cutover.checks import counts, target
@@ -231,11 +219,10 @@ def test_embedding_column_matches_collection(cutover_config: CutoverConfig, cuto
     _verify(target.check_embedding(target_facts, cutover_config, dim), record_figure)
 
 
+@pytest.mark.runbook("Storage bucket created with RLS policies")
 def test_storage_bucket_created_and_private(cutover_config: CutoverConfig, cutover_require: Any,
                                             target_facts: Any, record_figure: Any) -> None:
-    """Storage bucket created with RLS policies
-
-    The bucket ``target.bucket`` exists and is NOT public (a public bucket serves every org's files
+    """The bucket ``target.bucket`` exists and is NOT public (a public bucket serves every org's files
     without a JWT).
     """
     from pytest_cutover.checks import target
@@ -244,11 +231,10 @@ def test_storage_bucket_created_and_private(cutover_config: CutoverConfig, cutov
     _verify(target.check_bucket(target_facts, cutover_config), record_figure)
 
 
+@pytest.mark.runbook("Storage bucket created with RLS policies")
 def test_storage_rls_policies_exist(cutover_config: CutoverConfig, cutover_require: Any, target_facts: Any,
                                     record_figure: Any) -> None:
-    """Storage bucket created with RLS policies
-
-    RLS is enabled on ``storage.objects`` and a SELECT policy covering the bucket ties rows to the
+    """RLS is enabled on ``storage.objects`` and a SELECT policy covering the bucket ties rows to the
     caller (``auth.jwt()``/``auth.uid()``), with no branch that lets every org through.
     """
     from pytest_cutover.checks import target
@@ -257,11 +243,10 @@ def test_storage_rls_policies_exist(cutover_config: CutoverConfig, cutover_requi
     _verify(target.check_storage_rls(target_facts, cutover_config), record_figure)
 
 
+@pytest.mark.runbook("Connection pooler URL working")
 def test_connection_pooler_url_working(cutover_config: CutoverConfig, cutover_require: Any,
                                        record_figure: Any) -> None:
-    """Connection pooler URL working
-
-    ``target.app_database_url`` connects and behaves as a TRANSACTION pooler (a session-level SET does
+    """``target.app_database_url`` connects and behaves as a TRANSACTION pooler (a session-level SET does
     not follow its client; other clients see it on the shared backend), or PgBouncer's ``SHOW CONFIG``
     says so.  Runbook Step 3a: "Use port **6543** (transaction pooler), NOT 5432 (session pooler)".
     """
@@ -271,11 +256,10 @@ def test_connection_pooler_url_working(cutover_config: CutoverConfig, cutover_re
     _verify(pooler.check_pooler(cutover_config), record_figure, prefix="pooler.")
 
 
+@pytest.mark.runbook("Connection pooler URL working")
 def test_app_engine_settings_fit_the_transaction_pooler(cutover_config: CutoverConfig, cutover_require: Any,
                                                         record_figure: Any) -> None:
-    """Connection pooler URL working
-
-    The app's engine turns asyncpg's and SQLAlchemy's statement caches off (``statement_cache_size=0``,
+    """The app's engine turns asyncpg's and SQLAlchemy's statement caches off (``statement_cache_size=0``,
     ``prepared_statement_cache_size=0``): prepared statements break through a transaction pooler.
     """
     from pytest_cutover.checks import app_source
@@ -284,11 +268,10 @@ def test_app_engine_settings_fit_the_transaction_pooler(cutover_config: CutoverC
     _verify(app_source.check_engine_settings(cutover_config), record_figure)
 
 
+@pytest.mark.runbook("Port 6543: Supports `SET LOCAL` for RLS context ✅")
 def test_app_sets_rls_context_per_transaction(cutover_config: CutoverConfig, cutover_require: Any,
                                               record_figure: Any) -> None:
-    """Port 6543: Supports `SET LOCAL` for RLS context ✅
-
-    The app sets its tenant with ``SET LOCAL``/``set_config(..., true)`` and bound parameters; no plain
+    """The app sets its tenant with ``SET LOCAL``/``set_config(..., true)`` and bound parameters; no plain
     ``SET app.…``, no ``set_config(..., false)``, no string-formatted SQL.
     """
     from pytest_cutover.checks import app_source
@@ -300,12 +283,11 @@ def test_app_sets_rls_context_per_transaction(cutover_config: CutoverConfig, cut
 _TLS_ENDPOINTS = ("target.app_database_url", "target.session_pooler_url", "api")
 
 
+@pytest.mark.runbook("SSL certificates valid")
 @pytest.mark.parametrize("endpoint", _TLS_ENDPOINTS)
 def test_ssl_certificates_valid(cutover_config: CutoverConfig, cutover_require: Any, endpoint: str,
                                 record_figure: Any) -> None:
-    """SSL certificates valid
-
-    The certificate chain verifies for the host name (``target.ca_file``/``app.ca_file`` or the system
+    """The certificate chain verifies for the host name (``target.ca_file``/``app.ca_file`` or the system
     CAs) and expires no sooner than ``thresholds.tls_min_days``: the database endpoints through
     PostgreSQL's in-protocol TLS negotiation, the API over HTTPS.
     """
@@ -331,11 +313,10 @@ def rls_posture(cutover_config: CutoverConfig) -> Any:
     return rls_audit.read_posture(cutover_config)
 
 
+@pytest.mark.runbook("Supabase project fully provisioned")
 def test_rls_enabled_forced_and_tenant_scoped(cutover_require: Any, rls_posture: Any, tenant_table: str,
                                               record_figure: Any) -> None:
-    """Supabase project fully provisioned
-
-    The tenant table has RLS enabled AND forced, permissive policies for every command that apply to the
+    """The tenant table has RLS enabled AND forced, permissive policies for every command that apply to the
     app role, none ``USING (true)`` or OR'ing an org-independent branch, and the app role does not own it.
     """
     from pytest_cutover.checks import rls_audit
@@ -347,11 +328,10 @@ def test_rls_enabled_forced_and_tenant_scoped(cutover_require: Any, rls_posture:
     _verify(rls_audit.audit_table(rls_posture, tenant_table), record_figure, prefix=f"rls.{tenant_table}.")
 
 
+@pytest.mark.runbook("Supabase project fully provisioned")
 def test_rls_covers_every_discovered_tenant_table(cutover_config: CutoverConfig, cutover_require: Any,
                                                   rls_posture: Any, record_figure: Any) -> None:
-    """Supabase project fully provisioned
-
-    Tables found in the catalog with the tenant column but not in the configured list get the same audit,
+    """Tables found in the catalog with the tenant column but not in the configured list get the same audit,
     so no tenant table escapes it.
     """
     from pytest_cutover.checks import rls_audit
@@ -364,10 +344,9 @@ def test_rls_covers_every_discovered_tenant_table(cutover_config: CutoverConfig,
     assert not problems, "; ".join(problems)
 
 
+@pytest.mark.runbook("Supabase project fully provisioned")
 def test_app_role_is_not_privileged(cutover_require: Any, rls_posture: Any, record_figure: Any) -> None:
-    """Supabase project fully provisioned
-
-    The role in ``target.app_database_url`` (what the app's DATABASE_URL becomes) is not a superuser,
+    """The role in ``target.app_database_url`` (what the app's DATABASE_URL becomes) is not a superuser,
     has no BYPASSRLS and owns no tenant table: otherwise RLS never filters the app.
     """
     from pytest_cutover.checks import rls_audit
@@ -376,11 +355,10 @@ def test_app_role_is_not_privileged(cutover_require: Any, rls_posture: Any, reco
     _verify(rls_audit.audit_role(rls_posture), record_figure, prefix="rls.")
 
 
+@pytest.mark.runbook("Supabase project fully provisioned")
 def test_exposed_surface_does_not_leak(cutover_config: CutoverConfig, cutover_require: Any,
                                       record_figure: Any) -> None:
-    """Supabase project fully provisioned
-
-    Everything the app role, ``anon`` and ``authenticated`` can reach (tables, views, materialized views,
+    """Everything the app role, ``anon`` and ``authenticated`` can reach (tables, views, materialized views,
     functions, in every schema) is inventoried as a figure; each way it leaks (tenant tables without bound
     RLS, definer views, executable SECURITY DEFINER functions, grants to anon, readable secrets,
     user_metadata policies, auth tables, extensions in public) fails naming the object and its fix.
@@ -401,34 +379,30 @@ def _team(cutover_config: CutoverConfig, item: str, record_figure: Any) -> None:
     record_figure(f"team.{item}", f"{check.figures['who']} @ {check.figures['when']}")
 
 
+@pytest.mark.runbook("Stakeholders notified of maintenance window")
 def test_stakeholders_notified(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Stakeholders notified of maintenance window
-
-    Attested in the config: ``[team.stakeholders_notified] who = ..., when = ...``.
+    """Attested in the config: ``[team.stakeholders_notified] who = ..., when = ...``.
     """
     _team(cutover_config, "stakeholders_notified", record_figure)
 
 
+@pytest.mark.runbook("Support team on standby")
 def test_support_team_on_standby(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Support team on standby
-
-    Attested in the config: ``[team.support_standby] who = ..., when = ...``.
+    """Attested in the config: ``[team.support_standby] who = ..., when = ...``.
     """
     _team(cutover_config, "support_standby", record_figure)
 
 
+@pytest.mark.runbook("Rollback plan documented")
 def test_rollback_plan_documented(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Rollback plan documented
-
-    Attested in the config: ``[team.rollback_plan_documented] who = ..., when = ...``.
+    """Attested in the config: ``[team.rollback_plan_documented] who = ..., when = ...``.
     """
     _team(cutover_config, "rollback_plan_documented", record_figure)
 
 
+@pytest.mark.runbook("Escalation contacts confirmed")
 def test_escalation_contacts_confirmed(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Escalation contacts confirmed
-
-    Attested in the config: ``[team.escalation_contacts] who = ..., when = ...``.
+    """Attested in the config: ``[team.escalation_contacts] who = ..., when = ...``.
     """
     _team(cutover_config, "escalation_contacts", record_figure)
 
@@ -440,38 +414,34 @@ def _contacts(cutover_config: CutoverConfig, role: str, record_figure: Any) -> N
     _verify(people.check_contacts(cutover_config, role), record_figure, prefix=f"people.{role}.")
 
 
+@pytest.mark.runbook("Escalation contacts confirmed")
 def test_escalation_contacts_listed_and_reachable(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Escalation contacts confirmed
-
-    At least one ``[[people.contacts]]`` entry with ``role = "escalation"`` ("CTO or Engineering Lead"); each
+    """At least one ``[[people.contacts]]`` entry with ``role = "escalation"`` ("CTO or Engineering Lead"); each
     has a name and a channel that parses (``slack:#...``, ``phone:+...``, ``mail:...``), and together they
     cover ``run.maintenance_start``..``maintenance_end`` when their ``from``/``until`` are given.
     """
     _contacts(cutover_config, "escalation", record_figure)
 
 
+@pytest.mark.runbook("Call: On-call team (see contact list)")
 def test_on_call_team_listed_and_reachable(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Call: On-call team (see contact list)
-
-    The contact list exists: at least one ``role = "on-call"`` entry, each named and reachable on a channel
+    """The contact list exists: at least one ``role = "on-call"`` entry, each named and reachable on a channel
     that parses, and nobody-on-call gaps inside the maintenance window fail naming the gap.
     """
     _contacts(cutover_config, "on-call", record_figure)
 
 
+@pytest.mark.runbook("Support team on standby")
 def test_support_standby_listed_and_reachable(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Support team on standby
-
-    At least one ``role = "support"`` entry, each named and reachable on a channel that parses, on duty
+    """At least one ``role = "support"`` entry, each named and reachable on a channel that parses, on duty
     through the maintenance window.
     """
     _contacts(cutover_config, "support", record_figure)
 
 
+@pytest.mark.runbook("Rollback plan documented")
 def test_rollback_plan_committed_and_complete(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Rollback plan documented
-
-    ``[app] rollback_plan`` (relative to the config file) exists, is committed in its git checkout (not
+    """``[app] rollback_plan`` (relative to the config file) exists, is committed in its git checkout (not
     untracked, ignored or modified), names the host the app's previous ``DATABASE_URL`` points at (never its
     password) and contains the restart command (``app.restart_command``).
     """
