@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_cutover.checks import CheckResult
-from pytest_cutover.config import CutoverConfig, lookup
+from pytest_cutover.config import CutoverConfig
 
 pytestmark = pytest.mark.precutover
 
@@ -37,13 +37,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("tenant_table", configured_tables(_config_of(metafunc.config)))
 
 
-def _skip_unless(config: CutoverConfig, *keys: str) -> None:
-    """For module-scoped fixtures (``cutover_require`` is per test): skip naming the first missing key."""
-    for key in keys:
-        if lookup(config, key) in (None, ""):
-            pytest.skip(f"missing config key {key}")
-
-
 def _verify(check: CheckResult, record_figure: Callable[[str, Any], None], *, prefix: str = "") -> None:
     """Record the check's figures, then fail with its problems (each says what to do)."""
     for name, value in check.figures.items():
@@ -54,165 +47,155 @@ def _verify(check: CheckResult, record_figure: Callable[[str, Any], None], *, pr
 
 # ------------------------------------------------------------------------------------------------ Code Quality
 @pytest.fixture(scope="module")
-def checkout_report(cutover_config: CutoverConfig) -> Any:
+def checkout_report(cutover_config: CutoverConfig, needs: Any) -> Any:
     """The app checkout as its own interpreter sees it: py_compile of every file, every import resolved."""
     from pytest_cutover.checks import code
 
-    _skip_unless(cutover_config, "app.source_dir")
+    needs("app.source_dir")
     return code.inspect_checkout(cutover_config)
 
 
 @pytest.mark.runbook("All syntax verified with `py_compile`")
-def test_syntax_verified_with_py_compile(cutover_config: CutoverConfig, cutover_require: Any,
+def test_syntax_verified_with_py_compile(cutover_config: CutoverConfig, needs: Any,
                                          checkout_report: Any, record_figure: Any) -> None:
     """Every ``.py`` file of ``app.source_dir`` compiles with ``py_compile`` in the app's interpreter
     (``app.python``); a syntax error names file and line.
     """
     from pytest_cutover.checks import code
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(code.check_syntax(checkout_report, code.source_dir(cutover_config)), record_figure)
 
 
 @pytest.mark.runbook("All imports verified")
-def test_imports_verified(cutover_config: CutoverConfig, cutover_require: Any, checkout_report: Any,
+def test_imports_verified(cutover_config: CutoverConfig, needs: Any, checkout_report: Any,
                           record_figure: Any) -> None:
     """Every import of the checkout resolves in the app's interpreter: its own modules on disk (and the
     names imported from them), third-party modules with ``find_spec``.  Optional imports are skipped.
     """
     from pytest_cutover.checks import code
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(code.check_imports(checkout_report, code.source_dir(cutover_config)), record_figure)
 
 
 @pytest.mark.runbook("Test suite created and ready")
-def test_test_suite_created_and_ready(cutover_config: CutoverConfig, cutover_require: Any,
+def test_test_suite_created_and_ready(cutover_config: CutoverConfig, needs: Any,
                                       record_figure: Any) -> None:
-    """``python -m pytest --collect-only -q`` in the checkout exits 0 and collects at least one test.
-    """
+    """``python -m pytest --collect-only -q`` in the checkout exits 0 and collects at least one test."""
     from pytest_cutover.checks import code
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(code.check_collects(cutover_config), record_figure)
 
 
 @pytest.mark.runbook("No merge conflicts")
-def test_no_merge_conflicts(cutover_config: CutoverConfig, cutover_require: Any, record_figure: Any) -> None:
-    """No tracked text file of the checkout contains ``<<<<<<<``/``>>>>>>>`` conflict markers.
-    """
+def test_no_merge_conflicts(cutover_config: CutoverConfig, needs: Any, record_figure: Any) -> None:
+    """No tracked text file of the checkout contains ``<<<<<<<``/``>>>>>>>`` conflict markers."""
     from pytest_cutover.checks import code
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(code.check_merge_markers(cutover_config), record_figure)
 
 
 @pytest.mark.runbook("All changes committed to git")
-def test_all_changes_committed_to_git(cutover_config: CutoverConfig, cutover_require: Any,
+def test_all_changes_committed_to_git(cutover_config: CutoverConfig, needs: Any,
                                       record_figure: Any) -> None:
-    """The working tree is clean (no modified or untracked files) and HEAD is on the remote branch.
-    """
+    """The working tree is clean (no modified or untracked files) and HEAD is on the remote branch."""
     from pytest_cutover.checks import code
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(code.check_git(cutover_config), record_figure)
 
 
 # ------------------------------------------------------------------------------------------------ Data Validation
 @pytest.mark.runbook("Database backups taken")
-def test_database_backups_taken(cutover_config: CutoverConfig, record_figure: Any) -> None:
+def test_database_backups_taken(cutover_config: CutoverConfig, needs: Any, record_figure: Any) -> None:
     """The newest file at ``backup.path`` is non-empty and younger than ``thresholds.backup_max_age_hours``
     (or ``backup.command`` exits 0).
     """
     from pytest_cutover.checks import backup
 
-    if not (cutover_config.backup.path or cutover_config.backup.command):
-        pytest.skip("missing config key backup.path")
+    needs("backup.path|backup.command")
     _verify(backup.check_backup(cutover_config), record_figure)
 
 
 @pytest.fixture(scope="module")
-def source_counts(cutover_config: CutoverConfig) -> Any:
+def source_counts(cutover_config: CutoverConfig, needs: Any) -> Any:
     """Fragment and attachment counts of the source (old) database, read once."""
     from pytest_cutover.checks import counts
 
-    _skip_unless(cutover_config, "source.database_url")
+    needs("source.database_url")
     return counts.source_counts(cutover_config)
 
 
 @pytest.mark.runbook("Vector count verified in Qdrant")
-def test_vector_count_verified_in_qdrant(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """An exact count of ``source.collection`` (and its dimension), recorded as figures.
-    """
+def test_vector_count_verified_in_qdrant(cutover_config: CutoverConfig, needs: Any, record_figure: Any) -> None:
+    """An exact count of ``source.collection`` (and its dimension), recorded as figures."""
     from pytest_cutover.checks import counts
 
-    if not (cutover_config.source.qdrant_path or cutover_config.source.qdrant_url):
-        pytest.skip("missing config key source.qdrant_url")
+    needs("source.qdrant_url|source.qdrant_path")
     _verify(counts.check_qdrant(cutover_config), record_figure)
 
 
 @pytest.mark.runbook("Memory fragment count verified")
-def test_memory_fragment_count_verified(cutover_config: CutoverConfig, cutover_require: Any, source_counts: Any,
+def test_memory_fragment_count_verified(cutover_config: CutoverConfig, needs: Any, source_counts: Any,
                                         record_figure: Any) -> None:
-    """Fragments and fragments with a ``vector_id`` on the source database, recorded as figures.
-    """
+    """Fragments and fragments with a ``vector_id`` on the source database, recorded as figures."""
     from pytest_cutover.checks import counts
 
-    cutover_require("source.database_url")
+    needs("source.database_url")
     _verify(counts.check_fragments(source_counts, cutover_config), record_figure)
 
 
 @pytest.mark.runbook("Attachment BLOB count verified")
-def test_attachment_blob_count_verified(cutover_config: CutoverConfig, cutover_require: Any, source_counts: Any,
+def test_attachment_blob_count_verified(cutover_config: CutoverConfig, needs: Any, source_counts: Any,
                                         record_figure: Any) -> None:
-    """Attachments with a BLOB (and their bytes) on the source database; none may have lost its content.
-    """
+    """Attachments with a BLOB (and their bytes) on the source database; none may have lost its content."""
     from pytest_cutover.checks import counts
 
-    cutover_require("source.database_url")
+    needs("source.database_url")
     _verify(counts.check_blobs(source_counts, cutover_config), record_figure)
 
 
 # ------------------------------------------------------------------------------------------------ Infrastructure
 @pytest.fixture(scope="module")
-def target_facts(cutover_config: CutoverConfig) -> Any:
+def target_facts(cutover_config: CutoverConfig, needs: Any) -> Any:
     """pgvector, the embedding column and the storage bucket as the target's catalog shows them."""
     from pytest_cutover.checks import target
 
-    _skip_unless(cutover_config, "target.database_url")
+    needs("target.database_url")
     return target.target_facts(cutover_config)
 
 
 @pytest.mark.runbook("Supabase project fully provisioned")
-def test_supabase_project_fully_provisioned(cutover_config: CutoverConfig, cutover_require: Any,
+def test_supabase_project_fully_provisioned(cutover_config: CutoverConfig, needs: Any,
                                             record_figure: Any) -> None:
-    """The target answers on ``target.database_url`` and holds every app table and the storage schema.
-    """
+    """The target answers on ``target.database_url`` and holds every app table and the storage schema."""
     from pytest_cutover.checks import target
 
-    cutover_require("target.database_url")
+    needs("target.database_url")
     _verify(target.check_provisioned(cutover_config), record_figure)
 
 
 @pytest.mark.runbook("pgvector extension enabled")
-def test_pgvector_extension_enabled(cutover_require: Any, target_facts: Any, record_figure: Any) -> None:
-    """``vector`` is installed in the target database (0.5.0 or later, for HNSW); its version is a figure.
-    """
+def test_pgvector_extension_enabled(needs: Any, target_facts: Any, record_figure: Any) -> None:
+    """``vector`` is installed in the target database (0.5.0 or later, for HNSW); its version is a figure."""
     from pytest_cutover.checks import target
 
-    cutover_require("target.database_url")
+    needs("target.database_url")
     _verify(target.check_pgvector(target_facts), record_figure)
 
 
 @pytest.mark.runbook("pgvector extension enabled")
-def test_embedding_column_matches_collection(cutover_config: CutoverConfig, cutover_require: Any,
+def test_embedding_column_matches_collection(cutover_config: CutoverConfig, needs: Any,
                                              target_facts: Any, record_figure: Any) -> None:
     """The embedding column exists as ``vector(n)`` and ``n`` equals the Qdrant collection's dimension
     (otherwise every point would be rejected by the migration).
     """
     from pytest_cutover.checks import counts, target
 
-    cutover_require("target.database_url")
+    needs("target.database_url")
     dim = None
     if cutover_config.source.qdrant_path or cutover_config.source.qdrant_url:
         dim = counts.qdrant_info(cutover_config).dimension
@@ -220,31 +203,31 @@ def test_embedding_column_matches_collection(cutover_config: CutoverConfig, cuto
 
 
 @pytest.mark.runbook("Storage bucket created with RLS policies")
-def test_storage_bucket_created_and_private(cutover_config: CutoverConfig, cutover_require: Any,
+def test_storage_bucket_created_and_private(cutover_config: CutoverConfig, needs: Any,
                                             target_facts: Any, record_figure: Any) -> None:
     """The bucket ``target.bucket`` exists and is NOT public (a public bucket serves every org's files
     without a JWT).
     """
     from pytest_cutover.checks import target
 
-    cutover_require("target.database_url")
+    needs("target.database_url")
     _verify(target.check_bucket(target_facts, cutover_config), record_figure)
 
 
 @pytest.mark.runbook("Storage bucket created with RLS policies")
-def test_storage_rls_policies_exist(cutover_config: CutoverConfig, cutover_require: Any, target_facts: Any,
+def test_storage_rls_policies_exist(cutover_config: CutoverConfig, needs: Any, target_facts: Any,
                                     record_figure: Any) -> None:
     """RLS is enabled on ``storage.objects`` and a SELECT policy covering the bucket ties rows to the
     caller (``auth.jwt()``/``auth.uid()``), with no branch that lets every org through.
     """
     from pytest_cutover.checks import target
 
-    cutover_require("target.database_url")
+    needs("target.database_url")
     _verify(target.check_storage_rls(target_facts, cutover_config), record_figure)
 
 
 @pytest.mark.runbook("Connection pooler URL working")
-def test_connection_pooler_url_working(cutover_config: CutoverConfig, cutover_require: Any,
+def test_connection_pooler_url_working(cutover_config: CutoverConfig, needs: Any,
                                        record_figure: Any) -> None:
     """``target.app_database_url`` connects and behaves as a TRANSACTION pooler (a session-level SET does
     not follow its client; other clients see it on the shared backend), or PgBouncer's ``SHOW CONFIG``
@@ -252,31 +235,31 @@ def test_connection_pooler_url_working(cutover_config: CutoverConfig, cutover_re
     """
     from pytest_cutover.checks import pooler
 
-    cutover_require("target.app_database_url")
+    needs("target.app_database_url")
     _verify(pooler.check_pooler(cutover_config), record_figure, prefix="pooler.")
 
 
 @pytest.mark.runbook("Connection pooler URL working")
-def test_app_engine_settings_fit_the_transaction_pooler(cutover_config: CutoverConfig, cutover_require: Any,
+def test_app_engine_settings_fit_the_transaction_pooler(cutover_config: CutoverConfig, needs: Any,
                                                         record_figure: Any) -> None:
     """The app's engine turns asyncpg's and SQLAlchemy's statement caches off (``statement_cache_size=0``,
     ``prepared_statement_cache_size=0``): prepared statements break through a transaction pooler.
     """
     from pytest_cutover.checks import app_source
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(app_source.check_engine_settings(cutover_config), record_figure)
 
 
 @pytest.mark.runbook("Port 6543: Supports `SET LOCAL` for RLS context ✅")
-def test_app_sets_rls_context_per_transaction(cutover_config: CutoverConfig, cutover_require: Any,
+def test_app_sets_rls_context_per_transaction(cutover_config: CutoverConfig, needs: Any,
                                               record_figure: Any) -> None:
     """The app sets its tenant with ``SET LOCAL``/``set_config(..., true)`` and bound parameters; no plain
     ``SET app.…``, no ``set_config(..., false)``, no string-formatted SQL.
     """
     from pytest_cutover.checks import app_source
 
-    cutover_require("app.source_dir")
+    needs("app.source_dir")
     _verify(app_source.check_rls_context(cutover_config), record_figure)
 
 
@@ -285,7 +268,7 @@ _TLS_ENDPOINTS = ("target.app_database_url", "target.session_pooler_url", "api")
 
 @pytest.mark.runbook("SSL certificates valid")
 @pytest.mark.parametrize("endpoint", _TLS_ENDPOINTS)
-def test_ssl_certificates_valid(cutover_config: CutoverConfig, cutover_require: Any, endpoint: str,
+def test_ssl_certificates_valid(cutover_config: CutoverConfig, needs: Any, endpoint: str,
                                 record_figure: Any) -> None:
     """The certificate chain verifies for the host name (``target.ca_file``/``app.ca_file`` or the system
     CAs) and expires no sooner than ``thresholds.tls_min_days``: the database endpoints through
@@ -294,34 +277,33 @@ def test_ssl_certificates_valid(cutover_config: CutoverConfig, cutover_require: 
     from pytest_cutover.checks import tls
 
     if endpoint == "api":
-        if not (cutover_config.app.api_base or cutover_config.app.health_url):
-            pytest.skip("missing config key app.api_base")
+        needs("app.api_base|app.health_url")
         check = tls.check_api_tls(cutover_config)
     else:
-        cutover_require(endpoint)
+        needs(endpoint)
         check = tls.check_database_tls(cutover_config, endpoint)
     _verify(check, record_figure, prefix=f"tls.{endpoint}.")
 
 
 # ------------------------------------------------------------------------------------------------ RLS posture
 @pytest.fixture(scope="module")
-def rls_posture(cutover_config: CutoverConfig) -> Any:
+def rls_posture(cutover_config: CutoverConfig, needs: Any) -> Any:
     """The app role and every tenant table's RLS flags, owner and policies, read once."""
     from pytest_cutover.checks import rls_audit
 
-    _skip_unless(cutover_config, "target.app_database_url")
+    needs("target.app_database_url")
     return rls_audit.read_posture(cutover_config)
 
 
 @pytest.mark.runbook("Supabase project fully provisioned")
-def test_rls_enabled_forced_and_tenant_scoped(cutover_require: Any, rls_posture: Any, tenant_table: str,
+def test_rls_enabled_forced_and_tenant_scoped(needs: Any, rls_posture: Any, tenant_table: str,
                                               record_figure: Any) -> None:
     """The tenant table has RLS enabled AND forced, permissive policies for every command that apply to the
     app role, none ``USING (true)`` or OR'ing an org-independent branch, and the app role does not own it.
     """
     from pytest_cutover.checks import rls_audit
 
-    cutover_require("target.app_database_url")
+    needs("target.app_database_url")
     if rls_audit.qualify(tenant_table) not in rls_posture.tables:
         pytest.skip(f"{tenant_table} is not a tenant table (no {rls_posture.tenant_column} column, not referenced "
                     f"by one) and not in schema.tenant_tables")
@@ -329,14 +311,14 @@ def test_rls_enabled_forced_and_tenant_scoped(cutover_require: Any, rls_posture:
 
 
 @pytest.mark.runbook("Supabase project fully provisioned")
-def test_rls_covers_every_discovered_tenant_table(cutover_config: CutoverConfig, cutover_require: Any,
+def test_rls_covers_every_discovered_tenant_table(cutover_config: CutoverConfig, needs: Any,
                                                   rls_posture: Any, record_figure: Any) -> None:
     """Tables found in the catalog with the tenant column but not in the configured list get the same audit,
     so no tenant table escapes it.
     """
     from pytest_cutover.checks import rls_audit
 
-    cutover_require("target.app_database_url")
+    needs("target.app_database_url")
     listed = {rls_audit.qualify(t) for t in rls_audit.configured_tables(cutover_config)}
     extra = sorted(set(rls_posture.tables) - listed)
     record_figure("rls.unlisted_tenant_tables", [rls_audit.display_name(t) for t in extra])
@@ -345,18 +327,18 @@ def test_rls_covers_every_discovered_tenant_table(cutover_config: CutoverConfig,
 
 
 @pytest.mark.runbook("Supabase project fully provisioned")
-def test_app_role_is_not_privileged(cutover_require: Any, rls_posture: Any, record_figure: Any) -> None:
+def test_app_role_is_not_privileged(needs: Any, rls_posture: Any, record_figure: Any) -> None:
     """The role in ``target.app_database_url`` (what the app's DATABASE_URL becomes) is not a superuser,
     has no BYPASSRLS and owns no tenant table: otherwise RLS never filters the app.
     """
     from pytest_cutover.checks import rls_audit
 
-    cutover_require("target.app_database_url")
+    needs("target.app_database_url")
     _verify(rls_audit.audit_role(rls_posture), record_figure, prefix="rls.")
 
 
 @pytest.mark.runbook("Supabase project fully provisioned")
-def test_exposed_surface_does_not_leak(cutover_config: CutoverConfig, cutover_require: Any,
+def test_exposed_surface_does_not_leak(cutover_config: CutoverConfig, needs: Any,
                                       record_figure: Any) -> None:
     """Everything the app role, ``anon`` and ``authenticated`` can reach (tables, views, materialized views,
     functions, in every schema) is inventoried as a figure; each way it leaks (tenant tables without bound
@@ -365,7 +347,7 @@ def test_exposed_surface_does_not_leak(cutover_config: CutoverConfig, cutover_re
     """
     from pytest_cutover.checks import surface
 
-    cutover_require("target.app_database_url")
+    needs("target.app_database_url")
     _verify(surface.check_surface(*surface.read_surface(cutover_config)), record_figure)
 
 
@@ -381,29 +363,25 @@ def _team(cutover_config: CutoverConfig, item: str, record_figure: Any) -> None:
 
 @pytest.mark.runbook("Stakeholders notified of maintenance window")
 def test_stakeholders_notified(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Attested in the config: ``[team.stakeholders_notified] who = ..., when = ...``.
-    """
+    """Attested in the config: ``[team.stakeholders_notified] who = ..., when = ...``."""
     _team(cutover_config, "stakeholders_notified", record_figure)
 
 
 @pytest.mark.runbook("Support team on standby")
 def test_support_team_on_standby(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Attested in the config: ``[team.support_standby] who = ..., when = ...``.
-    """
+    """Attested in the config: ``[team.support_standby] who = ..., when = ...``."""
     _team(cutover_config, "support_standby", record_figure)
 
 
 @pytest.mark.runbook("Rollback plan documented")
 def test_rollback_plan_documented(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Attested in the config: ``[team.rollback_plan_documented] who = ..., when = ...``.
-    """
+    """Attested in the config: ``[team.rollback_plan_documented] who = ..., when = ...``."""
     _team(cutover_config, "rollback_plan_documented", record_figure)
 
 
 @pytest.mark.runbook("Escalation contacts confirmed")
 def test_escalation_contacts_confirmed(cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Attested in the config: ``[team.escalation_contacts] who = ..., when = ...``.
-    """
+    """Attested in the config: ``[team.escalation_contacts] who = ..., when = ...``."""
     _team(cutover_config, "escalation_contacts", record_figure)
 
 

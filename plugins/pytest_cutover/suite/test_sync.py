@@ -18,11 +18,9 @@ pytestmark = pytest.mark.sync
 
 
 @pytest.fixture(scope="module")
-def maintenance(ctx: RunContext, cutover_config: CutoverConfig, announce_event: Any) -> Any:
+def maintenance(ctx: RunContext, needs: Any, announce_event: Any) -> Any:
     """Maintenance on, by the configured method, verified by ``/health``; left on for the later stages."""
-    if not cutover_config.app.maintenance or not cutover_config.app.health_url:
-        pytest.skip("missing config key app.maintenance" if not cutover_config.app.maintenance
-                    else "missing config key app.health_url")
+    needs("app.maintenance", "app.health_url")
     from pytest_cutover.actions.maintenance import enable_maintenance
 
     result = enable_maintenance(ctx)
@@ -31,10 +29,10 @@ def maintenance(ctx: RunContext, cutover_config: CutoverConfig, announce_event: 
 
 
 @pytest.fixture(scope="module")
-def vectors(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, announce_event: Any) -> Any:
+def vectors(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenance: Any,
+            announce_event: Any) -> Any:
     """The vector migration Qdrant -> pgvector (resumable; verified against what was read)."""
-    if not (cutover_config.source.qdrant_path or cutover_config.source.qdrant_url):
-        pytest.skip("missing config key source.qdrant_path")
+    needs("source.qdrant_path|source.qdrant_url")
     from pytest_cutover.migrate.api import vectors as migrate_vectors
 
     outcome = migrate_vectors(cutover_config, ctx.run, resume=True)
@@ -43,10 +41,9 @@ def vectors(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, an
 
 
 @pytest.fixture(scope="module")
-def blobs(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, announce_event: Any) -> Any:
+def blobs(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenance: Any, announce_event: Any) -> Any:
     """The BLOB migration attachments.file_data -> Storage, then an independent verification pass."""
-    if not cutover_config.target.storage_url:
-        pytest.skip("missing config key target.storage_url")
+    needs("target.storage_url")
     from pytest_cutover.migrate.api import blobs as migrate_blobs
 
     moved = migrate_blobs(cutover_config)
@@ -137,9 +134,8 @@ def test_blob_migration(blobs: Any, record_figure: Any) -> None:
 
 @pytest.mark.runbook("Verify Data Consistency: the relational data in the target equals the old database, table by "
                      "table")
-def test_relational_parity(cutover_config: CutoverConfig, maintenance: Any, record_figure: Any) -> None:
-    if not cutover_config.source.database_url:
-        pytest.skip("missing config key source.database_url")
+def test_relational_parity(cutover_config: CutoverConfig, needs: Any, maintenance: Any, record_figure: Any) -> None:
+    needs("source.database_url")
     from pytest_cutover.migrate.api import parity
 
     outcome = parity(cutover_config)

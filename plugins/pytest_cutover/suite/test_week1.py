@@ -61,12 +61,10 @@ def test_blob_migration_run(judge: Any) -> None:
 
 @pytest.mark.runbook("Old infrastructure decommissioned (after 7 days stable): the suite says when it is safe; a "
                      "person decides")
-def test_old_infrastructure_decommission_ready(ctx: RunContext, judge: Any) -> None:
-    from pytest_cutover.week1.reachability import check_reachability, missing_source_key, record_reachability
+def test_old_infrastructure_decommission_ready(ctx: RunContext, needs: Any, judge: Any) -> None:
+    from pytest_cutover.week1.reachability import check_reachability, record_reachability
 
-    missing = missing_source_key(ctx.config)
-    if missing:
-        pytest.skip(f"missing config key {missing}")
+    needs("source.database_url", "source.qdrant_url|source.qdrant_path")
     live = check_reachability(ctx.config, ctx.ledger.records())  # live: the old side must still answer
     record_reachability(ctx.ledger, live, ctx.stamp())
     assert live.ok, f"{live.old_database.evidence}; {live.qdrant.evidence}: a rollback would not be possible"
