@@ -1032,6 +1032,24 @@ def _no_such_key(fn: Function, tenant_args: Sequence[str]) -> str:
     return "-987654321" if typ in ("integer", "bigint", "smallint") else f"cutover-probe-no-such-org-{uuid.uuid4()}"
 
 
+def _call_failed(value: Any) -> str | None:
+    """What went wrong with one probe call (an error or a timeout), or ``None`` when it answered."""
+    import asyncpg
+
+    if isinstance(value, asyncpg.PostgresError):
+        return f"{value.sqlstate} {str(value).splitlines()[0][:120]}"
+    return "no answer within the timeout" if isinstance(value, TimeoutError) else None
+
+
+def _function_fix(fn: Function, role: str) -> str:
+    """How to close a leaking function: a definer's EXECUTE revoked (or made invoker); an invoker's tables fixed."""
+    if fn.definer:
+        return (f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {role}; or, if {role} must call it, "
+                f"ALTER FUNCTION {fn.signature} SECURITY INVOKER SET search_path = ''")
+    return ("it runs as the caller, so a table it reads leaks: see the relation probes and the precutover "
+            "exposed-surface audit")
+
+
 async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, call: Callable[..., Awaitable[Any]],
                            org_a: str, org_b: str) -> tuple[list[str], dict[str, Any]]:
     """Every planned function call (:func:`plan_function_probes`); the leaks and the figure."""
@@ -1065,11 +1083,6 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
         except (TimeoutError, asyncpg.PostgresError) as exc:
             return exc
 
-    def failed(value: Any) -> str | None:
-        if isinstance(value, asyncpg.PostgresError):
-            return f"{value.sqlstate} {str(value).splitlines()[0][:120]}"
-        return "no answer within the timeout" if isinstance(value, TimeoutError) else None
-
     control: dict[str, tuple[Any, Any, Any]] = {}   # function -> the control's (B, none, none again)
     for p in probes:
         fn = p.function
@@ -1079,18 +1092,15 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
         c_b, c_none, c_none2 = control[p.label]
         got = await run(p.role, p, org_b)
         where = f"{p.label} as {p.role}"
-        if failed(got):
-            errors.append(f"{where}: {failed(got)}")
+        if _call_failed(got):
+            errors.append(f"{where}: {_call_failed(got)}")
             continue
-        fix = (f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {p.role}; or, if {p.role} must call it, "
-               f"ALTER FUNCTION {fn.signature} SECURITY INVOKER SET search_path = ''" if fn.definer else
-               "it runs as the caller, so a table it reads leaks: see the relation probes and the precutover "
-               "exposed-surface audit")
+        fix = _function_fix(fn, p.role)
         who = f"{p.role} calls {p.label}" + ("" if p.role == "anon" else f" as a caller of org {org_a}")
         by_rows = _tenant_rows(got, keys, fn, tenants, None if p.role == "anon" else org_b) if p.rows else None
         if by_rows is not None:
             judged += 1
-            control_rows = None if failed(c_b) else _tenant_rows(c_b, keys, fn, tenants,
+            control_rows = None if _call_failed(c_b) else _tenant_rows(c_b, keys, fn, tenants,
                                                                None if p.role == "anon" else org_b)
             if not control_rows and not by_rows:
                 vacuous.append(where)
@@ -1104,11 +1114,11 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
             continue
         none_1 = await run(p.role, p, _no_such_key(fn, p.tenant_args))
         none_2 = await run(p.role, p, _no_such_key(fn, p.tenant_args))
-        if failed(none_1) or failed(none_2) or none_1 != none_2:
+        if _call_failed(none_1) or _call_failed(none_2) or none_1 != none_2:
             not_judged.append(f"{where}: its result with a key no tenant has varies or fails")
             continue
         judged += 1
-        if not any(failed(v) for v in (c_b, c_none, c_none2)) and c_none == c_none2 and c_b == c_none:
+        if not any(_call_failed(v) for v in (c_b, c_none, c_none2)) and c_none == c_none2 and c_b == c_none:
             vacuous.append(where)
         if got != none_1:
             leaked.add(p.label)
