@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import config_connection
 from pytest_cutover.checks.rls_audit import tenant_predicate, unbound_branches
-from pytest_cutover.util.sql import quote_ident
+from pytest_cutover.util.sql import quote_ident, shown_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -179,7 +179,7 @@ class Function:
 
     @property
     def signature(self) -> str:
-        return f"{_ident(self.qname)}({self.args})"
+        return f"{shown_ident(self.qname)}({self.args})"
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class TenantKey:
         """The model policy expression for this table."""
         if self.parent is None:
             return tenant_predicate(self.column or "<tenant column>", setting)
-        return f"{self.column} in (select {self.parent_column} from {_ident(self.parent)})"
+        return f"{self.column} in (select {self.parent_column} from {shown_ident(self.parent)})"
 
     def describe(self) -> str:
         return f"tenant key {self.column}" if self.parent is None else \
@@ -506,13 +506,8 @@ def tenant_tables(surface: Surface, rules: Rules) -> dict[str, TenantKey]:
     return dict(sorted(found.items()))
 
 
-def _ident(qname: str) -> str:
-    """``public.threads`` stays as it is when it needs no quotes."""
-    return qname if re.fullmatch(r"[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*", qname) else quote_ident(qname)
-
-
 def _roles_sql(roles: Iterable[str]) -> str:
-    return ", ".join(r if re.fullmatch(r"[a-z_][a-z0-9_]*", r) else f'"{r}"' for r in roles)
+    return ", ".join(shown_ident(r, dotted=False) for r in roles)
 
 
 def _reads(surface: Surface, view: str, seen: frozenset[str] = frozenset()) -> set[str]:
@@ -551,11 +546,6 @@ def _per_row(expr: str | None) -> list[str]:
             if call in low and f"select {call}" not in low]
 
 
-def _q(name: str) -> str:
-    """A policy name as SQL: quoted unless it is a plain identifier."""
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
-
-
 def accepted(found: Sequence[Finding], rules: Rules) -> tuple[list[Finding], dict[str, str]]:
     """``found`` without the findings ``[rls] accepted`` takes (by object, with a reason), and those taken."""
     taken = {f.object: rules.accepted[f.object] for f in found if f.object in rules.accepted}
@@ -588,7 +578,7 @@ def _tenant_table_findings(a: _Audit) -> Iterator[Finding]:
         if rel is None or t in rules.public or not rel.privileges:
             continue
         who = sorted(rel.privileges)
-        tn = _ident(t)
+        tn = shown_ident(t)
         pred = key.predicate(rules.org_setting)
         how = key.describe()
         if not rel.rls:
@@ -611,17 +601,18 @@ def _tenant_table_findings(a: _Audit) -> Iterator[Finding]:
 
 
 def _unbound_policy_findings(a: _Audit, t: str, key: TenantKey, rel: Relation) -> Iterator[Finding]:
-    tn, pred = _ident(t), key.predicate(a.rules.org_setting)
+    tn, pred = shown_ident(t), key.predicate(a.rules.org_setting)
     for p in a.policies.get(t, []):
         exposed = [r for r in p.applies if rel.privileges.get(r)]
         if not p.permissive or not exposed:
             continue
         loose = _policy_unbound(p, key, a.rules)
+        pn = shown_ident(p.name, dotted=False)
         if loose:
             yield Finding("critical", "policy-unbound", f"{t} policy {p.name}",
                           f"{p.command} policy for {', '.join(exposed)} has a branch that does not bind the tenant "
                           f"({'; '.join(loose)}): permissive policies are OR'ed, so every tenant's rows pass",
-                          f"DROP POLICY {_q(p.name)} ON {tn}; CREATE POLICY {_q(p.name)} ON {tn} FOR {p.command} "
+                          f"DROP POLICY {pn} ON {tn}; CREATE POLICY {pn} ON {tn} FOR {p.command} "
                           + (f"USING ({pred})" if p.command in ("SELECT", "DELETE") else
                              f"WITH CHECK ({pred})" if p.command == "INSERT" else
                              f"USING ({pred}) WITH CHECK ({pred})"))
@@ -633,11 +624,12 @@ def _policy_findings(a: _Audit) -> Iterator[Finding]:
     for p in a.surface.policies:
         text = f"{p.using or ''} {p.check or ''}".lower()
         if "user_metadata" in text or "raw_user_meta_data" in text:
+            pn, rn = shown_ident(p.name, dotted=False), shown_ident(p.relation)
             yield Finding("critical", "policy-user-metadata", f"{p.relation} policy {p.name}",
                           "reads user_metadata from the JWT, which every user can edit for themselves",
                           f"keep the tenant in app_metadata (set server-side) and compare with ((select auth.jwt()) "
-                          f"-> 'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {_q(p.name)} ON "
-                          f"{_ident(p.relation)}; CREATE POLICY {_q(p.name)} ON {_ident(p.relation)} ... ")
+                          f"-> 'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {pn} ON {rn}; CREATE "
+                          f"POLICY {pn} ON {rn} ... ")
         schema = p.relation.split(".", 1)[0]
         calls = sorted(set(_per_row(p.using) + _per_row(p.check)))
         if schema not in MANAGED_SCHEMAS and calls:
@@ -662,7 +654,7 @@ def _view_findings(a: _Audit) -> Iterator[Finding]:
             continue
         over = sorted(_reads(surface, rel.qname) & (set(a.tenants) | auth_rels))
         data = f"reads {', '.join(over)}" if over else "reads no tenant table"
-        vn = _ident(rel.qname)
+        vn = shown_ident(rel.qname)
         if rel.kind == "m" and over:
             yield Finding("critical", "matview-exposed", rel.qname, f"materialized view ({data}) readable by "
                           f"{', '.join(readers)}: a materialized view has no row level security",
@@ -682,7 +674,7 @@ def _auth_findings(a: _Audit) -> Iterator[Finding]:
             yield Finding("critical", "auth-exposed", rel.qname,
                           f"auth table readable/writable by {', '.join(sorted(rel.privileges))}: users' emails, "
                           "hashes, tokens",
-                          f"REVOKE ALL ON {_ident(rel.qname)} FROM PUBLIC, {_roles_sql(sorted(rel.privileges))}")
+                          f"REVOKE ALL ON {shown_ident(rel.qname)} FROM PUBLIC, {_roles_sql(sorted(rel.privileges))}")
 
 
 def _function_findings(a: _Audit) -> Iterator[Finding]:
@@ -722,7 +714,7 @@ def _anon_findings(a: _Audit) -> Iterator[Finding]:
             yield Finding("high", "anon-grant", rel.qname,
                           f"anon (anyone holding the public anon key) may {', '.join(extra)} on this "
                           f"{_KINDS.get(rel.kind, rel.kind)}, which is not declared public",
-                          f"REVOKE {', '.join(extra)} ON {_ident(rel.qname)} FROM PUBLIC, anon; and for the next "
+                          f"REVOKE {', '.join(extra)} ON {shown_ident(rel.qname)} FROM PUBLIC, anon; and for the next "
                           f"tables (Supabase grants anon every new table in public by default): ALTER DEFAULT "
                           f"PRIVILEGES FOR ROLE {rel.owner} IN SCHEMA {rel.schema} REVOKE ALL ON TABLES FROM anon"
                           + ("" if rel.qname in rules.public else
@@ -742,8 +734,8 @@ def _anon_findings(a: _Audit) -> Iterator[Finding]:
         yield Finding("low", "anon-sequence", seq.qname,
                       f"anon may {', '.join(privs)} on this sequence: it learns how many rows were ever inserted "
                       "(currval/last_value) and can burn ids (nextval/setval) without touching a table",
-                      f"REVOKE ALL ON SEQUENCE {_ident(seq.qname)} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES FOR "
-                      f"ROLE {seq.owner} IN SCHEMA {seq.schema} REVOKE ALL ON SEQUENCES FROM anon")
+                      f"REVOKE ALL ON SEQUENCE {shown_ident(seq.qname)} FROM PUBLIC, anon; ALTER DEFAULT "
+                      f"PRIVILEGES FOR ROLE {seq.owner} IN SCHEMA {seq.schema} REVOKE ALL ON SEQUENCES FROM anon")
 
 
 def _secret_findings(a: _Audit) -> Iterator[Finding]:
@@ -762,7 +754,7 @@ def _secret_findings(a: _Audit) -> Iterator[Finding]:
         names = ", ".join(c.name for c in cols)
         if relation in bound and "anon" not in readers:
             continue  # the tenant's own secrets behind a policy that binds the tenant
-        rn = _ident(relation)
+        rn = shown_ident(relation)
         yield Finding("critical", "secret-readable", f"{relation} ({names})",
                       f"secret-looking column(s) readable by {', '.join(readers)}"
                       + ("" if relation in a.tenants else " on a table with no tenant key"),
@@ -939,7 +931,7 @@ def _call_sql(fn: Function, key_names: Iterable[str]) -> tuple[str, tuple[str, .
         while values and values[-1] is None:
             values.pop()
         parts = [v if v is not None else f"NULL::{fn.arg_types[i]}" for i, v in enumerate(values)]
-    call = f"{_ident(fn.qname)}({', '.join(parts)})"
+    call = f"{shown_ident(fn.qname)}({', '.join(parts)})"
     rows = fn.retset or fn.return_kind == "c" or fn.returns == "record"
     sql = (f"select to_jsonb(r)::text from {call} as r limit {_ROW_LIMIT + 1}" if rows else
            f"select ({call})::text")
@@ -1150,7 +1142,7 @@ async def _probe_surface(config: CutoverConfig) -> CheckResult:
         orgs = await _orgs_from_db_async(control, config)
         call = _caller(config, found.app_role, app, control)
         for p in probes:
-            rel = _ident(p.relation)
+            rel = shown_ident(p.relation)
             where = f" where {quote_ident(p.column)}::text = $1" if p.column else ""
             if p.column:
                 org_b = await control.fetchval(f"select {quote_ident(p.column)}::text from {rel} group by 1 "

@@ -20,14 +20,14 @@ from cryptography.x509.oid import NameOID
 from pytest_cutover.util import certs
 from pytest_cutover.util.git import GitError, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
-from pytest_cutover.util.sql import quote_ident, quote_literal
+from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
 
 SECRET = "a-jwt-secret-of-at-least-32-bytes-0123456789"
 
 EXPORTS = {
     "pytest_cutover.util.jwt": ["encode_hs256", "mint_jwt"],
     "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
-    "pytest_cutover.util.sql": ["quote_ident", "quote_literal"],
+    "pytest_cutover.util.sql": ["quote_ident", "quote_literal", "shown_ident"],
     "pytest_cutover.util.git": ["GitError", "run_git"],
 }
 
@@ -124,6 +124,17 @@ def test_quote_ident(name: str, quoted: str) -> None:
 ])
 def test_quote_literal(value: str | None, quoted: str) -> None:
     assert quote_literal(value) == quoted
+
+
+@pytest.mark.parametrize(("name", "dotted", "shown"), [
+    ("public.threads", True, "public.threads"),
+    ("public.MyTable", True, '"public"."MyTable"'),
+    ("tenant_$1", False, "tenant_$1"),
+    ('my "policy"', False, '"my ""policy"""'),
+    ("postgres.ref", False, '"postgres.ref"'),  # a role whose name holds a dot stays one name
+])
+def test_shown_ident_quotes_only_what_needs_it(name: str, dotted: bool, shown: str) -> None:
+    assert shown_ident(name, dotted=dotted) == shown
 
 
 # -- git -------------------------------------------------------------------------------------------------------
