@@ -6,6 +6,7 @@ with), so a token that PyJWT would reject cannot pass here.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib
 from pathlib import Path
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pytest_cutover.util import certs
+from pytest_cutover.util.aio import run_sync
 from pytest_cutover.util.git import GitError, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
 from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
@@ -29,6 +31,7 @@ EXPORTS = {
     "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
     "pytest_cutover.util.sql": ["quote_ident", "quote_literal", "shown_ident"],
     "pytest_cutover.util.git": ["GitError", "run_git"],
+    "pytest_cutover.util.aio": ["run_sync"],
 }
 
 
@@ -135,6 +138,26 @@ def test_quote_literal(value: str | None, quoted: str) -> None:
 ])
 def test_shown_ident_quotes_only_what_needs_it(name: str, dotted: bool, shown: str) -> None:
     assert shown_ident(name, dotted=dotted) == shown
+
+
+# -- aio -------------------------------------------------------------------------------------------------------
+async def _answer(delay: float = 0.0) -> int:
+    await asyncio.sleep(delay)
+    return 42
+
+
+def test_run_sync_from_plain_code_and_from_inside_a_running_loop() -> None:
+    assert run_sync(_answer()) == 42
+
+    async def inside() -> int:
+        return run_sync(_answer())  # asyncio.run would refuse here: a worker thread runs it
+
+    assert asyncio.run(inside()) == 42
+
+
+def test_run_sync_deadline() -> None:
+    with pytest.raises(TimeoutError):
+        run_sync(_answer(5.0), timeout=0.05)
 
 
 # -- git -------------------------------------------------------------------------------------------------------
