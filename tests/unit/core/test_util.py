@@ -23,6 +23,7 @@ from pytest_cutover.util.aio import run_sync
 from pytest_cutover.util.git import GitError, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
 from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
+from pytest_cutover.util.wait import wait_until
 
 SECRET = "a-jwt-secret-of-at-least-32-bytes-0123456789"
 
@@ -32,6 +33,7 @@ EXPORTS = {
     "pytest_cutover.util.sql": ["quote_ident", "quote_literal", "shown_ident"],
     "pytest_cutover.util.git": ["GitError", "run_git"],
     "pytest_cutover.util.aio": ["run_sync"],
+    "pytest_cutover.util.wait": ["wait_until"],
 }
 
 
@@ -158,6 +160,41 @@ def test_run_sync_from_plain_code_and_from_inside_a_running_loop() -> None:
 def test_run_sync_deadline() -> None:
     with pytest.raises(TimeoutError):
         run_sync(_answer(5.0), timeout=0.05)
+
+
+# -- wait ------------------------------------------------------------------------------------------------------
+def test_wait_until_returns_the_first_truthy_result() -> None:
+    calls: list[int] = []
+
+    def third() -> str:
+        calls.append(1)
+        return "ready" if len(calls) == 3 else ""
+
+    assert wait_until(third, 5.0, pause=0.001) == "ready"
+    assert len(calls) == 3
+
+
+def test_wait_until_gives_up_at_the_deadline_with_the_last_result() -> None:
+    import time
+
+    calls: list[float] = []
+    started = time.monotonic()
+    assert wait_until(lambda: calls.append(time.monotonic()) or 0, 0.3, pause=0.02, max_pause=0.1) == 0
+    took = time.monotonic() - started
+    assert 0.3 <= took < 0.6, took  # the last call is at the deadline, never a full pause past it
+    assert calls[-1] - started >= 0.29 and len(calls) >= 4
+
+
+def test_wait_until_lets_an_error_through_at_once() -> None:
+    calls: list[int] = []
+
+    def broken() -> bool:
+        calls.append(1)
+        raise LookupError("the process exited")
+
+    with pytest.raises(LookupError, match="exited"):
+        wait_until(broken, 5.0)
+    assert calls == [1]
 
 
 # -- git -------------------------------------------------------------------------------------------------------
