@@ -18,10 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pytest_cutover.errors import CutoverError
 from pytest_cutover.util import certs
 from pytest_cutover.util.aio import run_sync
 from pytest_cutover.util.git import GitError, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
+from pytest_cutover.util.proc import run_checked, run_psql
 from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
 from pytest_cutover.util.wait import wait_until
 
@@ -34,6 +36,7 @@ EXPORTS = {
     "pytest_cutover.util.git": ["GitError", "run_git"],
     "pytest_cutover.util.aio": ["run_sync"],
     "pytest_cutover.util.wait": ["wait_until"],
+    "pytest_cutover.util.proc": ["run_checked", "run_psql"],
 }
 
 
@@ -195,6 +198,32 @@ def test_wait_until_lets_an_error_through_at_once() -> None:
     with pytest.raises(LookupError, match="exited"):
         wait_until(broken, 5.0)
     assert calls == [1]
+
+
+# -- proc ------------------------------------------------------------------------------------------------------
+class _ProbeError(CutoverError):
+    pass
+
+
+def test_run_checked_names_what_timed_out_or_failed_with_the_callers_error() -> None:
+    import sys
+
+    assert run_checked([sys.executable, "-c", "print('hi')"], what="hello", timeout=30).stdout == "hi\n"
+    with pytest.raises(_ProbeError, match=r"slow thing timed out after 0\.2 s") as slow:
+        run_checked([sys.executable, "-c", "import time; time.sleep(30)"], what="slow thing", timeout=0.2,
+                    error=_ProbeError, hint="raise the timeout")
+    assert slow.value.hint == "raise the timeout"
+    with pytest.raises(_ProbeError, match=r"rss command failed with exit status 3: password=\S*\*") as failed:
+        run_checked("echo password=hunter2 >&2; exit 3", shell=True, what="rss command", timeout=30,
+                    error=_ProbeError, hint="check it", failure_hint="read its stderr")
+    assert "hunter2" not in str(failed.value) and failed.value.hint == "read its stderr"
+
+
+def test_run_psql_without_psql_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no psql on it
+    with pytest.raises(_ProbeError, match="psql is not installed: cannot run SHOW POOLS") as missing:
+        run_psql("postgresql://u:secret@127.0.0.1:1/pgbouncer", "SHOW POOLS", timeout=1, error=_ProbeError)
+    assert "postgresql-client" in (missing.value.hint or "")
 
 
 # -- git -------------------------------------------------------------------------------------------------------
