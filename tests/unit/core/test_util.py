@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.util import certs
 from pytest_cutover.util.aio import run_sync
-from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.git import GitError, git_or_none, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
 from pytest_cutover.util.proc import run_checked, run_psql
 from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
@@ -33,7 +33,7 @@ EXPORTS = {
     "pytest_cutover.util.jwt": ["encode_hs256", "mint_jwt"],
     "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
     "pytest_cutover.util.sql": ["quote_ident", "quote_literal", "shown_ident"],
-    "pytest_cutover.util.git": ["GitError", "run_git"],
+    "pytest_cutover.util.git": ["GitError", "git_or_none", "run_git"],
     "pytest_cutover.util.aio": ["run_sync"],
     "pytest_cutover.util.wait": ["wait_until"],
     "pytest_cutover.util.proc": ["run_checked", "run_psql"],
@@ -258,3 +258,10 @@ def test_run_git_never_hangs_and_says_when_git_is_missing(tmp_path: Path, monkey
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(GitError, match="git is not installed"):
         run_git(tmp_path, "status")
+
+
+def test_git_or_none_is_none_only_when_git_cannot_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    done = git_or_none(tmp_path, "rev-parse", "HEAD")
+    assert done is not None and done.returncode != 0  # git answered: not a repository
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git on it
+    assert git_or_none(tmp_path, "status") is None  # git cannot answer: unknown
