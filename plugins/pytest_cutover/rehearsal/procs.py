@@ -16,7 +16,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
@@ -142,13 +142,8 @@ class ManagedProcess:
             nonlocal last_problem
             code = proc.poll()
             if code is not None:
-                tail = self.log_tail()
-                self.stop()
-                raise RehearsalError(
-                    f"{self.name} exited with code {code} before it was ready (pid {self.pid}, log {self.log_path})"
-                    f"; last log lines:\n{tail}",
-                    hint=f"read {self.log_path} for the full output",
-                )
+                self._give_up(f"exited with code {code} before it was ready (pid {self.pid}, log {self.log_path})",
+                              f"read {self.log_path} for the full output")
             try:
                 return bool(ready())
             except Exception as exc:  # any failure of the probe means "not ready yet"
@@ -156,13 +151,14 @@ class ManagedProcess:
                 return False
 
         if not wait_until(up, timeout, pause=_POLL_FIRST_S, max_pause=_POLL_MAX_S):
-            tail = self.log_tail()
-            self.stop()
-            raise RehearsalError(
-                f"{self.name} not ready after {timeout:.1f}s (pid {self.pid}, last probe: {last_problem}, "
-                f"log {self.log_path}); last log lines:\n{tail}",
-                hint=f"read {self.log_path}; raise the timeout if the machine is slow",
-            )
+            self._give_up(f"not ready after {timeout:.1f}s (pid {self.pid}, last probe: {last_problem}, "
+                          f"log {self.log_path})", f"read {self.log_path}; raise the timeout if the machine is slow")
+
+    def _give_up(self, what: str, hint: str) -> NoReturn:
+        """Stop the process and raise with ``what`` went wrong and its last log lines."""
+        tail = self.log_tail()
+        self.stop()
+        raise RehearsalError(f"{self.name} {what}; last log lines:\n{tail}", hint=hint)
 
     def _descendants(self) -> list[int]:
         try:
