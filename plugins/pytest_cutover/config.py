@@ -17,9 +17,9 @@ import re
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -44,11 +44,13 @@ __all__ = [
     "Week1Config",
     "config_hash",
     "config_hosts",
+    "config_setting",
     "discover_config",
     "dsn_notices",
     "load_config",
     "lookup",
     "parse_config",
+    "resolve_settings",
 ]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -335,6 +337,35 @@ def lookup(config: CutoverConfig | None, dotted: str) -> Any:
         attr = "schema_" if part == "schema" else part
         node = node.get(attr) if isinstance(node, Mapping) else getattr(node, attr, None)
     return node
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _first_set(config: CutoverConfig, keys: tuple[str, ...]) -> Any:
+    return _frozen(next((v for v in (lookup(config, k) for k in keys) if v is not None), None))
+
+
+def config_setting(*keys: str) -> Any:
+    """A dataclass field resolved from the config: the first of ``keys`` (``section.name``) that is set.
+
+    Its default is the config model's own default, so a settings dataclass (the monitor's, Week 1's)
+    never declares a default a second time; :func:`resolve_settings` fills it from a config.
+    """
+    return field(default=_first_set(CutoverConfig(), keys), metadata={"config": keys})
+
+
+_Settings = TypeVar("_Settings")
+
+
+def resolve_settings(cls: type[_Settings], config: CutoverConfig | None) -> _Settings:
+    """An instance of the settings dataclass ``cls`` whose :func:`config_setting` fields come from ``config``
+    (its defaults when ``config`` is ``None``)."""
+    if config is None:
+        return cls()
+    return cls(**{f.name: _first_set(config, f.metadata["config"])
+                  for f in fields(cls) if "config" in f.metadata})
 
 
 @dataclass

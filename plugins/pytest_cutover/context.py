@@ -16,7 +16,7 @@ from pytest_cutover.config import CutoverConfig, config_hash
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.ledger import LEDGER_NAME, Ledger, check_run_id, run_dir
 from pytest_cutover.redact import redact
-from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.git import git_or_none
 
 __all__ = [
     "DEFAULT_RUN",
@@ -71,12 +71,9 @@ def latest_run(reports_dir: str | os.PathLike[str]) -> str | None:
 
 def git_revision(path: str | os.PathLike[str]) -> str | None:
     """The suite's git revision (``+dirty`` when it has uncommitted changes), or ``None``."""
-    try:
-        rev = run_git(path, "rev-parse", "HEAD", timeout=10)
-        if rev.returncode != 0:
-            return None
-        dirty = run_git(path, "status", "--porcelain", "--untracked-files=no", timeout=10)
-    except (GitError, OSError):
+    rev = git_or_none(path, "rev-parse", "HEAD", timeout=10)
+    dirty = git_or_none(path, "status", "--porcelain", "--untracked-files=no", timeout=10) if rev else None
+    if rev is None or rev.returncode != 0 or dirty is None:
         return None
     return rev.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
 

@@ -17,8 +17,29 @@ from pytest_cutover.config import CutoverConfig, lookup
 from pytest_cutover.context import RunContext
 from pytest_cutover.session_keys import PROP_FIGURE, announce, get_session
 
-__all__ = ["announce_event", "ctx", "cutover_config", "cutover_context", "cutover_require", "needs", "record_figure",
-           "sql", "tenant_sql"]
+__all__ = ["RUNBOOK_MARKER", "announce_event", "ctx", "cutover_config", "cutover_context", "cutover_require",
+           "missing_keys", "needs", "record_figure", "runbook_line", "skip_reason", "sql", "tenant_sql"]
+
+RUNBOOK_MARKER = "runbook"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{RUNBOOK_MARKER}(line): the runbook line a staged test covers, quoted "
+                                       "(the report's checklist ticks the line from the test's outcome)")
+
+
+def runbook_line(item: pytest.Item) -> str | None:
+    """The runbook line ``item`` covers: its ``runbook`` marker (a parametrised case's own marker first).
+
+    Fallback: the first line of the test's docstring, because users' own staged checks written before the
+    marker existed quote their line there; every test of the packaged suite carries the marker (a unit test
+    keeps it so).
+    """
+    marker = item.get_closest_marker(RUNBOOK_MARKER)
+    if marker is not None and marker.args:
+        return str(marker.args[0])
+    doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else None
 
 
 @pytest.fixture(scope="session")
@@ -36,40 +57,47 @@ def cutover_config(pytestconfig: pytest.Config) -> CutoverConfig:
     return config
 
 
-@pytest.fixture
-def cutover_require(cutover_config: CutoverConfig) -> Callable[..., Any]:
-    """``require("target.database_url", ...)`` returns the values, or skips naming the first missing key.
-
-    A check whose inputs are absent is skipped, never passed; the report lists it and the
-    sign-off cannot say SUCCESS unless ``[waivers]`` gives a reason for that key.
-    """
-
-    def require(*keys: str) -> Any:
-        values = _require(cutover_config, keys)
-        return values[0] if len(values) == 1 else tuple(values)
-
-    return require
-
-
-def _require(config: CutoverConfig, keys: tuple[str, ...]) -> list[Any]:
-    """The values of ``keys``; skips the calling test naming the first one that is absent."""
-    values = []
+def missing_keys(config: CutoverConfig, keys: tuple[str, ...]) -> list[str]:
+    """The keys of ``keys`` that are absent or empty, each as its reason names it; ``"a|b"``: either will do."""
+    missing = []
     for key in keys:
-        value = lookup(config, key)
-        if value is None or value == "":
-            pytest.skip(f"missing config key {key}")
-        values.append(value)
-    return values
+        choices = key.split("|")
+        if all(lookup(config, k) in (None, "") for k in choices):
+            missing.append(choices[0] + "".join(f" (or {k})" for k in choices[1:]))
+    return missing
+
+
+def skip_reason(config: CutoverConfig, missing: list[str]) -> str:
+    """``missing config key app.health_url in /ops/cutover.toml``: the keys and the file to add them to."""
+    where = config.path or "the cutover config"
+    return f"missing config key{'s' if len(missing) > 1 else ''} {', '.join(missing)} in {where}"
 
 
 @pytest.fixture(scope="session")
-def needs(cutover_config: CutoverConfig) -> Callable[..., None]:
-    """``needs("app.health_url", ...)`` skips the caller naming the first config key that is absent."""
+def needs(cutover_config: CutoverConfig) -> Callable[..., Any]:
+    """``needs("app.health_url", "source.qdrant_path|source.qdrant_url")``: the values (one key: its value), or a
+    skip of the caller naming every missing key and the config file (``a|b``: either key will do).
 
-    def check(*keys: str) -> None:
-        _require(cutover_config, keys)
+    The one helper for "this check needs these config keys", in tests and in fixtures of any scope. A check
+    whose inputs are absent is skipped, never passed; the report lists it and the sign-off cannot say SUCCESS
+    unless ``[waivers]`` gives a reason for that key.
+    """
+
+    def check(*keys: str) -> Any:
+        missing = missing_keys(cutover_config, keys)
+        if missing:
+            pytest.skip(skip_reason(cutover_config, missing))
+        values = [next(v for v in (lookup(cutover_config, k) for k in key.split("|")) if v not in (None, ""))
+                  for key in keys]
+        return values[0] if len(values) == 1 else tuple(values)
 
     return check
+
+
+@pytest.fixture(scope="session")
+def cutover_require(needs: Callable[..., Any]) -> Callable[..., Any]:
+    """The earlier name of :func:`needs` (users' own checks may still ask for it)."""
+    return needs
 
 
 @pytest.fixture(scope="session")

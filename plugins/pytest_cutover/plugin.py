@@ -20,6 +20,7 @@ import pytest
 from pytest_cutover.config import CutoverConfig, load_config
 from pytest_cutover.context import RunContext, resolve_run_id
 from pytest_cutover.errors import CutoverError
+from pytest_cutover.fixtures import runbook_line
 from pytest_cutover.ledger import iso_utc
 from pytest_cutover.redact import redact
 from pytest_cutover.redact_plugin import Crash, RedactedRepr
@@ -211,9 +212,9 @@ class CutoverSession:
                 continue
             item.stash[STAGE_KEY] = stage
             item.user_properties.append((_PROP_STAGE, stage))
-            doc = (getattr(item, "obj", None).__doc__ or "").strip() if hasattr(item, "obj") else ""
-            if doc:
-                item.user_properties.append((_PROP_RUNBOOK, doc.splitlines()[0]))
+            line = runbook_line(item)
+            if line:
+                item.user_properties.append((_PROP_RUNBOOK, line))
         self.stage_of_node = {item.nodeid: s for item, s in zip(items, stages, strict=True) if s}
         self.session_stages = sorted({s for s in stages if s}, key=stage_index)
         order = {id(item): (-1 if s is None else stage_index(s)) for item, s in zip(items, stages, strict=True)}

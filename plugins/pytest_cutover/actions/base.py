@@ -9,10 +9,8 @@ as ``postgresql://user:***@host:6543/db``.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pytest_cutover.config import lookup
 from pytest_cutover.errors import ConfigError, CutoverError
 from pytest_cutover.redact import redact, redact_obj
+from pytest_cutover.util.aio import run_sync  # re-exported: the actions' callers import it from here
 
 if TYPE_CHECKING:
     from pytest_cutover.context import RunContext
@@ -129,20 +128,6 @@ def recorded(ctx: RunContext, action: str, *, before: dict[str, Any] | None = No
 def append_action(ctx: RunContext, result: ActionResult) -> None:
     """Append one ``kind: "action"`` record (stamped with the run's host, user, revision...)."""
     ctx.ledger.append({"kind": "action", **ctx.stamp(), **result.as_dict()})
-
-
-def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run a coroutine from synchronous code, even when the caller already has an event loop."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout) if timeout else await coro
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(bounded())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, bounded()).result()
 
 
 def require(ctx: RunContext, key: str, why: str) -> Any:

@@ -9,13 +9,13 @@ excerpt, error), so a failed wait can say what the app answered last.
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_cutover.actions.base import ActionError, Deadline
 from pytest_cutover.redact import redact
+from pytest_cutover.util.wait import wait_until
 
 if TYPE_CHECKING:
     import httpx
@@ -82,14 +82,14 @@ def wait_for_health(client: httpx.Client, url: str, expect: Iterable[str], deadl
                     what: str, hint: str, step: str | None = None) -> HealthObservation:
     """Poll until ``/health`` is in one of the ``expect`` states, or raise with the last observation."""
     wanted = frozenset(expect)
-    polls = 0
-    while True:
-        observed = probe_health(client, url, timeout=min(5.0, max(0.2, deadline.remaining())))
-        polls += 1
-        if observed.state in wanted:
-            return observed
-        if deadline.expired():
-            raise ActionError(f"{what}: {url} still says {observed.state} after {deadline.elapsed():.1f} s "
-                              f"({polls} polls; wanted {' or '.join(sorted(wanted))}; last answer: "
-                              f"{observed.evidence()})", hint=hint, step=step)
-        time.sleep(min(_POLL_S, deadline.remaining()))
+    seen: list[HealthObservation] = []
+
+    def arrived() -> bool:
+        seen.append(probe_health(client, url, timeout=min(5.0, max(0.2, deadline.remaining()))))
+        return seen[-1].state in wanted
+
+    if wait_until(arrived, deadline.remaining(), pause=_POLL_S):
+        return seen[-1]
+    raise ActionError(f"{what}: {url} still says {seen[-1].state} after {deadline.elapsed():.1f} s "
+                      f"({len(seen)} polls; wanted {' or '.join(sorted(wanted))}; last answer: "
+                      f"{seen[-1].evidence()})", hint=hint, step=step)

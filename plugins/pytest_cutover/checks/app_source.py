@@ -100,12 +100,7 @@ def scan_app_source(root: Path, org_setting: str) -> SourceScan:
         for node in ast.walk(tree):
             where = f"{rel}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Call):
-                owner, name = _call_name(node)
-                if name in _ASYNC_ENGINES or (owner == "asyncpg" and name in _ASYNCPG_CALLS):
-                    scan.engines.append((where, f"{owner + '.' if owner else ''}{name}"))
-                for kw in node.keywords:
-                    if kw.arg in CACHE_SETTINGS:
-                        scan.cache[kw.arg].append((where, _constant_value(kw.value)))
+                _scan_call(scan, node, where)
             elif isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
                     if isinstance(key, ast.Constant) and key.value in CACHE_SETTINGS:
@@ -122,6 +117,16 @@ def scan_app_source(root: Path, org_setting: str) -> SourceScan:
                         scan.cache[setting].append((where, int(m.group(1)) if m.group(1).isdigit() else m.group(1)))
                 _scan_sql(scan, text, where, _formatted(node, parents), org_setting, prefix)
     return scan
+
+
+def _scan_call(scan: SourceScan, node: ast.Call, where: str) -> None:
+    """An engine or asyncpg connection being created, and cache settings passed as keywords."""
+    owner, name = _call_name(node)
+    if name in _ASYNC_ENGINES or (owner == "asyncpg" and name in _ASYNCPG_CALLS):
+        scan.engines.append((where, f"{owner + '.' if owner else ''}{name}"))
+    for kw in node.keywords:
+        if kw.arg in CACHE_SETTINGS:
+            scan.cache[kw.arg].append((where, _constant_value(kw.value)))
 
 
 def _scan_sql(scan: SourceScan, text: str, where: str, formatted: bool, org_setting: str, prefix: str) -> None:

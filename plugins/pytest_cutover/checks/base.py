@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_cutover.redact import redact, redact_obj
+from pytest_cutover.util.aio import run_sync  # re-exported: the checks import it from here
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -45,13 +46,6 @@ def result(name: str, problems: Iterable[str], evidence: str, figures: Mapping[s
     found = tuple(redact(p) for p in problems)
     return CheckResult(name=name, ok=not found, evidence=redact(evidence), figures=redact_obj(dict(figures or {})),
                        problems=found)
-
-
-def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """``asyncio.run`` with a deadline, also from inside a running loop (the actions' helper)."""
-    from pytest_cutover.actions.base import run_sync as _run_sync
-
-    return _run_sync(coro, timeout)
 
 
 def config_relative(config: CutoverConfig | None, value: str) -> Path:

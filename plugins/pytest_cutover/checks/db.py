@@ -89,7 +89,6 @@ async def connect(dsn: Secret | str, *, ca_file: str | None = None, timeout: flo
 
     ``what`` names the config key in messages (``target.app_database_url``).
     """
-    import asyncpg
 
     plain = asyncpg_dsn(dsn)
     where = describe(dsn)
@@ -98,60 +97,81 @@ async def connect(dsn: Secret | str, *, ca_file: str | None = None, timeout: flo
     if server_settings:
         kwargs["server_settings"] = server_settings
     try:
-        if "sslmode=" in plain:
-            return await asyncpg.connect(plain, **kwargs)
-        if ca_file or require_tls:
-            try:
-                return await asyncpg.connect(plain, ssl=ssl_context(ca_file), **kwargs)
-            except ConnectionError as exc:
-                if "rejected SSL upgrade" not in str(exc):
-                    raise
-                if require_tls:
-                    raise TlsError(f"{label} refused TLS (the server answered the SSLRequest with 'N')",
-                                   hint="connect through the TLS endpoint (the pooler); never send the "
-                                        "credentials in clear text") from None
-        return await asyncpg.connect(plain, **kwargs)
+        return await _open(plain, kwargs, ca_file=ca_file, require_tls=require_tls, label=label)
     except CutoverError:
         raise
-    except asyncpg.InvalidPasswordError as exc:
-        raise CredentialsError(f"{label}: the password was refused ({redact(exc)})",
-                               hint=_key_hint(what, "check the password; percent-encode special characters "
-                                                    "(an @ in a password is %40)")) from None
-    except asyncpg.InvalidAuthorizationSpecificationError as exc:
-        raise CredentialsError(f"{label}: the user was refused ({redact(exc)})",
-                               hint=_key_hint(what, "check the user name (Supabase's pooler wants "
-                                                    "postgres.<project-ref>)")) from None
-    except asyncpg.InvalidCatalogNameError:
-        raise DatabaseError(f"{label}: the database does not exist",
-                            hint=_key_hint(what, "check the database name at the end of the URL")) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise TlsError(f"{label}: the server certificate is not trusted: {exc.verify_message or exc}",
-                       hint="set target.ca_file to the CA that issued the certificate, or fix the host name "
-                            "so that it matches the certificate") from None
-    except socket.gaierror as exc:
-        raise UnreachableError(f"{label}: host name cannot be resolved ({exc.strerror})",
-                               hint=_key_hint(what, "check the host name for typos and DNS")) from None
-    except ConnectionRefusedError:
-        raise UnreachableError(f"{label}: connection refused, nothing listens on that port",
-                               hint=_key_hint(what, "check the port: Supabase's transaction pooler is 6543, the "
-                                                    "session pooler and the direct connection 5432")) from None
-    except (TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
-        if isinstance(exc, TimeoutError):
-            raise ConnectTimeoutError(f"{label}: no connection within {timeout:g}s",
-                                      hint="check the network path and firewall; raise "
-                                           "thresholds.connect_timeout_s if the link is slow") from None
-        raise DatabaseError(f"{label}: the server closed the connection during login ({redact(exc)})",
-                            hint="check that the server accepts this client (TLS, pg_hba, pooler limits)") from None
-    except OSError as exc:
-        raise UnreachableError(f"{label}: {type(exc).__name__}: {redact(exc)}",
-                               hint=_key_hint(what, "check host, port and network")) from None
-    except asyncpg.PostgresError as exc:
+    except Exception as exc:
+        mapped = _login_error(exc, label, what, timeout)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+async def _open(plain: str, kwargs: dict[str, Any], *, ca_file: str | None, require_tls: bool,
+                label: str) -> asyncpg.Connection:
+    """Connect as the DSN's ``sslmode`` says, else with TLS when a CA is given or TLS is required (falling
+    back to plain text only when TLS is not required and the server refuses the upgrade)."""
+    import asyncpg
+
+    if "sslmode=" in plain:
+        return await asyncpg.connect(plain, **kwargs)
+    if ca_file or require_tls:
+        try:
+            return await asyncpg.connect(plain, ssl=ssl_context(ca_file), **kwargs)
+        except ConnectionError as exc:
+            if "rejected SSL upgrade" not in str(exc):
+                raise
+            if require_tls:
+                raise TlsError(f"{label} refused TLS (the server answered the SSLRequest with 'N')",
+                               hint="connect through the TLS endpoint (the pooler); never send the "
+                                    "credentials in clear text") from None
+    return await asyncpg.connect(plain, **kwargs)
+
+
+def _login_error(exc: BaseException, label: str, what: str | None, timeout: float) -> CutoverError | None:
+    """The driver's or the network's error as ours, with what to check; ``None``: not a login error."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return CredentialsError(f"{label}: the password was refused ({redact(exc)})",
+                                hint=_key_hint(what, "check the password; percent-encode special characters "
+                                                     "(an @ in a password is %40)"))
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return CredentialsError(f"{label}: the user was refused ({redact(exc)})",
+                                hint=_key_hint(what, "check the user name (Supabase's pooler wants "
+                                                     "postgres.<project-ref>)"))
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return DatabaseError(f"{label}: the database does not exist",
+                             hint=_key_hint(what, "check the database name at the end of the URL"))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsError(f"{label}: the server certificate is not trusted: {exc.verify_message or exc}",
+                        hint="set target.ca_file to the CA that issued the certificate, or fix the host name "
+                             "so that it matches the certificate")
+    if isinstance(exc, socket.gaierror):
+        return UnreachableError(f"{label}: host name cannot be resolved ({exc.strerror})",
+                                hint=_key_hint(what, "check the host name for typos and DNS"))
+    if isinstance(exc, ConnectionRefusedError):
+        return UnreachableError(f"{label}: connection refused, nothing listens on that port",
+                                hint=_key_hint(what, "check the port: Supabase's transaction pooler is 6543, the "
+                                                     "session pooler and the direct connection 5432"))
+    if isinstance(exc, TimeoutError):
+        return ConnectTimeoutError(f"{label}: no connection within {timeout:g}s",
+                                   hint="check the network path and firewall; raise "
+                                        "thresholds.connect_timeout_s if the link is slow")
+    if isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError):
+        return DatabaseError(f"{label}: the server closed the connection during login ({redact(exc)})",
+                             hint="check that the server accepts this client (TLS, pg_hba, pooler limits)")
+    if isinstance(exc, OSError):
+        return UnreachableError(f"{label}: {type(exc).__name__}: {redact(exc)}",
+                                hint=_key_hint(what, "check host, port and network"))
+    if isinstance(exc, asyncpg.PostgresError):
         if "authentication failed" in str(exc).lower():
-            raise CredentialsError(f"{label}: the credentials were refused ({redact(exc)})",
-                                   hint=_key_hint(what, "check the user and password; percent-encode special "
-                                                        "characters (an @ in a password is %40)")) from None
-        raise DatabaseError(f"{label}: login failed with SQLSTATE {exc.sqlstate}: {redact(exc)}",
-                            hint="read the server's message; it names what it refused") from None
+            return CredentialsError(f"{label}: the credentials were refused ({redact(exc)})",
+                                    hint=_key_hint(what, "check the user and password; percent-encode special "
+                                                         "characters (an @ in a password is %40)"))
+        return DatabaseError(f"{label}: login failed with SQLSTATE {exc.sqlstate}: {redact(exc)}",
+                             hint="read the server's message; it names what it refused")
+    return None
 
 
 def _key_hint(what: str | None, text: str) -> str:

@@ -190,6 +190,21 @@ def _rls_refusal(state: str | None, message: str) -> bool:
     return state == "42501" and "row-level security" in message
 
 
+async def _probe_move_into_b(app: asyncpg.Connection, config: CutoverConfig, t: Tenants, tag: str, name: str,
+                             figures: dict[str, Any]) -> list[str]:
+    """The update probe's second half: can org A's context move one of its own rows into org B?"""
+    k = quote_ident(t.key)
+    mv_state, _, mv_status = await _in_tx(app, config, t.org_a, None, lambda: _try(
+        app, f"update {quote_ident(t.table)} set {k} = $2::{t.key_type} where ctid = (select ctid from "
+             f"{quote_ident(t.table)} where {k} = $1::{t.key_type} limit 1)", t.org_a, t.org_b))
+    figures.update(move_into_b_sqlstate=mv_state)
+    if mv_state is None and _rows(mv_status):
+        return [f"RLS LEAK: {tag} can move its own row into org {t.org_b} (rolled back): add WITH CHECK "
+                f"({t.key} = nullif(current_setting('{config.schema_.rls_org_setting}', true), '')) to the UPDATE "
+                f"policy of {name}"]
+    return []
+
+
 async def _probe(config: CutoverConfig, table: str, probe: str) -> CheckResult:
     s = config.schema_
     key_table = qualify(table)
@@ -271,14 +286,7 @@ async def _probe(config: CutoverConfig, table: str, probe: str) -> CheckResult:
                 problems.append(f"org {t.org_b}'s rows in {name} changed during the probe (checksum {before[:8]} -> "
                                 f"{after[:8]}): something wrote them; investigate before going on")
             if probe == "update" and t.a_rows:
-                mv_state, _, mv_status = await _in_tx(app, config, t.org_a, None, lambda: _try(
-                    app, f"update {quote_ident(t.table)} set {k} = $2::{t.key_type} where ctid = (select ctid from "
-                         f"{quote_ident(t.table)} where {k} = $1::{t.key_type} limit 1)", t.org_a, t.org_b))
-                figures.update(move_into_b_sqlstate=mv_state)
-                if mv_state is None and _rows(mv_status):
-                    problems.append(f"RLS LEAK: {tag} can move its own row into org {t.org_b} (rolled back): add "
-                                    f"WITH CHECK ({t.key} = nullif(current_setting('{s.rls_org_setting}', true), '')) "
-                                    f"to the UPDATE policy of {name}")
+                problems += await _probe_move_into_b(app, config, t, tag, name, figures)
             evidence = (f"{tag}: {probe} of org {t.org_b}'s rows affected {affected}; control {ctrl_role}: "
                         f"{ctl_affected or ctl_state}; org {t.org_b}'s checksum unchanged: {before == after}")
             # A foreign key refusing the control's delete still proves the control reached B's rows.

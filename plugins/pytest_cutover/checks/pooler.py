@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_cutover.actions.pg import endpoint
 from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import connect, describe
-from pytest_cutover.dsn import split_password
 from pytest_cutover.errors import CutoverError
-from pytest_cutover.redact import Secret, redact, reveal
+from pytest_cutover.redact import Secret
+from pytest_cutover.util.proc import run_psql
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -108,22 +105,9 @@ async def observe_pool(dsn: Secret | str, *, ca_file: str | None, timeout: float
 
 def pool_mode_from_admin(admin_url: Secret | str, timeout: float = 10.0) -> str | None:
     """``pool_mode`` from PgBouncer's ``SHOW CONFIG`` (admin console, via psql: it speaks only simple queries)."""
-    exe = shutil.which("psql")
-    if exe is None:
-        raise CutoverError("psql is not installed: cannot read the pooler's SHOW CONFIG",
-                           hint="apt-get install postgresql-client, or unset monitor.pooler_admin_url")
-    url, password = split_password(reveal(admin_url) or "")
-    env = {**os.environ, **({"PGPASSWORD": password} if password is not None else {})}
-    try:
-        done = subprocess.run([exe, "-X", "-A", "-t", "-F", "|", "-d", url, "-c", "SHOW CONFIG"],
-                              capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    except subprocess.TimeoutExpired:
-        raise CutoverError(f"SHOW CONFIG on {redact(str(admin_url))} timed out after {timeout:g}s",
-                           hint="check monitor.pooler_admin_url") from None
-    if done.returncode != 0:
-        raise CutoverError(f"SHOW CONFIG on {redact(str(admin_url))} failed: {redact(done.stderr.strip())}",
-                           hint="the user needs to be in the pooler's admin_users or stats_users")
-    for line in done.stdout.splitlines():
+    out = run_psql(admin_url, "SHOW CONFIG", timeout=timeout, tuples_only=True, hint="check monitor.pooler_admin_url",
+                   failure_hint="the user needs to be in the pooler's admin_users or stats_users")
+    for line in out.splitlines():
         parts = line.split("|")
         if len(parts) >= 2 and parts[0].strip() == "pool_mode":
             return parts[1].strip()

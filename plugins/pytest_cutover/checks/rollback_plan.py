@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from pytest_cutover.checks.base import CheckResult, config_relative, result
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.redact import reveal
-from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.git import git_or_none
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -87,10 +87,7 @@ def _squash(text: str) -> str:
 def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     # The checkout may belong to the deploy user while the suite runs as another (root in CI): trust exactly
     # the folders on the way up to it (git's safe.directory), nothing else.
-    try:
-        return run_git(folder, *args, trust=(folder, *folder.parents), timeout=_GIT_TIMEOUT_S)
-    except (GitError, OSError):
-        return None
+    return git_or_none(folder, *args, trust_parents=True, timeout=_GIT_TIMEOUT_S)
 
 
 def git_state(path: Path) -> tuple[str, str]:

@@ -29,14 +29,14 @@ differs between org B's key and a key no tenant has, is a leak.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_cutover.checks.base import CheckResult, result, run_sync
 from pytest_cutover.checks.db import config_connection
 from pytest_cutover.checks.rls_audit import tenant_predicate, unbound_branches
-from pytest_cutover.util.sql import quote_ident
+from pytest_cutover.util.sql import quote_ident, shown_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -179,7 +179,7 @@ class Function:
 
     @property
     def signature(self) -> str:
-        return f"{_ident(self.qname)}({self.args})"
+        return f"{shown_ident(self.qname)}({self.args})"
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class TenantKey:
         """The model policy expression for this table."""
         if self.parent is None:
             return tenant_predicate(self.column or "<tenant column>", setting)
-        return f"{self.column} in (select {self.parent_column} from {_ident(self.parent)})"
+        return f"{self.column} in (select {self.parent_column} from {shown_ident(self.parent)})"
 
     def describe(self) -> str:
         return f"tenant key {self.column}" if self.parent is None else \
@@ -506,13 +506,8 @@ def tenant_tables(surface: Surface, rules: Rules) -> dict[str, TenantKey]:
     return dict(sorted(found.items()))
 
 
-def _ident(qname: str) -> str:
-    """``public.threads`` stays as it is when it needs no quotes."""
-    return qname if re.fullmatch(r"[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*", qname) else quote_ident(qname)
-
-
 def _roles_sql(roles: Iterable[str]) -> str:
-    return ", ".join(r if re.fullmatch(r"[a-z_][a-z0-9_]*", r) else f'"{r}"' for r in roles)
+    return ", ".join(shown_ident(r, dotted=False) for r in roles)
 
 
 def _reads(surface: Surface, view: str, seen: frozenset[str] = frozenset()) -> set[str]:
@@ -551,181 +546,206 @@ def _per_row(expr: str | None) -> list[str]:
             if call in low and f"select {call}" not in low]
 
 
-def _q(name: str) -> str:
-    """A policy name as SQL: quoted unless it is a plain identifier."""
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
-
-
 def accepted(found: Sequence[Finding], rules: Rules) -> tuple[list[Finding], dict[str, str]]:
     """``found`` without the findings ``[rls] accepted`` takes (by object, with a reason), and those taken."""
     taken = {f.object: rules.accepted[f.object] for f in found if f.object in rules.accepted}
     return [f for f in found if f.object not in rules.accepted], taken
 
 
-def findings(surface: Surface, rules: Rules) -> list[Finding]:
-    """Every leak on the surface, most severe first (then by object)."""
-    out: list[Finding] = []
-    roles = surface.roles
-    app = surface.app_role
-    tenants = tenant_tables(surface, rules)
-    rels = {r.qname: r for r in surface.relations}
-    policies: dict[str, list[PolicyRow]] = {}
-    for p in surface.policies:
-        policies.setdefault(p.relation, []).append(p)
+@dataclass(frozen=True)
+class _Audit:
+    """What every part of :func:`findings` reads: the surface, the rules, and the tenant tables and policies."""
 
-    def add(severity: Severity, rule: str, obj: str, why: str, fix: str) -> None:
-        out.append(Finding(severity, rule, obj, why, fix))
+    surface: Surface
+    rules: Rules
+    tenants: dict[str, TenantKey]
+    rels: dict[str, Relation]
+    policies: dict[str, list[PolicyRow]]
 
-    # -- tenant tables
-    for t, key in tenants.items():
-        rel = rels.get(t)
-        if rel is None or t in rules.public:
+    @classmethod
+    def of(cls, surface: Surface, rules: Rules) -> _Audit:
+        policies: dict[str, list[PolicyRow]] = {}
+        for p in surface.policies:
+            policies.setdefault(p.relation, []).append(p)
+        return cls(surface, rules, tenant_tables(surface, rules), {r.qname: r for r in surface.relations}, policies)
+
+
+def _tenant_table_findings(a: _Audit) -> Iterator[Finding]:
+    """Tenant tables: RLS off or not forced, owned by the app role, a permissive policy that binds no tenant."""
+    rules, app = a.rules, a.surface.app_role
+    for t, key in a.tenants.items():
+        rel = a.rels.get(t)
+        if rel is None or t in rules.public or not rel.privileges:
             continue
         who = sorted(rel.privileges)
-        if not who:
-            continue
-        tn = _ident(t)
+        tn = shown_ident(t)
         pred = key.predicate(rules.org_setting)
         how = key.describe()
         if not rel.rls:
-            add("critical", "tenant-rls-disabled", t,
-                f"tenant table ({how}) without row level security, reachable by {', '.join(who)}: every tenant's "
-                f"rows are visible", f"ALTER TABLE {tn} ENABLE ROW LEVEL SECURITY; ALTER TABLE {tn} FORCE ROW LEVEL "
-                f"SECURITY; CREATE POLICY {rel.name}_tenant ON {tn} USING ({pred}) WITH CHECK ({pred})")
+            yield Finding("critical", "tenant-rls-disabled", t,
+                          f"tenant table ({how}) without row level security, reachable by {', '.join(who)}: every "
+                          f"tenant's rows are visible", f"ALTER TABLE {tn} ENABLE ROW LEVEL SECURITY; ALTER TABLE "
+                          f"{tn} FORCE ROW LEVEL SECURITY; CREATE POLICY {rel.name}_tenant ON {tn} USING ({pred}) "
+                          f"WITH CHECK ({pred})")
         elif not rel.forced:
-            add("high", "tenant-rls-not-forced", t, f"tenant table ({how}) with RLS enabled but not forced: its "
-                f"owner {rel.owner} is not filtered", f"ALTER TABLE {tn} FORCE ROW LEVEL SECURITY")
+            yield Finding("high", "tenant-rls-not-forced", t, f"tenant table ({how}) with RLS enabled but not "
+                          f"forced: its owner {rel.owner} is not filtered",
+                          f"ALTER TABLE {tn} FORCE ROW LEVEL SECURITY")
         if rel.owner == app:
-            add("high", "tenant-owned-by-app", t, f"the app role {app} owns this tenant table and can turn RLS off",
-                f"ALTER TABLE {tn} OWNER TO {rules.admin_role}; GRANT SELECT, INSERT, UPDATE, DELETE ON {tn} TO {app}")
-        if not rel.rls:
-            continue
-        for p in policies.get(t, []):
-            exposed = [r for r in p.applies if rel.privileges.get(r)]
-            if not p.permissive or not exposed:
-                continue
-            loose = _policy_unbound(p, key, rules)
-            if loose:
-                add("critical", "policy-unbound", f"{t} policy {p.name}",
-                    f"{p.command} policy for {', '.join(exposed)} has a branch that does not bind the tenant "
-                    f"({'; '.join(loose)}): permissive policies are OR'ed, so every tenant's rows pass",
-                    f"DROP POLICY {_q(p.name)} ON {tn}; CREATE POLICY {_q(p.name)} ON {tn} FOR {p.command} "
-                    + (f"USING ({pred})" if p.command in ("SELECT", "DELETE") else
-                       f"WITH CHECK ({pred})" if p.command == "INSERT" else f"USING ({pred}) WITH CHECK ({pred})"))
+            yield Finding("high", "tenant-owned-by-app", t,
+                          f"the app role {app} owns this tenant table and can turn RLS off",
+                          f"ALTER TABLE {tn} OWNER TO {rules.admin_role}; GRANT SELECT, INSERT, UPDATE, DELETE ON "
+                          f"{tn} TO {app}")
+        if rel.rls:
+            yield from _unbound_policy_findings(a, t, key, rel)
 
-    # -- every policy: user_metadata, per-row calls
-    for p in surface.policies:
+
+def _unbound_policy_findings(a: _Audit, t: str, key: TenantKey, rel: Relation) -> Iterator[Finding]:
+    tn, pred = shown_ident(t), key.predicate(a.rules.org_setting)
+    for p in a.policies.get(t, []):
+        exposed = [r for r in p.applies if rel.privileges.get(r)]
+        if not p.permissive or not exposed:
+            continue
+        loose = _policy_unbound(p, key, a.rules)
+        pn = shown_ident(p.name, dotted=False)
+        if loose:
+            yield Finding("critical", "policy-unbound", f"{t} policy {p.name}",
+                          f"{p.command} policy for {', '.join(exposed)} has a branch that does not bind the tenant "
+                          f"({'; '.join(loose)}): permissive policies are OR'ed, so every tenant's rows pass",
+                          f"DROP POLICY {pn} ON {tn}; CREATE POLICY {pn} ON {tn} FOR {p.command} "
+                          + (f"USING ({pred})" if p.command in ("SELECT", "DELETE") else
+                             f"WITH CHECK ({pred})" if p.command == "INSERT" else
+                             f"USING ({pred}) WITH CHECK ({pred})"))
+
+
+def _policy_findings(a: _Audit) -> Iterator[Finding]:
+    """Every policy: user_metadata read from the JWT, per-row calls."""
+    rules = a.rules
+    for p in a.surface.policies:
         text = f"{p.using or ''} {p.check or ''}".lower()
         if "user_metadata" in text or "raw_user_meta_data" in text:
-            add("critical", "policy-user-metadata", f"{p.relation} policy {p.name}",
-                "reads user_metadata from the JWT, which every user can edit for themselves",
-                f"keep the tenant in app_metadata (set server-side) and compare with ((select auth.jwt()) -> "
-                f"'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {_q(p.name)} ON "
-                f"{_ident(p.relation)}; CREATE POLICY {_q(p.name)} ON {_ident(p.relation)} ... ")
+            pn, rn = shown_ident(p.name, dotted=False), shown_ident(p.relation)
+            yield Finding("critical", "policy-user-metadata", f"{p.relation} policy {p.name}",
+                          "reads user_metadata from the JWT, which every user can edit for themselves",
+                          f"keep the tenant in app_metadata (set server-side) and compare with ((select auth.jwt()) "
+                          f"-> 'app_metadata' ->> '{rules.tenant_columns[0]}'): DROP POLICY {pn} ON {rn}; CREATE "
+                          f"POLICY {pn} ON {rn} ... ")
         schema = p.relation.split(".", 1)[0]
         calls = sorted(set(_per_row(p.using) + _per_row(p.check)))
         if schema not in MANAGED_SCHEMAS and calls:
             names = [c if c.endswith(")") else c + ")" for c in calls]
-            add("low", "policy-per-row", f"{p.relation} policy {p.name}",
-                f"calls {', '.join(names)} once per row (Supabase lint auth_rls_initplan)",
-                "wrap each call in a scalar subquery, evaluated once per statement: "
-                + ", ".join(f"(select {n})" for n in names)
-                + (f", e.g. {tenant_predicate(rules.tenant_columns[0], rules.org_setting)}"
-                   if "current_setting()" in names else ""))
+            yield Finding("low", "policy-per-row", f"{p.relation} policy {p.name}",
+                          f"calls {', '.join(names)} once per row (Supabase lint auth_rls_initplan)",
+                          "wrap each call in a scalar subquery, evaluated once per statement: "
+                          + ", ".join(f"(select {n})" for n in names)
+                          + (f", e.g. {tenant_predicate(rules.tenant_columns[0], rules.org_setting)}"
+                             if "current_setting()" in names else ""))
 
-    # -- views and materialized views
+
+def _view_findings(a: _Audit) -> Iterator[Finding]:
+    """Views and materialized views over tenant (or auth) tables that bypass RLS."""
+    surface, app = a.surface, a.surface.app_role
     auth_rels = {r.qname for r in surface.relations if r.schema == "auth"}
     for rel in surface.relations:
         if rel.kind not in ("v", "m") or rel.schema in MANAGED_SCHEMAS or rel.extension:
             continue
         readers = sorted(r for r, privs in rel.privileges.items() if "SELECT" in privs)
-        if not readers or rel.qname in rules.public:
+        if not readers or rel.qname in a.rules.public:
             continue
-        reads = _reads(surface, rel.qname)
-        over = sorted(reads & (set(tenants) | auth_rels))
+        over = sorted(_reads(surface, rel.qname) & (set(a.tenants) | auth_rels))
         data = f"reads {', '.join(over)}" if over else "reads no tenant table"
-        vn = _ident(rel.qname)
+        vn = shown_ident(rel.qname)
         if rel.kind == "m" and over:
-            add("critical", "matview-exposed", rel.qname, f"materialized view ({data}) readable by "
-                f"{', '.join(readers)}: a materialized view has no row level security",
-                f"REVOKE ALL ON {vn} FROM PUBLIC, {_roles_sql(readers)}; serve it through a view WITH "
-                f"(security_invoker = on) over the tables instead")
-        elif rel.kind == "v" and not rel.invoker:
-            api = [r for r in readers if r != app]
-            if over or api:
-                add("critical" if over else "medium", "view-security-definer", rel.qname,
-                    f"view without security_invoker ({data}), readable by {', '.join(readers)}: it runs with its "
-                    f"owner {rel.owner}'s rights, so the tables' RLS does not filter the caller",
-                    f"ALTER VIEW {vn} SET (security_invoker = on)")
+            yield Finding("critical", "matview-exposed", rel.qname, f"materialized view ({data}) readable by "
+                          f"{', '.join(readers)}: a materialized view has no row level security",
+                          f"REVOKE ALL ON {vn} FROM PUBLIC, {_roles_sql(readers)}; serve it through a view WITH "
+                          f"(security_invoker = on) over the tables instead")
+        elif rel.kind == "v" and not rel.invoker and (over or [r for r in readers if r != app]):
+            yield Finding("critical" if over else "medium", "view-security-definer", rel.qname,
+                          f"view without security_invoker ({data}), readable by {', '.join(readers)}: it runs with "
+                          f"its owner {rel.owner}'s rights, so the tables' RLS does not filter the caller",
+                          f"ALTER VIEW {vn} SET (security_invoker = on)")
 
-    # -- auth schema tables
-    for rel in surface.relations:
+
+def _auth_findings(a: _Audit) -> Iterator[Finding]:
+    """Auth schema tables granted to anyone."""
+    for rel in a.surface.relations:
         if rel.schema == "auth" and rel.privileges:
-            add("critical", "auth-exposed", rel.qname,
-                f"auth table readable/writable by {', '.join(sorted(rel.privileges))}: users' emails, hashes, "
-                "tokens", f"REVOKE ALL ON {_ident(rel.qname)} FROM PUBLIC, {_roles_sql(sorted(rel.privileges))}")
+            yield Finding("critical", "auth-exposed", rel.qname,
+                          f"auth table readable/writable by {', '.join(sorted(rel.privileges))}: users' emails, "
+                          "hashes, tokens",
+                          f"REVOKE ALL ON {shown_ident(rel.qname)} FROM PUBLIC, {_roles_sql(sorted(rel.privileges))}")
 
-    # -- functions
-    for fn in surface.functions:
-        if fn.schema in MANAGED_SCHEMAS or fn.extension:
-            continue
+
+def _function_findings(a: _Audit) -> Iterator[Finding]:
+    """Executable SECURITY DEFINER functions, and functions without a fixed search_path."""
+    rules = a.rules
+    for fn in a.surface.functions:
         callers = list(fn.executors)
-        if not callers:
+        if fn.schema in MANAGED_SCHEMAS or fn.extension or not callers:
             continue
         # Declared membership helpers must be callable from policies (and are usually definer, to avoid
         # recursing into the policy they serve): their search_path is still checked.
         if fn.definer and fn.qname not in rules.public and fn.qname not in rules.trusted_functions:
-            add("high", "definer-function-executable", f"{fn.qname}({fn.args})",
-                f"SECURITY DEFINER function executable by {', '.join(callers)}: it runs as {fn.owner} and "
-                f"bypasses RLS on whatever it reads or writes",
-                f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {_roles_sql(callers)}; or ALTER "
-                f"FUNCTION {fn.signature} SECURITY INVOKER")
+            yield Finding("high", "definer-function-executable", f"{fn.qname}({fn.args})",
+                          f"SECURITY DEFINER function executable by {', '.join(callers)}: it runs as {fn.owner} "
+                          f"and bypasses RLS on whatever it reads or writes",
+                          f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {_roles_sql(callers)}; or ALTER "
+                          f"FUNCTION {fn.signature} SECURITY INVOKER")
         if not fn.fixed_search_path:
-            add("critical" if fn.definer else "medium", "function-search-path-mutable", f"{fn.qname}({fn.args})",
-                f"{'SECURITY DEFINER ' if fn.definer else ''}function without a fixed search_path, executable by "
-                f"{', '.join(callers)}: a caller's objects can shadow the ones it means",
-                f"ALTER FUNCTION {fn.signature} SET search_path = ''")
+            yield Finding("critical" if fn.definer else "medium", "function-search-path-mutable",
+                          f"{fn.qname}({fn.args})",
+                          f"{'SECURITY DEFINER ' if fn.definer else ''}function without a fixed search_path, "
+                          f"executable by {', '.join(callers)}: a caller's objects can shadow the ones it means",
+                          f"ALTER FUNCTION {fn.signature} SET search_path = ''")
 
-    # -- anon: nothing unless declared public (and then only reads)
-    if "anon" in roles:
-        for rel in surface.relations:
-            privs = rel.privileges.get("anon", ())
-            if rel.schema in MANAGED_SCHEMAS or rel.extension or not privs:
-                continue
-            extra = [p for p in privs if not (p == "SELECT" and rel.qname in rules.public)]
-            if extra:
-                add("high", "anon-grant", rel.qname,
-                    f"anon (anyone holding the public anon key) may {', '.join(extra)} on this "
-                    f"{_KINDS.get(rel.kind, rel.kind)}, which is not declared public",
-                    f"REVOKE {', '.join(extra)} ON {_ident(rel.qname)} FROM PUBLIC, anon; and for the next tables "
-                    f"(Supabase grants anon every new table in public by default): ALTER DEFAULT PRIVILEGES FOR ROLE "
-                    f"{rel.owner} IN SCHEMA {rel.schema} REVOKE ALL ON TABLES FROM anon"
-                    + ("" if rel.qname in rules.public else
-                       f" (or declare it in [rls] public = {{\"{rel.qname}\" = \"why everyone may read it\"}})"))
-        for fn in surface.functions:
-            if fn.schema in MANAGED_SCHEMAS or fn.extension or "anon" not in fn.executors or fn.qname in rules.public:
-                continue
-            add("high", "anon-grant", f"{fn.qname}({fn.args})",
-                "anon may EXECUTE this function, which is not declared public (EXECUTE goes to PUBLIC by default)",
-                f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES REVOKE "
-                f"EXECUTE ON FUNCTIONS FROM PUBLIC")
 
-        for seq in surface.sequences:
-            privs = seq.privileges.get("anon", ())
-            if seq.schema in MANAGED_SCHEMAS or seq.extension or not privs or seq.qname in rules.public:
-                continue
-            add("low", "anon-sequence", seq.qname,
-                f"anon may {', '.join(privs)} on this sequence: it learns how many rows were ever inserted "
-                "(currval/last_value) and can burn ids (nextval/setval) without touching a table",
-                f"REVOKE ALL ON SEQUENCE {_ident(seq.qname)} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES FOR ROLE "
-                f"{seq.owner} IN SCHEMA {seq.schema} REVOKE ALL ON SEQUENCES FROM anon")
+def _anon_findings(a: _Audit) -> Iterator[Finding]:
+    """anon: nothing unless declared public (and then only reads): relations, functions, sequences."""
+    surface, rules = a.surface, a.rules
+    if "anon" not in surface.roles:
+        return
+    for rel in surface.relations:
+        privs = rel.privileges.get("anon", ())
+        if rel.schema in MANAGED_SCHEMAS or rel.extension or not privs:
+            continue
+        extra = [p for p in privs if not (p == "SELECT" and rel.qname in rules.public)]
+        if extra:
+            yield Finding("high", "anon-grant", rel.qname,
+                          f"anon (anyone holding the public anon key) may {', '.join(extra)} on this "
+                          f"{_KINDS.get(rel.kind, rel.kind)}, which is not declared public",
+                          f"REVOKE {', '.join(extra)} ON {shown_ident(rel.qname)} FROM PUBLIC, anon; and for the next "
+                          f"tables (Supabase grants anon every new table in public by default): ALTER DEFAULT "
+                          f"PRIVILEGES FOR ROLE {rel.owner} IN SCHEMA {rel.schema} REVOKE ALL ON TABLES FROM anon"
+                          + ("" if rel.qname in rules.public else
+                             f" (or declare it in [rls] public = {{\"{rel.qname}\" = \"why everyone may read it\"}})"))
+    for fn in surface.functions:
+        if fn.schema in MANAGED_SCHEMAS or fn.extension or "anon" not in fn.executors or fn.qname in rules.public:
+            continue
+        yield Finding("high", "anon-grant", f"{fn.qname}({fn.args})",
+                      "anon may EXECUTE this function, which is not declared public (EXECUTE goes to PUBLIC by "
+                      "default)",
+                      f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, anon; ALTER DEFAULT PRIVILEGES REVOKE "
+                      f"EXECUTE ON FUNCTIONS FROM PUBLIC")
+    for seq in surface.sequences:
+        privs = seq.privileges.get("anon", ())
+        if seq.schema in MANAGED_SCHEMAS or seq.extension or not privs or seq.qname in rules.public:
+            continue
+        yield Finding("low", "anon-sequence", seq.qname,
+                      f"anon may {', '.join(privs)} on this sequence: it learns how many rows were ever inserted "
+                      "(currval/last_value) and can burn ids (nextval/setval) without touching a table",
+                      f"REVOKE ALL ON SEQUENCE {shown_ident(seq.qname)} FROM PUBLIC, anon; ALTER DEFAULT "
+                      f"PRIVILEGES FOR ROLE {seq.owner} IN SCHEMA {seq.schema} REVOKE ALL ON SEQUENCES FROM anon")
 
-    # -- secret-looking columns
-    bound = {t for t, key in tenants.items()
-             if (r := rels.get(t)) is not None and r.rls and (r.forced or r.owner not in roles)
-             and not any(_policy_unbound(p, key, rules) for p in policies.get(t, []) if p.permissive)}
+
+def _secret_findings(a: _Audit) -> Iterator[Finding]:
+    """Secret-looking columns readable by anyone but the tenant itself behind a binding policy."""
+    roles, rules = a.surface.roles, a.rules
+    bound = {t for t, key in a.tenants.items()
+             if (r := a.rels.get(t)) is not None and r.rls and (r.forced or r.owner not in roles)
+             and not any(_policy_unbound(p, key, rules) for p in a.policies.get(t, []) if p.permissive)}
     secret_cols: dict[str, list[Column]] = {}
-    for c in surface.columns:
+    for c in a.surface.columns:
         schema = c.relation.split(".", 1)[0]
         if c.readers and schema not in MANAGED_SCHEMAS and is_secret_column(c.name):
             secret_cols.setdefault(c.relation, []).append(c)
@@ -734,21 +754,33 @@ def findings(surface: Surface, rules: Rules) -> list[Finding]:
         names = ", ".join(c.name for c in cols)
         if relation in bound and "anon" not in readers:
             continue  # the tenant's own secrets behind a policy that binds the tenant
-        rn = _ident(relation)
-        add("critical", "secret-readable", f"{relation} ({names})",
-            f"secret-looking column(s) readable by {', '.join(readers)}"
-            + ("" if relation in tenants else " on a table with no tenant key"),
-            f"REVOKE SELECT ON {rn} FROM PUBLIC, {_roles_sql(readers)}; GRANT SELECT (<the other columns>) ON {rn} "
-            f"TO {_roles_sql(readers)}; or move it to a schema those roles have no USAGE on")
+        rn = shown_ident(relation)
+        yield Finding("critical", "secret-readable", f"{relation} ({names})",
+                      f"secret-looking column(s) readable by {', '.join(readers)}"
+                      + ("" if relation in a.tenants else " on a table with no tenant key"),
+                      f"REVOKE SELECT ON {rn} FROM PUBLIC, {_roles_sql(readers)}; GRANT SELECT (<the other columns>) "
+                      f"ON {rn} TO {_roles_sql(readers)}; or move it to a schema those roles have no USAGE on")
 
-    # -- extensions
-    for ext, schema in sorted(surface.extensions.items()):
+
+def _extension_findings(a: _Audit) -> Iterator[Finding]:
+    """Extensions installed in public, an API schema."""
+    for ext, schema in sorted(a.surface.extensions.items()):
         if schema == "public" and ext != "plpgsql":
-            add("medium", "extension-in-public", f"extension {ext}",
-                "installed in public, an API schema: its functions and types are on the exposed surface",
-                f"CREATE SCHEMA IF NOT EXISTS extensions; ALTER EXTENSION {ext} SET SCHEMA extensions "
-                "(and put extensions on the roles' search_path)")
+            yield Finding("medium", "extension-in-public", f"extension {ext}",
+                          "installed in public, an API schema: its functions and types are on the exposed surface",
+                          f"CREATE SCHEMA IF NOT EXISTS extensions; ALTER EXTENSION {ext} SET SCHEMA extensions "
+                          "(and put extensions on the roles' search_path)")
 
+
+_AUDITS: tuple[Callable[[_Audit], Iterator[Finding]], ...] = (
+    _tenant_table_findings, _policy_findings, _view_findings, _auth_findings, _function_findings, _anon_findings,
+    _secret_findings, _extension_findings)
+
+
+def findings(surface: Surface, rules: Rules) -> list[Finding]:
+    """Every leak on the surface, most severe first (then by object): one audit function per kind of object."""
+    audit = _Audit.of(surface, rules)
+    out = [f for part in _AUDITS for f in part(audit)]
     order = {s: i for i, s in enumerate(SEVERITIES)}
     return sorted(out, key=lambda f: (order[f.severity], f.object, f.rule))
 
@@ -899,7 +931,7 @@ def _call_sql(fn: Function, key_names: Iterable[str]) -> tuple[str, tuple[str, .
         while values and values[-1] is None:
             values.pop()
         parts = [v if v is not None else f"NULL::{fn.arg_types[i]}" for i, v in enumerate(values)]
-    call = f"{_ident(fn.qname)}({', '.join(parts)})"
+    call = f"{shown_ident(fn.qname)}({', '.join(parts)})"
     rows = fn.retset or fn.return_kind == "c" or fn.returns == "record"
     sql = (f"select to_jsonb(r)::text from {call} as r limit {_ROW_LIMIT + 1}" if rows else
            f"select ({call})::text")
@@ -992,6 +1024,24 @@ def _no_such_key(fn: Function, tenant_args: Sequence[str]) -> str:
     return "-987654321" if typ in ("integer", "bigint", "smallint") else f"cutover-probe-no-such-org-{uuid.uuid4()}"
 
 
+def _call_failed(value: Any) -> str | None:
+    """What went wrong with one probe call (an error or a timeout), or ``None`` when it answered."""
+    import asyncpg
+
+    if isinstance(value, asyncpg.PostgresError):
+        return f"{value.sqlstate} {str(value).splitlines()[0][:120]}"
+    return "no answer within the timeout" if isinstance(value, TimeoutError) else None
+
+
+def _function_fix(fn: Function, role: str) -> str:
+    """How to close a leaking function: a definer's EXECUTE revoked (or made invoker); an invoker's tables fixed."""
+    if fn.definer:
+        return (f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {role}; or, if {role} must call it, "
+                f"ALTER FUNCTION {fn.signature} SECURITY INVOKER SET search_path = ''")
+    return ("it runs as the caller, so a table it reads leaks: see the relation probes and the precutover "
+            "exposed-surface audit")
+
+
 async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, call: Callable[..., Awaitable[Any]],
                            org_a: str, org_b: str) -> tuple[list[str], dict[str, Any]]:
     """Every planned function call (:func:`plan_function_probes`); the leaks and the figure."""
@@ -1025,11 +1075,6 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
         except (TimeoutError, asyncpg.PostgresError) as exc:
             return exc
 
-    def failed(value: Any) -> str | None:
-        if isinstance(value, asyncpg.PostgresError):
-            return f"{value.sqlstate} {str(value).splitlines()[0][:120]}"
-        return "no answer within the timeout" if isinstance(value, TimeoutError) else None
-
     control: dict[str, tuple[Any, Any, Any]] = {}   # function -> the control's (B, none, none again)
     for p in probes:
         fn = p.function
@@ -1039,18 +1084,15 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
         c_b, c_none, c_none2 = control[p.label]
         got = await run(p.role, p, org_b)
         where = f"{p.label} as {p.role}"
-        if failed(got):
-            errors.append(f"{where}: {failed(got)}")
+        if _call_failed(got):
+            errors.append(f"{where}: {_call_failed(got)}")
             continue
-        fix = (f"REVOKE EXECUTE ON FUNCTION {fn.signature} FROM PUBLIC, {p.role}; or, if {p.role} must call it, "
-               f"ALTER FUNCTION {fn.signature} SECURITY INVOKER SET search_path = ''" if fn.definer else
-               "it runs as the caller, so a table it reads leaks: see the relation probes and the precutover "
-               "exposed-surface audit")
+        fix = _function_fix(fn, p.role)
         who = f"{p.role} calls {p.label}" + ("" if p.role == "anon" else f" as a caller of org {org_a}")
         by_rows = _tenant_rows(got, keys, fn, tenants, None if p.role == "anon" else org_b) if p.rows else None
         if by_rows is not None:
             judged += 1
-            control_rows = None if failed(c_b) else _tenant_rows(c_b, keys, fn, tenants,
+            control_rows = None if _call_failed(c_b) else _tenant_rows(c_b, keys, fn, tenants,
                                                                None if p.role == "anon" else org_b)
             if not control_rows and not by_rows:
                 vacuous.append(where)
@@ -1064,11 +1106,11 @@ async def _probe_functions(config: CutoverConfig, found: Surface, rules: Rules, 
             continue
         none_1 = await run(p.role, p, _no_such_key(fn, p.tenant_args))
         none_2 = await run(p.role, p, _no_such_key(fn, p.tenant_args))
-        if failed(none_1) or failed(none_2) or none_1 != none_2:
+        if _call_failed(none_1) or _call_failed(none_2) or none_1 != none_2:
             not_judged.append(f"{where}: its result with a key no tenant has varies or fails")
             continue
         judged += 1
-        if not any(failed(v) for v in (c_b, c_none, c_none2)) and c_none == c_none2 and c_b == c_none:
+        if not any(_call_failed(v) for v in (c_b, c_none, c_none2)) and c_none == c_none2 and c_b == c_none:
             vacuous.append(where)
         if got != none_1:
             leaked.add(p.label)
@@ -1100,7 +1142,7 @@ async def _probe_surface(config: CutoverConfig) -> CheckResult:
         orgs = await _orgs_from_db_async(control, config)
         call = _caller(config, found.app_role, app, control)
         for p in probes:
-            rel = _ident(p.relation)
+            rel = shown_ident(p.relation)
             where = f" where {quote_ident(p.column)}::text = $1" if p.column else ""
             if p.column:
                 org_b = await control.fetchval(f"select {quote_ident(p.column)}::text from {rel} group by 1 "

@@ -26,7 +26,6 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +34,7 @@ from pytest_cutover.monitor.classify import parse_line
 from pytest_cutover.monitor.errors import MonitorError
 from pytest_cutover.monitor.samples import LogCounts
 from pytest_cutover.redact import redact
+from pytest_cutover.util.wait import wait_until
 
 __all__ = ["CommandFollower", "FileFollower", "LogSource", "LogWatcher", "log_source_from_config",
            "wait_for_lines"]
@@ -241,10 +241,11 @@ def log_source_from_config(log_file: str | None, log_command: str | None, *, bas
 
 def wait_for_lines(source: LogSource, count: int, timeout_s: float) -> list[str]:
     """Read until ``count`` lines arrived or ``timeout_s`` passed (used by tests and the stage's warm-up)."""
-    deadline = time.monotonic() + timeout_s
     lines: list[str] = []
-    while len(lines) < count and time.monotonic() < deadline:
+
+    def enough() -> bool:
         lines.extend(source.read_lines())
-        if len(lines) < count:
-            time.sleep(0.02)
+        return len(lines) >= count
+
+    wait_until(enough, timeout_s, pause=0.02)
     return lines

@@ -17,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import ssl
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_cutover.dsn import driver_dsn, split_password
+from pytest_cutover.dsn import driver_dsn
 from pytest_cutover.monitor.errors import MonitorError
 from pytest_cutover.redact import Secret, redact, reveal
+from pytest_cutover.util.proc import run_checked, run_psql
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -89,13 +88,8 @@ def read_pid_file(path: str | os.PathLike[str]) -> int:
 
 def rss_from_command(command: str, timeout_s: float = 10.0) -> int:
     """Run ``command`` (shell) and parse the size it prints."""
-    try:
-        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise MonitorError(f"rss command timed out after {timeout_s:g} s", hint="check monitor.rss_command") from None
-    if done.returncode != 0:
-        raise MonitorError(f"rss command exited with status {done.returncode}: {redact(done.stderr.strip()[:200])}",
-                           hint="check monitor.rss_command")
+    done = run_checked(command, shell=True, what="rss command", timeout=timeout_s, error=MonitorError,
+                       hint="check monitor.rss_command")
     try:
         return parse_size(done.stdout)
     except ValueError as exc:
@@ -137,27 +131,13 @@ def parse_show_pools(text: str) -> PoolerFigures:
 
 def pooler_figures(admin_url: Secret | str, timeout_s: float = 10.0, psql: str | None = None) -> PoolerFigures:
     """``SHOW POOLS`` on PgBouncer's admin console (database ``pgbouncer``) via ``psql``."""
-    exe = psql or shutil.which("psql")
-    if not exe:
-        raise MonitorError("psql is not installed: cannot read the pooler's SHOW POOLS",
-                           hint="install the PostgreSQL client (apt-get install postgresql-client)")
-    url, password = split_password(reveal(admin_url) or "")
-    env = {**os.environ, "PGCONNECT_TIMEOUT": str(max(1, int(timeout_s)))}
-    if password is not None:
-        env["PGPASSWORD"] = password
-    argv = [exe, "-X", "-A", "-F", "|", "-P", "footer=off", "-d", url, "-c", "SHOW POOLS"]
+    out = run_psql(admin_url, "SHOW POOLS", timeout=timeout_s, error=MonitorError, psql=psql,
+                   hint="check monitor.pooler_admin_url and that the pooler is up",
+                   failure_hint="the user must be in PgBouncer's admin_users or stats_users")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        raise MonitorError(f"SHOW POOLS on {redact(url)} timed out after {timeout_s:g} s",
-                           hint="check monitor.pooler_admin_url and that the pooler is up") from None
-    if done.returncode != 0:
-        raise MonitorError(f"SHOW POOLS on {redact(url)} failed: {redact(done.stderr.strip()[:300])}",
-                           hint="the user must be in PgBouncer's admin_users or stats_users")
-    try:
-        return parse_show_pools(done.stdout)
+        return parse_show_pools(out)
     except (ValueError, KeyError) as exc:
-        raise MonitorError(f"SHOW POOLS on {redact(url)}: {exc}") from None
+        raise MonitorError(f"SHOW POOLS on {redact(str(admin_url))}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,31 @@ def _windows(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Mappi
     return windows, running, effective
 
 
+def _sync_actuals(window: list[Mapping[str, Any]], start: datetime | None, end: datetime | None,
+                  verdict: str | None) -> dict[str, Actual]:
+    """The sync stage's steps: maintenance on, users told, the final sync."""
+    out: dict[str, Actual] = {}
+    on = _action(window, "maintenance-on")
+    out["maintenance-on"] = (Actual("maintenance-on", DONE, *on, verdict) if on
+                             else Actual("maintenance-on", DONE if end else PENDING, start, start, verdict,
+                                         "no maintenance-on action recorded" if end else ""))
+    told_from = on[1] if on else start
+    told = _told(window, "maintenance-enabled", told_from) if told_from else None
+    if told is not None:
+        out["notify-start"] = Actual("notify-start", DONE, told_from, told, verdict)
+    else:
+        out["notify-start"] = Actual("notify-start", SKIPPED if (on or end) else PENDING, told_from,
+                                     told_from, verdict, "no maintenance-enabled delivery recorded")
+    sync_from = told or told_from
+    if end is not None:
+        out["final-sync"] = Actual("final-sync", DONE, sync_from or start, end, verdict)
+    elif sync_from is not None:
+        out["final-sync"] = Actual("final-sync", RUNNING, sync_from, None)
+    else:
+        out["final-sync"] = Actual("final-sync", PENDING)
+    return out
+
+
 def step_actuals(records: Sequence[Mapping[str, Any]]) -> dict[str, Actual]:
     """Each step of :data:`~pytest_cutover.plan.steps.STEPS` as the records say it happened."""
     windows, running, effective = _windows(records)
@@ -116,24 +141,7 @@ def step_actuals(records: Sequence[Mapping[str, Any]]) -> dict[str, Actual]:
             continue
         window = window or []
         if stage == "sync":
-            on = _action(window, "maintenance-on")
-            out["maintenance-on"] = (Actual("maintenance-on", DONE, *on, verdict) if on
-                                     else Actual("maintenance-on", DONE if end else PENDING, start, start, verdict,
-                                                 "no maintenance-on action recorded" if end else ""))
-            told_from = on[1] if on else start
-            told = _told(window, "maintenance-enabled", told_from) if told_from else None
-            if told is not None:
-                out["notify-start"] = Actual("notify-start", DONE, told_from, told, verdict)
-            else:
-                out["notify-start"] = Actual("notify-start", SKIPPED if (on or end) else PENDING, told_from,
-                                             told_from, verdict, "no maintenance-enabled delivery recorded")
-            sync_from = told or told_from
-            if end is not None:
-                out["final-sync"] = Actual("final-sync", DONE, sync_from or start, end, verdict)
-            elif sync_from is not None:
-                out["final-sync"] = Actual("final-sync", RUNNING, sync_from, None)
-            else:
-                out["final-sync"] = Actual("final-sync", PENDING)
+            out.update(_sync_actuals(window, start, end, verdict))
         elif stage == "switch":
             for key, name in (("env-switch", "env-switch"), ("restart", "restart")):
                 found = _action(window, name)

@@ -28,6 +28,7 @@ from typing import Any
 from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess
+from pytest_cutover.util.wait import wait_until
 
 __all__ = ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app", "start_app", "stop_all",
            "stop_app", "write_state"]
@@ -105,20 +106,16 @@ def _wait_gone(procs: Sequence[Any], timeout: float) -> bool:
     process, reaps it later; psutil.wait_procs would wait for that reaping when it is not our child)."""
     import psutil
 
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
+    def gone() -> bool:
         for proc in procs:
             try:
                 if proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
+                    return False
             except psutil.NoSuchProcess:
                 pass
-        if not alive:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+        return True
+
+    return wait_until(gone, timeout, pause=0.05)
 
 
 def stop_app(stack_dir: Path, *, timeout: float = 10.0) -> str:

@@ -1,6 +1,6 @@
 """The fault catalog: every fault a gate guards against, and how the rehearsal plants it for real.
 
-Each fault names the stage whose gate must catch it (design.md "Contracts") and *when* it is
+Each fault names the stage whose gate must catch it (README, "The fault matrix") and *when* it is
 planted: ``before`` (after the stack is up, before the suite runs), ``after-sync`` (between the
 migration's copy and its verification, by the suite's rehearsal hook) or ``during-monitor`` (partway
 through the monitor window).  Planting changes the real system: SQL on the target, commits in the
@@ -642,7 +642,7 @@ _CATALOG: tuple[Fault, ...] = (
     Fault("private-tier-leak", RLS, BEFORE,
           "a permissive policy OR'd in exposes other users' private fragments within the org", _private_tier_leak,
           undoer=_sql_undo("drop policy memory_fragments_org_read on public.memory_fragments;")),
-    # Beyond the contract's names (design.md: "add more, keep these names"):
+    # Beyond the contract's names (`--list-faults`, which other tools rely on: add more, keep these names):
     Fault("env-overridden", SWITCH, BEFORE,
           "DATABASE_URL is also set in the app's process environment, so the .env edit does not take effect",
           _env_overridden),

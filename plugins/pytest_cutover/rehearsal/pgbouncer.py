@@ -214,7 +214,7 @@ class PgBouncer:
         return self.process is not None and self.process.running
 
     def _ready(self) -> bool:
-        from pytest_cutover.rehearsal._aio import run_sync
+        from pytest_cutover.util.aio import run_sync
 
         async def probe() -> bool:
             import asyncpg

@@ -43,7 +43,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import time
 import weakref
 from pathlib import Path
 from typing import IO
@@ -52,6 +51,7 @@ from urllib.parse import quote
 from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import free_port
+from pytest_cutover.util.wait import wait_until
 
 __all__ = [
     "LOGIN_ROLES",
@@ -494,11 +494,11 @@ class EmbeddedPostgres:
     def _wait_ready(self) -> None:
         """Poll postmaster.pid until the server says ``ready`` and the socket exists (deadline: start_timeout)."""
         assert self._proc is not None and self.socket_dir is not None
-        deadline = time.monotonic() + self.start_timeout
         socket_file = self.socket_dir / f".s.PGSQL.{self.port}"
-        pause = 0.02
-        while True:
-            code = self._proc.poll()
+        proc = self._proc
+
+        def ready() -> bool:
+            code = proc.poll()
             if code is not None:
                 tail = self.log_tail()
                 hint = f"read {self.log_path}; a taken port or a stale postmaster.pid are usual"
@@ -507,14 +507,12 @@ class EmbeddedPostgres:
                             "keep the workdir out of private folders such as pytest's tmp root")
                 raise RehearsalError(f"postgres exited with code {code} while starting (port {self.port}); "
                                      f"last log lines:\n{tail}", hint=hint)
-            if _postmaster_status(self.pgdata) == "ready" and socket_file.exists():
-                return
-            if time.monotonic() >= deadline:
-                raise RehearsalError(f"postgres not ready after {self.start_timeout:.0f}s (pid {self._proc.pid}, "
-                                     f"port {self.port}); last log lines:\n{self.log_tail()}",
-                                     hint=f"read {self.log_path}; raise start_timeout if the machine is slow")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+            return _postmaster_status(self.pgdata) == "ready" and socket_file.exists()
+
+        if not wait_until(ready, self.start_timeout, pause=0.02, max_pause=0.25):
+            raise RehearsalError(f"postgres not ready after {self.start_timeout:.0f}s (pid {proc.pid}, "
+                                 f"port {self.port}); last log lines:\n{self.log_tail()}",
+                                 hint=f"read {self.log_path}; raise start_timeout if the machine is slow")
 
     def _provision(self) -> None:
         """Roles, passwords, the target (Supabase-like) and the old database, from ``fixtures/sql``."""

@@ -14,13 +14,13 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.util.wait import wait_until
 
 __all__ = ["ManagedProcess", "free_port", "port_is_free"]
 
@@ -135,34 +135,30 @@ class ManagedProcess:
             self._close_log()
             raise
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        pause = _POLL_FIRST_S
+        proc = self._proc
         last_problem = "ready check never returned true"
-        while True:
-            code = self._proc.poll()
+
+        def up() -> bool:
+            nonlocal last_problem
+            code = proc.poll()
             if code is not None:
-                tail = self.log_tail()
-                self.stop()
-                raise RehearsalError(
-                    f"{self.name} exited with code {code} before it was ready (pid {self.pid}, log {self.log_path})"
-                    f"; last log lines:\n{tail}",
-                    hint=f"read {self.log_path} for the full output",
-                )
+                self._give_up(f"exited with code {code} before it was ready (pid {self.pid}, log {self.log_path})",
+                              f"read {self.log_path} for the full output")
             try:
-                if ready():
-                    return
+                return bool(ready())
             except Exception as exc:  # any failure of the probe means "not ready yet"
                 last_problem = f"{type(exc).__name__}: {exc}"
-            if time.monotonic() >= deadline:
-                tail = self.log_tail()
-                self.stop()
-                raise RehearsalError(
-                    f"{self.name} not ready after {timeout:.1f}s (pid {self.pid}, last probe: {last_problem}, "
-                    f"log {self.log_path}); last log lines:\n{tail}",
-                    hint=f"read {self.log_path}; raise the timeout if the machine is slow",
-                )
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, _POLL_MAX_S)
+                return False
+
+        if not wait_until(up, timeout, pause=_POLL_FIRST_S, max_pause=_POLL_MAX_S):
+            self._give_up(f"not ready after {timeout:.1f}s (pid {self.pid}, last probe: {last_problem}, "
+                          f"log {self.log_path})", f"read {self.log_path}; raise the timeout if the machine is slow")
+
+    def _give_up(self, what: str, hint: str) -> NoReturn:
+        """Stop the process and raise with ``what`` went wrong and its last log lines."""
+        tail = self.log_tail()
+        self.stop()
+        raise RehearsalError(f"{self.name} {what}; last log lines:\n{tail}", hint=hint)
 
     def _descendants(self) -> list[int]:
         try:

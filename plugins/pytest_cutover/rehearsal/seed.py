@@ -176,13 +176,54 @@ def _sentence(rng: np.random.Generator, topic_words: Sequence[str], n: int) -> s
     return " ".join(topic_words[i] for i in picks)
 
 
+def _messages(data: SeedData, rng: np.random.Generator, o: int, org: str,
+              threads: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """The messages of org number ``o``'s threads (ids continue across orgs)."""
+    spec = data.size
+    for t_index, (tid, user) in enumerate(threads):
+        for m in range(spec.messages_per_thread):
+            message_id = len(data.messages) + 1
+            is_user = m % 2 == 0
+            content = _sentence(rng, _WORDS, 8 + m)
+            if message_id == 2:
+                content = ""  # edge case: an empty message
+            elif message_id % 29 == 0:
+                content = f"{content} {_UNICODE[message_id % len(_UNICODE)]}"
+            data.messages.append((message_id, org, tid, user if is_user else None, "user" if is_user else
+                                  "assistant", content, _EPOCH + timedelta(days=o, minutes=t_index, seconds=m)))
+
+
+def _attachments(data: SeedData, rng: np.random.Generator, o: int, org: str,
+                 threads: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """The attachments of org number ``o`` with their BLOBs, edge cases in orgs 1 and 2 (ids continue across orgs)."""
+    spec = data.size
+    for a in range(spec.attachments_per_org):
+        attachment_id = len(data.attachments) + 1
+        tid, user = threads[int(rng.integers(len(threads)))]
+        if o == 1 and a == 0:
+            nbytes = spec.max_blob_bytes  # edge case: the max-size BLOB
+        elif o == 1 and a == 1:
+            nbytes = 0  # edge case: an empty file
+        else:
+            nbytes = int(min(spec.max_blob_bytes - 1, rng.lognormal(np.log(spec.attachment_bytes), 0.8)))
+        blob = rng.bytes(nbytes)
+        kind = a % 3
+        name, ctype = (("report.pdf", "application/pdf"), ("photo.png", "image/png"),
+                       ("notes.txt", "text/plain"))[kind]
+        if o == 2 and a == 0:
+            name = "résumé 報告 final.pdf"  # edge case: unicode and spaces in a storage path
+        data.attachments.append((attachment_id, org, tid, user, f"{attachment_id:05d}-{name}", ctype, nbytes,
+                                 hashlib.sha256(blob).hexdigest(), blob, None, None,
+                                 _EPOCH + timedelta(days=o, hours=2, seconds=a)))
+
+
 def generate(seed: int = 42, size: str | SeedSize = "small") -> SeedData:
     """Build every row and vector in memory from ``seed`` (pure: no I/O)."""
     _, spec = _resolve_size(size)
     rng = np.random.default_rng(seed)
     data = SeedData(seed=seed, size=spec)
     vectors: list[np.ndarray] = []
-    message_id = fragment_id = attachment_id = 0
+    fragment_id = 0
     for o in range(1, spec.orgs + 1):
         org = f"org_{o:04d}"
         org_name = f"Org {o:04d}" if o % 3 else f"Org {o:04d} {_UNICODE[o % len(_UNICODE)]}"
@@ -201,17 +242,7 @@ def generate(seed: int = 42, size: str | SeedSize = "small") -> SeedData:
                     title = f"{title} {_UNICODE[n % len(_UNICODE)]}"
                 data.threads.append((tid, org, user, title, _EPOCH + timedelta(days=o, minutes=n)))
                 threads.append((tid, user))
-        for t_index, (tid, user) in enumerate(threads):
-            for m in range(spec.messages_per_thread):
-                message_id += 1
-                is_user = m % 2 == 0
-                content = _sentence(rng, _WORDS, 8 + m)
-                if message_id == 2:
-                    content = ""  # edge case: an empty message
-                elif message_id % 29 == 0:
-                    content = f"{content} {_UNICODE[message_id % len(_UNICODE)]}"
-                data.messages.append((message_id, org, tid, user if is_user else None, "user" if is_user else
-                                      "assistant", content, _EPOCH + timedelta(days=o, minutes=t_index, seconds=m)))
+        _messages(data, rng, o, org, threads)
         # Embedding geometry of this org: topics, sub-topics, per-fragment noise (all unit directions).
         topics = _unit(rng.standard_normal((spec.topics_per_org, DIM)))
         subtopics = _unit(rng.standard_normal((spec.topics_per_org, spec.subtopics_per_topic, DIM)))
@@ -248,24 +279,7 @@ def generate(seed: int = 42, size: str | SeedSize = "small") -> SeedData:
                 data.labels.append(label)
                 vectors.append(unit32)
                 org_vectors.append((len(data.labels) - 1, vec, content))
-        for a in range(spec.attachments_per_org):
-            attachment_id += 1
-            tid, user = threads[int(rng.integers(len(threads)))]
-            if o == 1 and a == 0:
-                nbytes = spec.max_blob_bytes  # edge case: the max-size BLOB
-            elif o == 1 and a == 1:
-                nbytes = 0  # edge case: an empty file
-            else:
-                nbytes = int(min(spec.max_blob_bytes - 1, rng.lognormal(np.log(spec.attachment_bytes), 0.8)))
-            blob = rng.bytes(nbytes)
-            kind = a % 3
-            name, ctype = (("report.pdf", "application/pdf"), ("photo.png", "image/png"),
-                           ("notes.txt", "text/plain"))[kind]
-            if o == 2 and a == 0:
-                name = "résumé 報告 final.pdf"  # edge case: unicode and spaces in a storage path
-            data.attachments.append((attachment_id, org, tid, user, f"{attachment_id:05d}-{name}", ctype, nbytes,
-                                     hashlib.sha256(blob).hexdigest(), blob, None, None,
-                                     _EPOCH + timedelta(days=o, hours=2, seconds=a)))
+        _attachments(data, rng, o, org, threads)
     data.vectors = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, DIM), dtype=np.float32)
     data.digest = _digest(data)
     return data

@@ -12,7 +12,7 @@
    after the switch and the switch is only the URL change the runbook describes;
 4. the storage service and the reference app (services.py), the app served over HTTPS from its own
    git checkout, with ``.env`` pointing at the old database (before the switch);
-5. ``cutover.toml`` (the contract keys of design.md, secrets as ``${VAR}`` references) and
+5. ``cutover.toml`` (the README's "Configuration" keys, secrets as ``${VAR}`` references) and
    ``stack.env`` (0600) with the values, beside it; ``stack-state.json`` (0600) for ctl.py;
 6. the faults planted ``before`` the suite (faults.py).
 

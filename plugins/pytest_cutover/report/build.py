@@ -10,13 +10,16 @@ later ones exactly as gating sees it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pytest_cutover.config import CutoverConfig, Thresholds, config_hash, config_hosts  # config_hosts re-exported
 from pytest_cutover.ledger import Ledger
 from pytest_cutover.redact import redact_obj
+from pytest_cutover.report.effective import CONFIG_KIND, RecordedConfig, recorded_config
+from pytest_cutover.report.plan import plan_versus_actual
 from pytest_cutover.report.versions import versions
 from pytest_cutover.stages import (
     BLOCKED,
@@ -28,6 +31,7 @@ from pytest_cutover.stages import (
     STAGES,
     run_status,
 )
+from pytest_cutover.week1.checks import week1_section, week1_settings
 
 __all__ = ["REPORT_VERSION", "build_report", "config_hosts", "is_waived", "merge_figure", "sign_off"]
 
@@ -159,118 +163,206 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return out
 
 
-def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, notes: str | None = None,
-                 local_versions: bool = True) -> dict[str, Any]:
-    """The sign-off report of ``run``: every stage in order, figures, triggers, issues and the status."""
-    records = ledger.records()
-    effective = ledger.stage_records()
-    # Without a config (a rehearsal's is gone; a rebuild from another folder), use the one the run recorded.
-    from pytest_cutover.report.effective import CONFIG_KIND, recorded_config
+@dataclass(frozen=True)
+class _Source:
+    """What the report is built from: the ledger's records, the effective stage records, and the config
+    (the one given, else the one the run recorded: a rehearsal's is gone, a rebuild may run elsewhere)."""
 
-    recorded = recorded_config(records) if config is None else None
-    if recorded is not None:
-        config = recorded.config
-    waivers = dict(config.waivers) if config else {}
-    issues: list[str] = []
+    records: list[dict[str, Any]]
+    effective: dict[str, dict[str, Any]]
+    config: CutoverConfig | None
+    recorded: RecordedConfig | None
 
-    attempts: dict[str, int] = {s: 0 for s in STAGES}
-    history = []
+    @classmethod
+    def read(cls, ledger: Ledger, config: CutoverConfig | None) -> _Source:
+        records = ledger.records()
+        recorded = recorded_config(records) if config is None else None
+        return cls(records, ledger.stage_records(), recorded.config if recorded is not None else config, recorded)
+
+    @property
+    def waivers(self) -> dict[str, str]:
+        return dict(self.config.waivers) if self.config else {}
+
+
+@dataclass
+class _Kinds:
+    """The non-stage records, parsed by kind (one small function each, :data:`_KIND_PARSERS`)."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    rollback: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    monitor: list[dict[str, Any]] = field(default_factory=list)
+    other: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _trigger(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    rest = {k: v for k, v in body.items() if k not in ("name", "evidence", "stage")}
+    kinds.triggers.append({"name": body.get("name"), "evidence": body.get("evidence"), "stage": body.get("stage"),
+                           "at": rec.get("ts"), **rest})
+
+
+def _rollback(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    kinds.rollback.append({"step": body.get("step"), "ok": bool(body.get("ok")), "detail": body.get("detail"),
+                           "at": rec.get("ts")})
+
+
+def _notification(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    kinds.notifications.append({"event": body.get("event"), "channel": body.get("channel"),
+                                "ok": bool(body.get("ok")), "status": body.get("status"), "at": rec.get("ts")})
+
+
+def _figures(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    section = body.get("section") or "figures"
+    merge_figure(kinds.figures, section, dict(body.get("figures") or {}), section)
+
+
+def _monitor(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    kinds.monitor.append({**body, "at": rec.get("ts")})
+    summary = {k: v for k, v in body.items() if not isinstance(v, Mapping | list)}
+    merge_figure(kinds.figures, "monitor", {**summary, **(body.get("figures") or {})}, "monitor")
+
+
+def _ack(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    kinds.acks.append({"name": body.get("who") or body.get("name"), "at": body.get("at") or rec.get("ts")})
+
+
+def _note(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    if body.get("text"):
+        kinds.notes.append(str(body["text"]))
+
+
+def _action(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    kinds.actions.append({**body, "at": rec.get("ts"), "user": rec.get("user"), "host": rec.get("host")})
+
+
+def _ignored(kinds: _Kinds, rec: Mapping[str, Any], body: dict[str, Any]) -> None:
+    """Stage records are read through :meth:`Ledger.stage_records`; the config record by :func:`recorded_config`."""
+
+
+_KIND_PARSERS: dict[str, Callable[[_Kinds, Mapping[str, Any], dict[str, Any]], None]] = {
+    "stage": _ignored, CONFIG_KIND: _ignored, "trigger": _trigger, "rollback": _rollback,
+    "notification": _notification, "figures": _figures, "monitor": _monitor, "ack": _ack, "note": _note,
+    "action": _action,
+}
+
+
+def _parse_kinds(records: Iterable[Mapping[str, Any]], stages: list[dict[str, Any]],
+                 effective: Mapping[str, Mapping[str, Any]]) -> _Kinds:
+    """Figures: the effective stage records' figures in stage order, then explicit "figures"/"monitor" records;
+    every other kind into its list (an unknown kind under ``other_records``)."""
+    kinds = _Kinds()
+    for stage in stages:
+        for name, value in ((effective.get(stage["name"]) or {}).get("figures") or {}).items():
+            merge_figure(kinds.figures, name, value, stage["name"])
     for rec in records:
+        body = _payload(rec)
+        parser = _KIND_PARSERS.get(rec["kind"])
+        if parser is None:
+            kinds.other.setdefault(rec["kind"], []).append({**body, "at": rec.get("ts")})
+        else:
+            parser(kinds, rec, body)
+    return kinds
+
+
+def _stages(source: _Source) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every stage in order (its effective verdict) and the history of every stage record."""
+    attempts: dict[str, int] = dict.fromkeys(STAGES, 0)
+    history = []
+    for rec in source.records:
         if rec["kind"] == "stage":
             attempts[rec["stage"]] += 1
             history.append({"stage": rec["stage"], "verdict": rec.get("verdict"), "start": rec.get("start"),
                             "end": rec.get("end"), "invocation": rec.get("invocation"), "forced": rec.get("forced"),
-                            "effective": effective.get(rec["stage"]) == rec})
-    stages = [_stage_entry(s, effective.get(s), attempts[s]) for s in STAGES]
+                            "effective": source.effective.get(rec["stage"]) == rec})
+    return [_stage_entry(s, source.effective.get(s), attempts[s]) for s in STAGES], history
 
-    # Figures: the effective stage records' figures in stage order, then explicit "figures"/"monitor" records.
-    figures: dict[str, Any] = {}
-    for stage in stages:
-        rec = effective.get(stage["name"])
-        for name, value in ((rec or {}).get("figures") or {}).items():
-            merge_figure(figures, name, value, stage["name"])
-    triggers, rollback, notifications, actions, acks, note_texts, monitor_summaries = [], [], [], [], [], [], []
-    other: dict[str, list[dict[str, Any]]] = {}
-    for rec in records:
-        kind, body = rec["kind"], _payload(rec)
-        if kind in ("stage", CONFIG_KIND):
-            continue
-        if kind == "trigger":
-            triggers.append({"name": body.get("name"), "evidence": body.get("evidence"), "stage": body.get("stage"),
-                             "at": rec.get("ts"), **{k: v for k, v in body.items()
-                                                     if k not in ("name", "evidence", "stage")}})
-        elif kind == "rollback":
-            rollback.append({"step": body.get("step"), "ok": bool(body.get("ok")), "detail": body.get("detail"),
-                             "at": rec.get("ts")})
-        elif kind == "notification":
-            notifications.append({"event": body.get("event"), "channel": body.get("channel"),
-                                  "ok": bool(body.get("ok")), "status": body.get("status"), "at": rec.get("ts")})
-        elif kind == "figures":
-            section = body.get("section") or "figures"
-            merge_figure(figures, section, dict(body.get("figures") or {}), section)
-        elif kind == "monitor":
-            monitor_summaries.append({**body, "at": rec.get("ts")})
-            summary = {k: v for k, v in body.items() if not isinstance(v, Mapping | list)}
-            merge_figure(figures, "monitor", {**summary, **(body.get("figures") or {})}, "monitor")
-        elif kind == "ack":
-            acks.append({"name": body.get("who") or body.get("name"), "at": body.get("at") or rec.get("ts")})
-        elif kind == "note":
-            if body.get("text"):
-                note_texts.append(str(body["text"]))
-        elif kind == "action":
-            actions.append({**body, "at": rec.get("ts"), "user": rec.get("user"), "host": rec.get("host")})
-        else:
-            other.setdefault(kind, []).append({**body, "at": rec.get("ts")})
 
-    # Issues: failures, blocks, forced overrides, triggers, failed rollback steps and deliveries, skips and waivers.
-    forced_overrides, waived, unwaived = [], [], []
-    for stage in stages:
+@dataclass
+class _StageIssues:
+    """What the stages add to the issues: failures, blocks, partial runs, forced overrides, skips and waivers."""
+
+    issues: list[str] = field(default_factory=list)
+    forced_overrides: list[dict[str, Any]] = field(default_factory=list)
+    waived: list[dict[str, Any]] = field(default_factory=list)
+    unwaived: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_stage(self, stage: Mapping[str, Any], waivers: Mapping[str, str]) -> None:
         name = stage["name"]
         for test in stage["tests"]:
             if test["outcome"] in _FAILED_OUTCOMES:
-                issues.append(f"{name}: {test['id']} {test['outcome']}: {_first_line(test['message']) or 'no message'}")
+                self.issues.append(f"{name}: {test['id']} {test['outcome']}: "
+                                   f"{_first_line(test['message']) or 'no message'}")
         if stage["verdict"] == BLOCKED:
-            issues.append(f"{name}: blocked - {_first_line(stage['reason'])}")
+            self.issues.append(f"{name}: blocked - {_first_line(stage['reason'])}")
         if stage["state"] in (PARTIAL, INTERRUPTED):
-            issues.append(f"{name}: {stage['state']}, does not count - {_first_line(stage['reason'])}")
+            self.issues.append(f"{name}: {stage['state']}, does not count - {_first_line(stage['reason'])}")
         if stage["forced"]:
-            forced_overrides.append({"stage": name, "reason": stage["forced"], "over": stage["forced_over"]})
-            issues.append(f"{name}: forced over a gate ({_first_line(stage['forced_over'])}); "
-                          f"reason given: {stage['forced']}")
+            self.forced_overrides.append({"stage": name, "reason": stage["forced"], "over": stage["forced_over"]})
+            self.issues.append(f"{name}: forced over a gate ({_first_line(stage['forced_over'])}); "
+                               f"reason given: {stage['forced']}")
         for skip in stage["skipped"]:
-            waiver = is_waived(skip.get("id", ""), skip.get("reason", ""), waivers)
-            entry = {"stage": name, "id": skip.get("id"), "reason": skip.get("reason"), "waiver": waiver}
-            if waiver is None:
-                unwaived.append(entry)
-                issues.append(f"{name}: {skip.get('id')} skipped without a waiver: {_first_line(skip.get('reason'))}")
-            else:
-                waived.append(entry)
-                issues.append(f"{name}: {skip.get('id')} skipped, waived: {waiver}")
-    for trig in triggers:
+            self.add_skip(name, skip, waivers)
+
+    def add_skip(self, stage: str, skip: Mapping[str, Any], waivers: Mapping[str, str]) -> None:
+        waiver = is_waived(skip.get("id", ""), skip.get("reason", ""), waivers)
+        entry = {"stage": stage, "id": skip.get("id"), "reason": skip.get("reason"), "waiver": waiver}
+        if waiver is None:
+            self.unwaived.append(entry)
+            self.issues.append(f"{stage}: {skip.get('id')} skipped without a waiver: {_first_line(skip.get('reason'))}")
+        else:
+            self.waived.append(entry)
+            self.issues.append(f"{stage}: {skip.get('id')} skipped, waived: {waiver}")
+
+
+def _record_issues(kinds: _Kinds) -> list[str]:
+    """Fired triggers, failed rollback steps and failed deliveries."""
+    issues = []
+    for trig in kinds.triggers:
         where = f" ({trig['stage']})" if trig.get("stage") else ""
         issues.append(f"rollback trigger {trig['name']}{where}: {_first_line(trig['evidence'])}")
-    for step in rollback:
-        if not step["ok"]:
-            issues.append(f"rollback step {step['step']} failed: {_first_line(step['detail'])}")
-    for note in notifications:
-        if not note["ok"]:
-            issues.append(f"notification {note['event']} via {note['channel']} failed (status {note['status']})")
+    issues += [f"rollback step {s['step']} failed: {_first_line(s['detail'])}" for s in kinds.rollback if not s["ok"]]
+    issues += [f"notification {n['event']} via {n['channel']} failed (status {n['status']})"
+               for n in kinds.notifications if not n["ok"]]
+    return issues
 
-    # Status: decided in the core, next to the gate (stages.run_status).
-    status, why = run_status({s["name"]: s["state"] for s in stages}, rollback=bool(triggers or rollback),
-                             unwaived_skips=len(unwaived))
+
+def _status(stages: list[dict[str, Any]], kinds: _Kinds, unwaived: int) -> dict[str, str]:
+    """Status: decided in the core, next to the gate (:func:`stages.run_status`)."""
+    status, why = run_status({s["name"]: s["state"] for s in stages},
+                             rollback=bool(kinds.triggers or kinds.rollback), unwaived_skips=unwaived)
     if status == ROLLBACK:
-        why = f"{len(triggers)} rollback trigger(s) fired" if triggers else "a rollback ran"
+        why = f"{len(kinds.triggers)} rollback trigger(s) fired" if kinds.triggers else "a rollback ran"
+    return {"status": status, "status_reason": why}
 
-    # What the report's own commands append (acks, notes, the config) does not stretch the cutover's window.
-    happened = [r for r in records if r["kind"] not in _AFTERWARDS]
-    finished = max((d for d in (_utc(r.get("end") or r.get("ts")) for r in happened) if d), default=None)
-    # The window opens with the first stage (a Day-7 note does not start the cutover) and closes with the last record.
-    opening = [r for r in records if r["kind"] == "stage"] or happened
-    started = min((d for d in (_utc(r.get("start") or r.get("ts")) for r in opening) if d), default=None)
-    all_notes = [n for n in ([config.run.notes] if config and config.run.notes else []) + note_texts + [notes or ""]
-                 if n]
-    stamps = [r for r in records if r["kind"] == "stage"] or happened
+
+@dataclass(frozen=True)
+class _Window:
+    """When the cutover ran: from the first stage to the last record (what the report's own commands append,
+    acks, notes and the config, does not stretch it; a Day-7 note does not start it)."""
+
+    started: datetime | None
+    finished: datetime | None
+    stamps: list[dict[str, Any]]  # the records whose revision and config hash describe the run
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> _Window:
+        happened = [r for r in records if r["kind"] not in _AFTERWARDS]
+        finished = max((d for d in (_utc(r.get("end") or r.get("ts")) for r in happened) if d), default=None)
+        opening = [r for r in records if r["kind"] == "stage"] or happened
+        started = min((d for d in (_utc(r.get("start") or r.get("ts")) for r in opening) if d), default=None)
+        return cls(started, finished, opening)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _invocations(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per invocation that wrote to the ledger, with the stage verdicts it recorded."""
     invocations: dict[str, dict[str, Any]] = {}
     for rec in records:
         inv = rec.get("invocation")
@@ -281,70 +373,104 @@ def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, note
                                              "args": rec.get("args"), "stages": []})
         if rec["kind"] == "stage":
             entry["stages"].append(f"{rec['stage']}:{rec.get('verdict')}")
+    return list(invocations.values())
 
+
+def _notes(config: CutoverConfig | None, kinds: _Kinds, notes: str | None) -> str:
+    """The config's notes, the note records, then the notes given to this build."""
+    given = ([config.run.notes] if config and config.run.notes else []) + kinds.notes + [notes or ""]
+    return "\n".join(n for n in given if n)
+
+
+def _environment(source: _Source, window: _Window, figures: dict[str, Any], local_versions: bool) -> dict[str, Any]:
+    """Where and with what the stages ran: revisions, config hashes, hosts, machines, users, versions."""
+    config, recorded, stamps, records = source.config, source.recorded, window.stamps, source.records
+    return {
+        "git_rev": stamps[-1].get("git_rev") if stamps else None,
+        "git_revs": _distinct(r.get("git_rev") for r in stamps),
+        "config_hash": stamps[-1].get("config_hash") if stamps else None,
+        "config_hashes": _distinct(r.get("config_hash") for r in stamps),
+        "config_path": config.path if config else None,
+        "config_source": ("recorded in the ledger" if recorded is not None else "file") if config else None,
+        "hosts": recorded.hosts if recorded is not None else config_hosts(config),
+        "machines": _distinct(r.get("host") for r in records),
+        "users": _distinct(r.get("user") for r in records),
+        "versions": versions(figures, local=local_versions),
+        "report_config_hash": recorded.config_hash if recorded is not None else config_hash(config),
+    }
+
+
+def _environment_issues(environment: Mapping[str, Any]) -> list[str]:
+    """Stages that ran from different revisions or configs, and a report built with yet another config."""
+    issues = []
+    if len(environment["git_revs"]) > 1:
+        issues.append("stages ran from different suite revisions: " + ", ".join(environment["git_revs"]))
+    if len(environment["config_hashes"]) > 1:
+        issues.append("stages ran with different configs: " + ", ".join(environment["config_hashes"]))
+    built_with = environment["report_config_hash"]
+    if environment["config_hashes"] and built_with not in environment["config_hashes"]:
+        ran_with = ", ".join(environment["config_hashes"])
+        issues.append(f"this report was built with config {built_with or 'none'}, but the stages ran with "
+                      f"{ran_with}: rebuild with `cutover report --config PATH`")
+    return issues
+
+
+def build_report(ledger: Ledger, config: CutoverConfig | None, run: str, *, notes: str | None = None,
+                 local_versions: bool = True) -> dict[str, Any]:
+    """The sign-off report of ``run``: every stage in order, figures, triggers, issues and the status.
+
+    Each part is derived by one small function from the records; a new section is one line in the dict below.
+    """
+    source = _Source.read(ledger, config)
+    config = source.config
+    stages, history = _stages(source)
+    kinds = _parse_kinds(source.records, stages, source.effective)
+    checked = _StageIssues()
+    for stage in stages:
+        checked.add_stage(stage, source.waivers)
+    issues = checked.issues + _record_issues(kinds)
+    window = _Window.of(source.records)
+    finished = window.finished
+    local_time = _local_time(finished, config.run.timezone if config else None, issues)
+    environment = _environment(source, window, kinds.figures, local_versions)
+    issues += _environment_issues(environment)
     report = {
         "report_version": REPORT_VERSION,
         "run": run,
-        "status": status,
-        "status_reason": why,
+        **_status(stages, kinds, len(checked.unwaived)),
         "lead": config.run.lead if config else None,
         "maintenance_window": _announced(config),
         "thresholds": (config.thresholds if config else Thresholds()).model_dump(),
         "date": finished.strftime("%Y-%m-%d") if finished else None,
         "time": finished.strftime("%H:%M:%SZ") if finished else None,
-        "local_time": _local_time(finished, config.run.timezone if config else None, issues),
-        "started": started.isoformat().replace("+00:00", "Z") if started else None,
-        "finished": finished.isoformat().replace("+00:00", "Z") if finished else None,
+        "local_time": local_time,
+        "started": _iso(window.started),
+        "finished": _iso(finished),
         "stages": stages,
         "history": history,
-        "forced_overrides": forced_overrides,
-        "figures": figures,
-        "triggers": triggers,
-        "rollback": rollback,
-        "notifications": notifications,
-        "actions": actions,
-        "monitor": monitor_summaries,
-        "acks": acks,
-        "sign_off": sign_off(config, acks, started, finished),
+        "forced_overrides": checked.forced_overrides,
+        "figures": kinds.figures,
+        "triggers": kinds.triggers,
+        "rollback": kinds.rollback,
+        "notifications": kinds.notifications,
+        "actions": kinds.actions,
+        "monitor": kinds.monitor,
+        "acks": kinds.acks,
+        "sign_off": sign_off(config, kinds.acks, window.started, finished),
         "team": {k: v.model_dump() for k, v in (config.team.items() if config else [])},
-        "waivers": waived,
-        "unwaived_skips": unwaived,
+        "waivers": checked.waived,
+        "unwaived_skips": checked.unwaived,
         "issues": issues,
-        "notes": "\n".join(all_notes),
-        "other_records": other,
-        "invocations": list(invocations.values()),
-        "environment": {
-            "git_rev": stamps[-1].get("git_rev") if stamps else None,
-            "git_revs": _distinct(r.get("git_rev") for r in stamps),
-            "config_hash": stamps[-1].get("config_hash") if stamps else None,
-            "config_hashes": _distinct(r.get("config_hash") for r in stamps),
-            "config_path": config.path if config else None,
-            "config_source": ("recorded in the ledger" if recorded is not None else "file") if config else None,
-            "hosts": recorded.hosts if recorded is not None else config_hosts(config),
-            "machines": _distinct(r.get("host") for r in records),
-            "users": _distinct(r.get("user") for r in records),
-            "versions": versions(figures, local=local_versions),
-        },
+        "notes": _notes(config, kinds, notes),
+        "other_records": kinds.other,
+        "invocations": _invocations(source.records),
+        "environment": environment,
         "artifacts": {},
+        # Week 1 (rolling monitor window, the five checks, who decided to decommission), judged as of the
+        # ledger's last record so that rebuilding the report from the same ledger gives the same verdicts.
+        "week1": week1_section(source.records, week1_settings(config), finished or datetime.now(UTC)),
     }
-    # Week 1 (rolling monitor window, the five checks, who decided to decommission), judged as of the
-    # ledger's last record so that rebuilding the report from the same ledger gives the same verdicts.
-    from pytest_cutover.week1.checks import week1_section, week1_settings
-
-    week1 = week1_section(records, week1_settings(config), finished or datetime.now(UTC))
-    if week1 is not None:
-        report["week1"] = week1
-    from pytest_cutover.report.plan import plan_versus_actual  # the night's steps, planned against actual
-    report["plan"] = plan_versus_actual(records, config, run).as_dict()
-    if len(report["environment"]["git_revs"]) > 1:
-        issues.append("stages ran from different suite revisions: " + ", ".join(report["environment"]["git_revs"]))
-    if len(report["environment"]["config_hashes"]) > 1:
-        issues.append("stages ran with different configs: " + ", ".join(report["environment"]["config_hashes"]))
-    built_with = recorded.config_hash if recorded is not None else config_hash(config)
-    report["environment"]["report_config_hash"] = built_with
-    if report["environment"]["config_hashes"] and built_with not in report["environment"]["config_hashes"]:
-        ran_with = ", ".join(report["environment"]["config_hashes"])
-        issues.append(f"this report was built with config {built_with or 'none'}, but the stages ran with "
-                      f"{ran_with}: rebuild with `cutover report --config PATH`")
+    if report["week1"] is None:
+        del report["week1"]
+    report["plan"] = plan_versus_actual(source.records, config, run).as_dict()  # the night, planned against actual
     return redact_obj(report)
-

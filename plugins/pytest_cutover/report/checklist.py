@@ -4,8 +4,8 @@ Each line of the runbook (``- [ ]`` boxes, ``- ✅`` success criteria, ``#### 5a
 rollback triggers) has a declared rule in :data:`RULES`: the records that satisfy it. A line is
 
 * ``ticked``: every automated source it names passed: the tests that quote it (a test's runbook line is
-  the first line of its docstring), a stage's verdict, an action or a notification the run recorded, a
-  Week-1 check (so those lines say what the Week-1 panel says);
+  its ``@pytest.mark.runbook("...")`` marker, recorded in the ledger), a stage's verdict, an action or a
+  notification the run recorded, a Week-1 check (so those lines say what the Week-1 panel says);
 * ``attested``: a person confirmed it (``[team.KEY] who/when`` in the config, or a decommission record);
 * ``not-applicable``: the rule says why it does not apply;
 * ``open``: none of these yet; ``problem`` says whether something failed, did not run, is pending,

@@ -34,86 +34,53 @@ def window(ctx: RunContext, needs: Any, announce_event: Any, pytestconfig: pytes
     return result
 
 
+@pytest.mark.runbook("Logs monitored for 30 minutes")
 def test_logs_monitored_for_the_window(window: Any, record_figure: Any) -> None:
-    """Logs monitored for 30 minutes"""
     record_figure("monitor", window.figures)
     assert not window.cut_short, f"the window was cut short after {window.elapsed_s:.0f}s ({window.stopped_by})"
     fired = "; ".join(f"{t.name}: {t.evidence}" for t in window.fired)
     assert window.complete, f"the window was stopped early by {window.stopped_by}" + (f" ({fired})" if fired else "")
 
 
-def _no_trigger(window: Any, name: str, auto_rollback: bool) -> None:
+def _case(name: str, runbook: str) -> Any:
+    """One parametrised case: the id is the trigger's or criterion's name, the runbook line its marker."""
+    return pytest.param(name, id=name, marks=pytest.mark.runbook(runbook))
+
+
+@pytest.mark.parametrize("name", [
+    _case("error-rate", "Error rate > 5%"),
+    _case("rls-leak", "RLS data leakage detected"),
+    _case("database-connection-failures", "Database connection failures"),
+    _case("critical-feature-broken", "Critical feature broken"),
+    _case("vector-search-broken", "Vector search completely broken"),
+])
+def test_no_trigger(window: Any, pytestconfig: pytest.Config, name: str) -> None:
+    """A rollback trigger was evaluated over the window and did not fire."""
     trigger = next((t for t in window.triggers if t.name == name), None)
     assert trigger is not None, f"trigger {name} was not evaluated"
-    done = (" (rolled back: see the report's rollback steps)" if auto_rollback
+    done = (" (rolled back: see the report's rollback steps)" if pytestconfig.getoption("cutover_auto_rollback")
             else "; roll back with `cutover action rollback` or re-run with --cutover-auto-rollback")
     assert not trigger.fired, f"rollback trigger {name} fired: {trigger.evidence}{done}"
 
 
-def _criterion_holds(window: Any, name: str) -> None:
+@pytest.mark.parametrize("name", [
+    _case("error-rate", "Error rate < 1%"),
+    _case("no-rls-leaks", "No RLS data leaks"),
+    _case("vector-search-p95", "Vector search latency < 100ms"),
+    _case("storage-operations", "Storage operations succeeding"),
+    _case("database-stable", "Database stable"),
+    _case("memory-slope", "Memory usage growth"),
+])
+def test_success_criterion(window: Any, name: str) -> None:
+    """A success criterion was evaluated over the window and holds."""
     criterion = next((c for c in window.criteria if c.name == name), None)
     assert criterion is not None, f"success criterion {name} was not evaluated"
     assert criterion.ok, criterion.message
 
 
-def test_no_trigger_error_rate(window: Any, pytestconfig: pytest.Config) -> None:
-    """Error rate > 5%"""
-    _no_trigger(window, "error-rate", pytestconfig.getoption("cutover_auto_rollback"))
-
-
-def test_no_trigger_rls_leak(window: Any, pytestconfig: pytest.Config) -> None:
-    """RLS data leakage detected"""
-    _no_trigger(window, "rls-leak", pytestconfig.getoption("cutover_auto_rollback"))
-
-
-def test_no_trigger_database_connection_failures(window: Any, pytestconfig: pytest.Config) -> None:
-    """Database connection failures"""
-    _no_trigger(window, "database-connection-failures", pytestconfig.getoption("cutover_auto_rollback"))
-
-
-def test_no_trigger_critical_feature_broken(window: Any, pytestconfig: pytest.Config) -> None:
-    """Critical feature broken"""
-    _no_trigger(window, "critical-feature-broken", pytestconfig.getoption("cutover_auto_rollback"))
-
-
-def test_no_trigger_vector_search_broken(window: Any, pytestconfig: pytest.Config) -> None:
-    """Vector search completely broken"""
-    _no_trigger(window, "vector-search-broken", pytestconfig.getoption("cutover_auto_rollback"))
-
-
-def test_error_rate_below_one_percent(window: Any) -> None:
-    """Error rate < 1%"""
-    _criterion_holds(window, "error-rate")
-
-
-def test_no_rls_leaks(window: Any) -> None:
-    """No RLS data leaks"""
-    _criterion_holds(window, "no-rls-leaks")
-
-
-def test_vector_search_latency(window: Any) -> None:
-    """Vector search latency < 100ms"""
-    _criterion_holds(window, "vector-search-p95")
-
-
-def test_storage_operations_succeeding(window: Any) -> None:
-    """Storage operations succeeding"""
-    _criterion_holds(window, "storage-operations")
-
-
-def test_database_stable(window: Any) -> None:
-    """Database stable"""
-    _criterion_holds(window, "database-stable")
-
-
-def test_memory_usage_not_growing(window: Any) -> None:
-    """Memory usage growth"""
-    _criterion_holds(window, "memory-slope")
-
-
+@pytest.mark.runbook("Maintenance mode disabled")
 def test_maintenance_mode_disabled(ctx: RunContext, request: pytest.FixtureRequest, needs: Any,
                                    announce_event: Any) -> None:
-    """Maintenance mode disabled"""
     needs("app.maintenance", "app.health_url")
     if request.session.testsfailed:
         pytest.fail("maintenance stays ON: a check failed in this run (Only if all smoke tests passed!)")

@@ -58,11 +58,11 @@ def verify(request: pytest.FixtureRequest, cutover_context: Any, record_figure: 
     return check_it
 
 
-def _probe(cutover_config: CutoverConfig, cutover_require: Any, table: str, probe: str) -> CheckResult:
+def _probe(cutover_config: CutoverConfig, needs: Any, table: str, probe: str) -> CheckResult:
     from pytest_cutover.checks import isolation
     from pytest_cutover.checks.rls_audit import qualify
 
-    cutover_require("target.app_database_url", "target.database_url")
+    needs("target.app_database_url", "target.database_url")
     try:
         return isolation.probe_table(cutover_config, qualify(table), probe)
     except isolation.IsolationError as exc:
@@ -73,98 +73,88 @@ def _probe(cutover_config: CutoverConfig, cutover_require: Any, table: str, prob
         raise
 
 
-def test_cross_tenant_read_denied(cutover_config: CutoverConfig, cutover_require: Any, tenant_table: str,
+@pytest.mark.runbook("No RLS data leaks")
+def test_cross_tenant_read_denied(cutover_config: CutoverConfig, needs: Any, tenant_table: str,
                                   verify: Any) -> None:
-    """No RLS data leaks
-
-    With org A's context the app role reads none of org B's rows (and nothing outside A); the BYPASSRLS
+    """With org A's context the app role reads none of org B's rows (and nothing outside A); the BYPASSRLS
     control reads them.
     """
-    verify(_probe(cutover_config, cutover_require, tenant_table, "read"), f"rls.{tenant_table}.read.")
+    verify(_probe(cutover_config, needs, tenant_table, "read"), f"rls.{tenant_table}.read.")
 
 
-def test_cross_tenant_insert_denied(cutover_config: CutoverConfig, cutover_require: Any, tenant_table: str,
+@pytest.mark.runbook("No RLS data leaks")
+def test_cross_tenant_insert_denied(cutover_config: CutoverConfig, needs: Any, tenant_table: str,
                                     verify: Any) -> None:
-    """No RLS data leaks
-
-    Inserting a copy of one of org B's rows with org A's context is refused with SQLSTATE 42501 by a
+    """Inserting a copy of one of org B's rows with org A's context is refused with SQLSTATE 42501 by a
     row-level security policy; with B's own context (and as the BYPASSRLS control) it is not refused by RLS.
     """
-    verify(_probe(cutover_config, cutover_require, tenant_table, "insert"), f"rls.{tenant_table}.insert.")
+    verify(_probe(cutover_config, needs, tenant_table, "insert"), f"rls.{tenant_table}.insert.")
 
 
-def test_cross_tenant_update_denied(cutover_config: CutoverConfig, cutover_require: Any, tenant_table: str,
+@pytest.mark.runbook("No RLS data leaks")
+def test_cross_tenant_update_denied(cutover_config: CutoverConfig, needs: Any, tenant_table: str,
                                     verify: Any) -> None:
-    """No RLS data leaks
-
-    An UPDATE aimed at org B's rows affects 0 rows with org A's context (the control's affects them), org
+    """An UPDATE aimed at org B's rows affects 0 rows with org A's context (the control's affects them), org
     B's rows are unchanged afterwards (checksum), and A cannot move its own row into B.
     """
-    verify(_probe(cutover_config, cutover_require, tenant_table, "update"), f"rls.{tenant_table}.update.")
+    verify(_probe(cutover_config, needs, tenant_table, "update"), f"rls.{tenant_table}.update.")
 
 
-def test_cross_tenant_delete_denied(cutover_config: CutoverConfig, cutover_require: Any, tenant_table: str,
+@pytest.mark.runbook("No RLS data leaks")
+def test_cross_tenant_delete_denied(cutover_config: CutoverConfig, needs: Any, tenant_table: str,
                                     verify: Any) -> None:
-    """No RLS data leaks
-
-    A DELETE aimed at org B's rows affects 0 rows with org A's context (the control's reaches them) and
+    """A DELETE aimed at org B's rows affects 0 rows with org A's context (the control's reaches them) and
     org B's rows are unchanged afterwards.
     """
-    verify(_probe(cutover_config, cutover_require, tenant_table, "delete"), f"rls.{tenant_table}.delete.")
+    verify(_probe(cutover_config, needs, tenant_table, "delete"), f"rls.{tenant_table}.delete.")
 
 
-def test_missing_context_sees_nothing(cutover_config: CutoverConfig, cutover_require: Any, tenant_table: str,
+@pytest.mark.runbook("No RLS data leaks")
+def test_missing_context_sees_nothing(cutover_config: CutoverConfig, needs: Any, tenant_table: str,
                                       verify: Any) -> None:
-    """No RLS data leaks
-
-    A transaction that never sets the tenant sees no rows at all (not every row); the control sees them.
-    """
-    verify(_probe(cutover_config, cutover_require, tenant_table, "no-context"), f"rls.{tenant_table}.no_context.")
+    """A transaction that never sets the tenant sees no rows at all (not every row); the control sees them."""
+    verify(_probe(cutover_config, needs, tenant_table, "no-context"), f"rls.{tenant_table}.no_context.")
 
 
-def test_private_fragments_invisible_to_other_users(cutover_config: CutoverConfig, cutover_require: Any,
+@pytest.mark.runbook("No RLS data leaks")
+def test_private_fragments_invisible_to_other_users(cutover_config: CutoverConfig, needs: Any,
                                                     verify: Any) -> None:
-    """No RLS data leaks
-
-    Inside one org, another user's private-tier fragments are invisible; their owner (through the app
+    """Inside one org, another user's private-tier fragments are invisible; their owner (through the app
     role) and the BYPASSRLS control see them.
     """
     from pytest_cutover.checks import isolation
 
-    cutover_require("target.app_database_url", "target.database_url", "schema.tier_column")
+    needs("target.app_database_url", "target.database_url", "schema.tier_column")
     verify(isolation.check_private_tier(cutover_config), "rls.private_tier.")
 
 
-def test_session_set_leakage_detected(cutover_config: CutoverConfig, cutover_require: Any, verify: Any) -> None:
-    """RLS data leakage detected
-
-    Through the transaction pooler no pooled backend carries a tenant left by an earlier client, and the
+@pytest.mark.runbook("RLS data leakage detected")
+def test_session_set_leakage_detected(cutover_config: CutoverConfig, needs: Any, verify: Any) -> None:
+    """Through the transaction pooler no pooled backend carries a tenant left by an earlier client, and the
     app's ``set_config(..., true)`` never reaches the next transaction on the same backend; the control
     shows that a session-level SET does travel across clients there, so the probe can see a leak.
     """
     from pytest_cutover.checks import isolation
 
-    cutover_require("target.app_database_url")
+    needs("target.app_database_url")
     verify(isolation.check_session_leakage(cutover_config), "rls.session.")
 
 
-def test_storage_objects_isolated_by_org(cutover_config: CutoverConfig, cutover_require: Any, verify: Any) -> None:
-    """No RLS data leaks
-
-    With org A's user JWT, org B's objects in ``target.bucket`` can be neither listed nor downloaded; B's
+@pytest.mark.runbook("No RLS data leaks")
+def test_storage_objects_isolated_by_org(cutover_config: CutoverConfig, needs: Any, verify: Any) -> None:
+    """With org A's user JWT, org B's objects in ``target.bucket`` can be neither listed nor downloaded; B's
     own JWT and the service key (the controls) can.
     """
     from pytest_cutover.checks import isolation
 
-    cutover_require("target.storage_url", "target.storage_key", "target.jwt_secret", "target.database_url")
+    needs("target.storage_url", "target.storage_key", "target.jwt_secret", "target.database_url")
     verify(isolation.check_storage_isolation(cutover_config), "rls.storage.")
 
 
-def test_exposed_surface_reads_no_other_tenant(cutover_config: CutoverConfig, cutover_require: Any,
+@pytest.mark.runbook("No RLS data leaks")
+def test_exposed_surface_reads_no_other_tenant(cutover_config: CutoverConfig, needs: Any,
                                                verify: Any) -> None:
-    """No RLS data leaks
-
-    Every relation holding tenant rows that the app role, ``anon`` or ``authenticated`` can SELECT (views
+    """Every relation holding tenant rows that the app role, ``anon`` or ``authenticated`` can SELECT (views
     included, checks/surface.py) is read as that role with org A's context or JWT claims: none of org B's
     rows, and no tenant row at all for ``anon``; the BYPASSRLS control sees them.  Every function they may
     EXECUTE outside the managed schemas is called the same way, in a rolled-back transaction, with org B's key
@@ -173,5 +163,5 @@ def test_exposed_surface_reads_no_other_tenant(cutover_config: CutoverConfig, cu
     """
     from pytest_cutover.checks import surface
 
-    cutover_require("target.app_database_url", "target.database_url")
+    needs("target.app_database_url", "target.database_url")
     verify(surface.probe_surface(cutover_config), "rls.surface.")

@@ -56,10 +56,9 @@ def _auth(cutover_config: CutoverConfig, org: str) -> dict[str, str]:
     return headers
 
 
+@pytest.mark.runbook('Health Check: Expected: {"status": "healthy"}')
 def test_health_check(ctx: Any, cutover_config: CutoverConfig, http: Any, needs: Any, record_figure: Any) -> None:
-    """Health Check: Expected: {"status": "healthy"}
-
-    The runbook keeps maintenance on until STEP 7, which runs "only if all smoke tests passed": while the
+    """The runbook keeps maintenance on until STEP 7, which runs "only if all smoke tests passed": while the
     maintenance window is open the app must answer with its maintenance status; otherwise it must be healthy.
     The monitor stage checks ``healthy`` again once it has turned maintenance off.
     """
@@ -85,9 +84,10 @@ def _maintenance_window_open(ctx: Any) -> bool:
     return state
 
 
+@pytest.mark.runbook("Database Connectivity: Database connected. Thread count equals the old database's, through the "
+                     "pooler")
 def test_database_connectivity(cutover_config: CutoverConfig, tenant_sql: Any, orgs: list[str],
                                expected_threads: dict[str, int], record_figure: Any) -> None:
-    """Database Connectivity: Database connected. Thread count equals the old database's, through the pooler"""
     sc = cutover_config.schema_
     seen: dict[str, int] = {}
     started = time.perf_counter()
@@ -101,9 +101,9 @@ def test_database_connectivity(cutover_config: CutoverConfig, tenant_sql: Any, o
                        f"(org: (new, old)): {wrong}")
 
 
+@pytest.mark.runbook("RLS Testing: org A sees exactly its threads, org B's are invisible")
 def test_rls_isolation_through_the_api(cutover_config: CutoverConfig, http: Any, needs: Any, orgs: list[str],
                                        expected_threads: dict[str, int], record_figure: Any) -> None:
-    """RLS Testing: org A sees exactly its threads, org B's are invisible"""
     needs("app.api_base")
     seen_ids: dict[str, set[str]] = {}
     for org in orgs:
@@ -121,9 +121,10 @@ def test_rls_isolation_through_the_api(cutover_config: CutoverConfig, http: Any,
     assert not overlap, f"orgs share thread ids through the API: {sorted(overlap)}"
 
 
+@pytest.mark.runbook("Vector Search Test: a known fragment's own embedding returns it first, and never another org's "
+                     "rows")
 def test_vector_search(cutover_config: CutoverConfig, http: Any, sql: Any, needs: Any, orgs: list[str],
                        record_figure: Any) -> None:
-    """Vector Search Test: a known fragment's own embedding returns it first, and never another org's rows"""
     needs("app.api_base")
     sc = cutover_config.schema_
     latencies = []
@@ -148,9 +149,9 @@ def test_vector_search(cutover_config: CutoverConfig, http: Any, sql: Any, needs
     record_figure("search_ms", [round(x, 1) for x in latencies])
 
 
+@pytest.mark.runbook("Storage Access Test: upload, download, checksum, list and delete in the org's folder")
 def test_storage_access(cutover_config: CutoverConfig, ctx: Any, http: Any, needs: Any, orgs: list[str],
                         record_figure: Any) -> None:
-    """Storage Access Test: upload, download, checksum, list and delete in the org's folder"""
     needs("target.storage_url", "target.storage_key")
     from pytest_cutover.redact import reveal
 
@@ -176,8 +177,8 @@ def test_storage_access(cutover_config: CutoverConfig, ctx: Any, http: Any, need
     record_figure("storage_roundtrip_ms", round((time.perf_counter() - started) * 1000, 1))
 
 
+@pytest.mark.runbook("API Endpoint Test: GET /api/threads with x-org-id and a token")
 def test_api_endpoint(cutover_config: CutoverConfig, http: Any, needs: Any, orgs: list[str]) -> None:
-    """API Endpoint Test: GET /api/threads with x-org-id and a token"""
     needs("app.api_base", "app.test_token")
     response = http.get(f"{cutover_config.app.api_base}/api/threads", headers=_auth(cutover_config, orgs[0]))
     assert response.status_code == 200, f"/api/threads answered {response.status_code}: {response.text[:200]}"

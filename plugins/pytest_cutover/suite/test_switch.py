@@ -42,14 +42,14 @@ def restarted(ctx: RunContext, switched: Any, needs: Any, announce_event: Any) -
     return result
 
 
+@pytest.mark.runbook("Update Environment Variables: DATABASE_URL=postgresql+asyncpg://...:6543/postgres")
 def test_update_environment_variables(switched: Any) -> None:
-    """Update Environment Variables: DATABASE_URL=postgresql+asyncpg://...:6543/postgres"""
     assert switched.ok, switched.detail
 
 
+@pytest.mark.runbook("Use port **6543** (transaction pooler), NOT 5432 (session pooler)")
 def test_new_connection_string_points_at_the_transaction_pooler(ctx: RunContext, cutover_config: CutoverConfig,
                                                                  switched: Any) -> None:
-    """Use port **6543** (transaction pooler), NOT 5432 (session pooler)"""
     from pytest_cutover.actions.env_switch import check_transaction_pooler, current_database_url
 
     url = current_database_url(ctx)
@@ -57,14 +57,14 @@ def test_new_connection_string_points_at_the_transaction_pooler(ctx: RunContext,
     check_transaction_pooler(url, cutover_config)
 
 
+@pytest.mark.runbook("Verify New Connection String: SELECT COUNT(*) as table_count FROM information_schema.tables")
 def test_verify_new_connection_string(sql: Any, switched: Any) -> None:
-    """Verify New Connection String: SELECT COUNT(*) as table_count FROM information_schema.tables"""
     (row,) = sql("target.app_database_url",
                  "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'")
     assert row["n"] > 0, "the transaction pooler answers but the public schema has no tables visible to the app role"
 
 
+@pytest.mark.runbook('Restart Backend Services: Check service is running - Should return: {"status": "healthy"}')
 def test_services_restarted(restarted: Any, record_figure: Any) -> None:
-    """Restart Backend Services: Check service is running - Should return: {"status": "healthy"}"""
     record_figure("restart_s", restarted.duration_s)
     assert restarted.ok, restarted.detail

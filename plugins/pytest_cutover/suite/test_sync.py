@@ -18,11 +18,9 @@ pytestmark = pytest.mark.sync
 
 
 @pytest.fixture(scope="module")
-def maintenance(ctx: RunContext, cutover_config: CutoverConfig, announce_event: Any) -> Any:
+def maintenance(ctx: RunContext, needs: Any, announce_event: Any) -> Any:
     """Maintenance on, by the configured method, verified by ``/health``; left on for the later stages."""
-    if not cutover_config.app.maintenance or not cutover_config.app.health_url:
-        pytest.skip("missing config key app.maintenance" if not cutover_config.app.maintenance
-                    else "missing config key app.health_url")
+    needs("app.maintenance", "app.health_url")
     from pytest_cutover.actions.maintenance import enable_maintenance
 
     result = enable_maintenance(ctx)
@@ -31,10 +29,10 @@ def maintenance(ctx: RunContext, cutover_config: CutoverConfig, announce_event: 
 
 
 @pytest.fixture(scope="module")
-def vectors(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, announce_event: Any) -> Any:
+def vectors(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenance: Any,
+            announce_event: Any) -> Any:
     """The vector migration Qdrant -> pgvector (resumable; verified against what was read)."""
-    if not (cutover_config.source.qdrant_path or cutover_config.source.qdrant_url):
-        pytest.skip("missing config key source.qdrant_path")
+    needs("source.qdrant_path|source.qdrant_url")
     from pytest_cutover.migrate.api import vectors as migrate_vectors
 
     outcome = migrate_vectors(cutover_config, ctx.run, resume=True)
@@ -43,10 +41,9 @@ def vectors(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, an
 
 
 @pytest.fixture(scope="module")
-def blobs(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, announce_event: Any) -> Any:
+def blobs(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenance: Any, announce_event: Any) -> Any:
     """The BLOB migration attachments.file_data -> Storage, then an independent verification pass."""
-    if not cutover_config.target.storage_url:
-        pytest.skip("missing config key target.storage_url")
+    needs("target.storage_url")
     from pytest_cutover.migrate.api import blobs as migrate_blobs
 
     moved = migrate_blobs(cutover_config)
@@ -55,22 +52,22 @@ def blobs(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, anno
     return moved, verified
 
 
+@pytest.mark.runbook("Maintenance mode enabled")
 def test_maintenance_mode_enabled(maintenance: Any) -> None:
-    """Maintenance mode enabled"""
     assert maintenance.ok, maintenance.detail
 
 
+@pytest.mark.runbook("Vector migration completed successfully")
 def test_vector_migration_completed(vectors: Any, record_figure: Any) -> None:
-    """Vector migration completed successfully"""
     record_figure("vectors", vectors.figures)
     assert vectors.ok, "; ".join(vectors.messages)
     figures = vectors.figures
     assert figures["migrated"] + figures["rejected"] == figures["points"]
 
 
+@pytest.mark.runbook("Vector counts should match: every vector re-read from Qdrant equals the target's, bit for bit")
 def test_vectors_bit_exact_against_the_source(ctx: RunContext, cutover_config: CutoverConfig, vectors: Any,
                                               record_figure: Any) -> None:
-    """Vector counts should match: every vector re-read from Qdrant equals the target's, bit for bit"""
     from pytest_cutover.checks.base import run_sync
     from pytest_cutover.migrate import verify
     from pytest_cutover.migrate.api import source_spec, vector_schema
@@ -94,8 +91,8 @@ def test_vectors_bit_exact_against_the_source(ctx: RunContext, cutover_config: C
                      f"first keys: {', '.join(bits.mismatches)}: re-run `cutover migrate vectors` for them")
 
 
+@pytest.mark.runbook("Compare vector counts")
 def test_consistency_vector_counts(cutover_config: CutoverConfig, sql: Any, vectors: Any, record_figure: Any) -> None:
-    """Compare vector counts"""
     sc = cutover_config.schema_
     (row,) = sql("target.database_url",
                  f"SELECT COUNT(*) AS total, COUNT({sc.embedding_column}) AS with_vectors, "
@@ -109,8 +106,8 @@ def test_consistency_vector_counts(cutover_config: CutoverConfig, sql: Any, vect
                           "see the migration's rejected/missing samples in the report")
 
 
+@pytest.mark.runbook("Check for any NULL file_data without storage_path")
 def test_consistency_no_attachment_without_data(cutover_config: CutoverConfig, sql: Any, blobs: Any) -> None:
-    """Check for any NULL file_data without storage_path"""
     sc = cutover_config.schema_
     (row,) = sql("target.database_url",
                  f"SELECT COUNT(*) AS n FROM {sc.attachments_table} "
@@ -118,8 +115,8 @@ def test_consistency_no_attachment_without_data(cutover_config: CutoverConfig, s
     assert row["n"] == 0, f"{row['n']} attachments have neither {sc.blob_column} nor {sc.storage_path_column}"
 
 
+@pytest.mark.runbook("Verify org isolation still working")
 def test_consistency_org_count(cutover_config: CutoverConfig, sql: Any, vectors: Any) -> None:
-    """Verify org isolation still working"""
     sc = cutover_config.schema_
     query = f"SELECT COUNT(DISTINCT {sc.tenant_column}) AS n FROM {sc.fragments_table}"
     (new,) = sql("target.database_url", query)
@@ -127,18 +124,18 @@ def test_consistency_org_count(cutover_config: CutoverConfig, sql: Any, vectors:
     assert new["n"] == old["n"], f"{sc.fragments_table}: {new['n']} orgs in the target, {old['n']} in the old database"
 
 
+@pytest.mark.runbook("BLOB migration script run")
 def test_blob_migration(blobs: Any, record_figure: Any) -> None:
-    """BLOB migration script run"""
     moved, verified = blobs
     record_figure("blobs", {**moved.figures, "verify_failed": verified.figures.get("verify_failed")})
     assert moved.ok, "; ".join(moved.messages)
     assert verified.ok, "; ".join(verified.messages)
 
 
-def test_relational_parity(cutover_config: CutoverConfig, maintenance: Any, record_figure: Any) -> None:
-    """Verify Data Consistency: the relational data in the target equals the old database, table by table"""
-    if not cutover_config.source.database_url:
-        pytest.skip("missing config key source.database_url")
+@pytest.mark.runbook("Verify Data Consistency: the relational data in the target equals the old database, table by "
+                     "table")
+def test_relational_parity(cutover_config: CutoverConfig, needs: Any, maintenance: Any, record_figure: Any) -> None:
+    needs("source.database_url")
     from pytest_cutover.migrate.api import parity
 
     outcome = parity(cutover_config)

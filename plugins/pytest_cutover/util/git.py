@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["GitError", "run_git"]
+__all__ = ["GitError", "git_or_none", "run_git"]
 
 
 class GitError(RuntimeError):
@@ -55,3 +55,15 @@ def run_git(cwd: str | os.PathLike[str], *args: str, timeout: float = 60, check:
         stderr = done.stderr.strip() or done.stdout.strip()
         raise GitError(f"{what} failed in {cwd}: {stderr}", returncode=done.returncode, stderr=stderr)
     return done
+
+
+def git_or_none(cwd: str | os.PathLike[str], *args: str, timeout: float = 60, trust_parents: bool = False
+                ) -> subprocess.CompletedProcess[str] | None:
+    """:func:`run_git` for callers to whom "git is missing, too slow, or ``cwd`` is no folder" means "unknown":
+    ``None`` then (a non-zero exit is returned as it is).  ``trust_parents``: trust ``cwd`` and every folder
+    above it (a checkout owned by another user, anywhere below its top level)."""
+    folder = Path(cwd)
+    try:
+        return run_git(folder, *args, timeout=timeout, trust=(folder, *folder.parents) if trust_parents else ())
+    except (GitError, OSError):
+        return None

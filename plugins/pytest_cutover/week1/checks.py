@@ -19,8 +19,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pytest_cutover.config import CutoverConfig, config_setting, resolve_settings
 from pytest_cutover.monitor.records import MONITOR_WINDOW
 from pytest_cutover.stages import FAILED, PASSED
 from pytest_cutover.week1.history import (
@@ -33,9 +34,6 @@ from pytest_cutover.week1.history import (
     switch_moment,
     watched_stage_spans,
 )
-
-if TYPE_CHECKING:
-    from pytest_cutover.config import CutoverConfig
 
 __all__ = [
     "BLOB_MIGRATION",
@@ -82,23 +80,19 @@ DECOMMISSION = "decommission"
 
 @dataclass(frozen=True)
 class Week1Settings:
-    """``[week1]`` resolved: coverage hours, longest allowed gap, error-rate limit, days before decommission."""
+    """``[week1]`` resolved: coverage hours, longest allowed gap, error-rate limit, days before decommission.
 
-    coverage_hours: float = 24.0
-    max_gap_minutes: float = 15.0
-    error_rate_max: float = 0.01
-    decommission_after_days: float = 7.0
+    The defaults are the config model's (:func:`~pytest_cutover.config.config_setting`)."""
+
+    coverage_hours: float = config_setting("week1.coverage_hours")
+    max_gap_minutes: float = config_setting("week1.max_gap_minutes")
+    error_rate_max: float = config_setting("week1.error_rate_max", "thresholds.error_rate")
+    decommission_after_days: float = config_setting("week1.decommission_after_days")
 
 
 def week1_settings(config: CutoverConfig | None) -> Week1Settings:
     """Settings from ``[week1]`` (``error_rate_max`` defaults to ``[thresholds] error_rate``)."""
-    if config is None:
-        return Week1Settings()
-    w = config.week1
-    return Week1Settings(coverage_hours=w.coverage_hours, max_gap_minutes=w.max_gap_minutes,
-                         error_rate_max=w.error_rate_max if w.error_rate_max is not None
-                         else config.thresholds.error_rate,
-                         decommission_after_days=w.decommission_after_days)
+    return resolve_settings(Week1Settings, config)
 
 
 @dataclass(frozen=True)

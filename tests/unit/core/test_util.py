@@ -6,6 +6,7 @@ with), so a token that PyJWT would reject cannot pass here.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib
 from pathlib import Path
@@ -17,18 +18,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pytest_cutover.errors import CutoverError
 from pytest_cutover.util import certs
-from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.aio import run_sync
+from pytest_cutover.util.git import GitError, git_or_none, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
-from pytest_cutover.util.sql import quote_ident, quote_literal
+from pytest_cutover.util.proc import run_checked, run_psql
+from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
+from pytest_cutover.util.wait import wait_until
 
 SECRET = "a-jwt-secret-of-at-least-32-bytes-0123456789"
 
 EXPORTS = {
     "pytest_cutover.util.jwt": ["encode_hs256", "mint_jwt"],
     "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
-    "pytest_cutover.util.sql": ["quote_ident", "quote_literal"],
-    "pytest_cutover.util.git": ["GitError", "run_git"],
+    "pytest_cutover.util.sql": ["quote_ident", "quote_literal", "shown_ident"],
+    "pytest_cutover.util.git": ["GitError", "git_or_none", "run_git"],
+    "pytest_cutover.util.aio": ["run_sync"],
+    "pytest_cutover.util.wait": ["wait_until"],
+    "pytest_cutover.util.proc": ["run_checked", "run_psql"],
 }
 
 
@@ -126,6 +134,98 @@ def test_quote_literal(value: str | None, quoted: str) -> None:
     assert quote_literal(value) == quoted
 
 
+@pytest.mark.parametrize(("name", "dotted", "shown"), [
+    ("public.threads", True, "public.threads"),
+    ("public.MyTable", True, '"public"."MyTable"'),
+    ("tenant_$1", False, "tenant_$1"),
+    ('my "policy"', False, '"my ""policy"""'),
+    ("postgres.ref", False, '"postgres.ref"'),  # a role whose name holds a dot stays one name
+])
+def test_shown_ident_quotes_only_what_needs_it(name: str, dotted: bool, shown: str) -> None:
+    assert shown_ident(name, dotted=dotted) == shown
+
+
+# -- aio -------------------------------------------------------------------------------------------------------
+async def _answer(delay: float = 0.0) -> int:
+    await asyncio.sleep(delay)
+    return 42
+
+
+def test_run_sync_from_plain_code_and_from_inside_a_running_loop() -> None:
+    assert run_sync(_answer()) == 42
+
+    async def inside() -> int:
+        return run_sync(_answer())  # asyncio.run would refuse here: a worker thread runs it
+
+    assert asyncio.run(inside()) == 42
+
+
+def test_run_sync_deadline() -> None:
+    with pytest.raises(TimeoutError):
+        run_sync(_answer(5.0), timeout=0.05)
+
+
+# -- wait ------------------------------------------------------------------------------------------------------
+def test_wait_until_returns_the_first_truthy_result() -> None:
+    calls: list[int] = []
+
+    def third() -> str:
+        calls.append(1)
+        return "ready" if len(calls) == 3 else ""
+
+    assert wait_until(third, 5.0, pause=0.001) == "ready"
+    assert len(calls) == 3
+
+
+def test_wait_until_gives_up_at_the_deadline_with_the_last_result() -> None:
+    import time
+
+    calls: list[float] = []
+    started = time.monotonic()
+    assert wait_until(lambda: calls.append(time.monotonic()) or 0, 0.3, pause=0.02, max_pause=0.1) == 0
+    took = time.monotonic() - started
+    assert 0.3 <= took < 0.6, took  # the last call is at the deadline, never a full pause past it
+    assert calls[-1] - started >= 0.29 and len(calls) >= 4
+
+
+def test_wait_until_lets_an_error_through_at_once() -> None:
+    calls: list[int] = []
+
+    def broken() -> bool:
+        calls.append(1)
+        raise LookupError("the process exited")
+
+    with pytest.raises(LookupError, match="exited"):
+        wait_until(broken, 5.0)
+    assert calls == [1]
+
+
+# -- proc ------------------------------------------------------------------------------------------------------
+class _ProbeError(CutoverError):
+    pass
+
+
+def test_run_checked_names_what_timed_out_or_failed_with_the_callers_error() -> None:
+    import sys
+
+    assert run_checked([sys.executable, "-c", "print('hi')"], what="hello", timeout=30).stdout == "hi\n"
+    with pytest.raises(_ProbeError, match=r"slow thing timed out after 0\.2 s") as slow:
+        run_checked([sys.executable, "-c", "import time; time.sleep(30)"], what="slow thing", timeout=0.2,
+                    error=_ProbeError, hint="raise the timeout")
+    assert slow.value.hint == "raise the timeout"
+    with pytest.raises(_ProbeError, match=r"rss command failed with exit status 3: password=\S*\*") as failed:
+        run_checked("echo password=hunter2 >&2; exit 3", shell=True, what="rss command", timeout=30,
+                    error=_ProbeError, hint="check it", failure_hint="read its stderr")
+    assert "hunter2" not in str(failed.value) and failed.value.hint == "read its stderr"
+
+
+def test_run_psql_without_psql_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no psql on it
+    with pytest.raises(_ProbeError, match="psql is not installed: cannot run SHOW POOLS") as missing:
+        run_psql("postgresql://u:secret@127.0.0.1:1/pgbouncer", "SHOW POOLS", timeout=1, error=_ProbeError)
+    assert "postgresql-client" in (missing.value.hint or "")
+
+
 # -- git -------------------------------------------------------------------------------------------------------
 IDENTITY = {"user.name": "util test", "user.email": "util@example.invalid", "commit.gpgsign": "false"}
 
@@ -158,3 +258,10 @@ def test_run_git_never_hangs_and_says_when_git_is_missing(tmp_path: Path, monkey
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(GitError, match="git is not installed"):
         run_git(tmp_path, "status")
+
+
+def test_git_or_none_is_none_only_when_git_cannot_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    done = git_or_none(tmp_path, "rev-parse", "HEAD")
+    assert done is not None and done.returncode != 0  # git answered: not a repository
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git on it
+    assert git_or_none(tmp_path, "status") is None  # git cannot answer: unknown

@@ -74,7 +74,7 @@ def test_rss_of_pid_counts_children() -> None:
 
 def test_rss_command_and_pid_file(tmp_path: Path) -> None:
     assert rss_from_command("echo '2048 kB'") == 2048 * 1024
-    with pytest.raises(MonitorError, match="rss command exited with status 3"):
+    with pytest.raises(MonitorError, match="rss command failed with exit status 3"):
         rss_from_command("echo oops >&2; exit 3")
     with pytest.raises(MonitorError, match="rss command printed 'none'"):
         rss_from_command("echo none")

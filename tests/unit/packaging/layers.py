@@ -40,6 +40,9 @@ PLACEMENT: dict[str, str] = {
     # while the core needs one of them (context stamps every ledger record with the suite's git revision,
     # through util.git).  Below the core they stay reusable by everything, the rehearsal included.
     "util": "helpers",
+    # util.proc turns a helper program's failure into our CutoverError with redacted output: it needs the
+    # core's errors, redaction and DSN splitting, so it sits in the core layer although it lives in util/.
+    "util.proc": "core",
     # The core: the stage model and gate, the ledger and its records, config, run context, errors, redaction.
     "": "core",  # pytest_cutover/__init__ re-exports the stage and status words from stages
     "config": "core",

@@ -30,7 +30,7 @@ SERVICES_MISSING = services_available()
 needs_services = pytest.mark.skipif(SERVICES_MISSING is not None,
                                     reason=f"app and storage not available: {SERVICES_MISSING}")
 
-#: The contract names (design.md, "Fault names"): keep these exactly.
+#: The contract names (the `--fault` catalog other tools rely on; README "The fault matrix"): keep these exactly.
 CONTRACT = [
     "rls-disabled", "rls-not-forced", "policy-using-true", "app-role-bypassrls", "session-set", "session-pooler-url",
     "statement-cache-on", "missing-point", "nan-vector", "wrong-dim-vector", "payload-org-mismatch", "vector-altered",

@@ -76,17 +76,28 @@ SUITE = Path(__file__).resolve().parents[3] / "plugins/pytest_cutover/suite"
 
 
 def suite_tests(name: str) -> list[tuple[str, str]]:
-    """``(test id, runbook line)`` of each test in the packaged suite's ``test_<name>.py`` (first docstring line)."""
-    import ast
+    """``(test id, runbook line)`` of each test in the packaged suite's ``test_<name>.py``: its ``runbook``
+    marker, or each parametrised case's own (``test_no_trigger[error-rate]``)."""
+    import importlib
+    import inspect
 
-    path = SUITE / f"test_{name}.py"
-    tree = ast.parse(path.read_text("utf-8"))
+    from _pytest.mark.structures import ParameterSet, get_unpacked_marks
+
+    module = importlib.import_module(f"pytest_cutover.suite.test_{name}")
     out = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
-            doc = (ast.get_docstring(node) or "").strip().splitlines()
-            out.append((f"pytest_cutover/suite/test_{name}.py::{node.name}", doc[0] if doc else ""))
-    return out
+    for fname, fn in inspect.getmembers(module, inspect.isfunction):
+        if not fname.startswith("test_") or fn.__module__ != module.__name__:
+            continue
+        marks = get_unpacked_marks(fn)
+        base = f"pytest_cutover/suite/test_{name}.py::{fname}"
+        own = next((m.args[0] for m in marks if m.name == "runbook"), "")
+        cases = [c for m in marks if m.name == "parametrize" for c in m.args[1] if isinstance(c, ParameterSet)]
+        if not cases:
+            out.append((fn.__code__.co_firstlineno, base, own))
+        for case in cases:
+            line = next((m.args[0] for m in case.marks if m.name == "runbook"), own)
+            out.append((fn.__code__.co_firstlineno, f"{base}[{case.id}]", line))
+    return [(tid, line) for _, tid, line in sorted(out, key=lambda t: t[0])]
 
 
 _TABLES = ("orgs", "users", "threads", "messages", "memory_fragments", "attachments")

@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[3]
 SHOTS = REPO / "reports" / "browser"
 WIDTH, FOLD = 1400, 900
 # The whole page of a rehearsal-sized report stays below this (the issue saw ~15,000 px, 60% raw figures).
-MAX_HEIGHT = 7000
+# Raised from 7000 when the plan-versus-actual section and the parametrised monitor cases (one row per
+# criterion in the failing stage's table) arrived: the ROLLBACK page measured 7031 px.
+MAX_HEIGHT = 7500
 LAYOUT_JS = Path(__file__).with_name("layout.js")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (.ci/setup)")

@@ -111,7 +111,7 @@ def test_two_monitor_passes_in_one_run_both_land_in_the_ledger(suite: pytest.Pyt
     out = week1.stdout.str()
     assert "pending: 0.0 h of 24 h after the switch at " in out
     assert "pending: no BLOB migration recorded in this run" in out
-    assert "missing config key source.database_url" in out
+    assert "missing config keys source.database_url, source.qdrant_url (or source.qdrant_path) in " in out
     assert len(Ledger.for_run(suite.path / "reports", RUN).records()) == len(records)  # not a stage: no record
     rebuilt = build_report(Ledger.for_run(suite.path / "reports", RUN), None, RUN, local_versions=False)
     assert {c["name"]: c["verdict"] for c in rebuilt["week1"]["checks"]} == {
