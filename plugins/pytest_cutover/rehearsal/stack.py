@@ -327,6 +327,12 @@ class EmbeddedStack:
         self.served_env_path = path
         return path
 
+    def environment_figures(self) -> dict[str, str]:
+        """What the report's environment block says about the stack (``versions`` figures)."""
+        from importlib.metadata import version
+
+        return {"stack": "embedded (no Docker)", "qdrant": f"local mode (qdrant-client {version('qdrant-client')})"}
+
     def describe(self) -> str:
         """Where the stack is (no secrets): for the terminal."""
         urls = self._require_urls()
