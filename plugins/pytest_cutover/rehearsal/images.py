@@ -42,7 +42,7 @@ from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 
 __all__ = ["BASE_PACKAGES", "INPUTS_LABEL", "LOCAL_IMAGES", "BuiltImage", "build_local_images", "local_image_status",
-           "storage_distributions"]
+           "missing_storage_imports", "storage_distributions"]
 
 #: Tags of the local set (``pytest-cutover/...``: never confused with an official image).
 LOCAL_IMAGES: dict[str, str] = {
@@ -189,6 +189,33 @@ def storage_distributions(roots: Iterable[str] = STORAGE_REQUIREMENTS) -> list[m
     return sorted(seen.values(), key=lambda d: d.metadata["Name"].lower())
 
 
+def _imported_modules(files: Iterable[Path]) -> set[str]:
+    """Top-level names every ``import`` of ``files`` names (inside functions too), relative ones left out."""
+    import ast
+
+    names: set[str] = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def missing_storage_imports(roots: Iterable[str] = STORAGE_REQUIREMENTS) -> set[str]:
+    """Modules the storage service imports that neither the standard library, the project, nor the
+    distributions copied into the storage image (``roots`` and their requirements) provide."""
+    provided: set[str] = set()
+    dists = {d.metadata["Name"].lower() for d in storage_distributions(roots)}
+    for module, owners in metadata.packages_distributions().items():
+        if any(owner.lower() in dists for owner in owners):
+            provided.add(module)
+    wanted = _imported_modules(p for p in _storage_sources() if "/rehearsal/storage/" in p.as_posix()
+                               or p.name in ("jwt.py", "storage_key.py"))
+    return {m for m in wanted if m not in sys.stdlib_module_names and m != "pytest_cutover" and m not in provided}
+
+
 def _inputs(name: str, base_hash: str) -> str:
     """The hash of everything that goes into image ``name`` (the base's hash included)."""
     digest = hashlib.sha256(f"{name}\0{base_hash}\0".encode())
@@ -294,6 +321,10 @@ def _fill_context(name: str, ctx: Path, base: str) -> None:
                                  f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}, but this is Python "
                                  f"{sys.version_info[0]}.{sys.version_info[1]}",
                                  hint="build the local images with Python 3.11")
+        missing = missing_storage_imports()
+        if missing:
+            raise RehearsalError(f"images: the storage service imports {', '.join(sorted(missing))}, which the "
+                                 "storage image would not have", hint="add its distribution to STORAGE_REQUIREMENTS")
         site = ctx / "site"
         for dist in storage_distributions():
             for rel in dist.files or []:
