@@ -114,7 +114,7 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         return run_matrix(faults, reports_dir=reports_dir, monitor_window=monitor_window, echo=click.echo)
     import pytest
 
-    from pytest_cutover.notify.receiver import WebhookReceiver, rehearsal_notify_toml
+    from pytest_cutover.notify.receiver import WebhookReceiver, rehearsal_notify_config
     from pytest_cutover.rehearsal.faults import validate_faults
     from pytest_cutover.rehearsal.hooks import RehearsalHooks
     from pytest_cutover.status import stage_rows
@@ -134,7 +134,7 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
                                         monitor_interval_s=max(0.5, monitor_window / 8), **options)
     # A real webhook receiver on loopback: the suite's notifications go to it like to Slack on the night.
     with WebhookReceiver() as receiver, stack:
-        stack.extra_toml = rehearsal_notify_toml(receiver)
+        stack.extra_config = rehearsal_notify_config(receiver)
         stack.write_config()
         say(f"stack up in {stack.startup_s:.1f}s: {stack.describe()}")
         for name, evidence in stack.planted.items():

@@ -41,14 +41,14 @@ from urllib.parse import quote
 from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
-from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, EmbeddedStack, _Part
+from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, StackBase, _Part
 from pytest_cutover.util.jwt import mint_jwt
 
 __all__ = [
     "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
     "ContainerDatabase", "ContainerPooler", "ContainerStack", "docker_unavailable_reason", "pgbouncer_files",
     "pgbouncer_ini", "pgbouncer_userlist", "postgres_command", "postgres_env", "provision_database", "require_docker",
-    "storage_env", "storage_policies_sql", "target_schema_steps", "to_container_config",
+    "storage_env", "storage_policies_sql", "target_schema_steps",
 ]
 
 #: Images, pinned (a moving tag would change the rehearsal under you).  PostgreSQL 18 as the embedded wheel;
@@ -331,23 +331,6 @@ def storage_env(*, dsn: str, jwt_secret: str, service_key: str, anon_key: str,
     }
 
 
-def to_container_config(text: str, *, qdrant_url: str) -> str:
-    """Turn the cutover.toml ``EmbeddedStack.write_config`` writes into this stack's: Qdrant is a server."""
-    out: list[str] = []
-    replaced = False
-    for line in text.splitlines():
-        if line.startswith("qdrant_path = "):
-            line = f'qdrant_url = "{qdrant_url}"'
-            replaced = True
-        elif line.startswith("# Written by the pytest-cutover rehearsal (EmbeddedStack)"):
-            line = line.replace("(EmbeddedStack)", "(ContainerStack)")
-        out.append(line)
-    if not replaced:
-        raise RehearsalError("containers: the cutover.toml has no [source] qdrant_path line to replace",
-                             hint="EmbeddedStack.write_config changed; update to_container_config")
-    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
-
-
 def provision_database(db: ContainerDatabase, *, storage_tables: bool = False) -> None:
     """Make a blank PostgreSQL + pgvector (superuser ``supabase_admin``) the old and the Supabase-like target.
 
@@ -492,10 +475,10 @@ class ContainerPooler:
 
 
 # ------------------------------------------------------------------------------------------------ the stack
-class ContainerStack(EmbeddedStack):
-    """``EmbeddedStack``'s interface (urls, config_path, env_file, app_dir, environ(), write_config(), plant()...)
-    with PostgreSQL, Qdrant, PgBouncer and Storage in containers.  ``start()`` first checks that Docker answers
-    (``RehearsalError("Docker not available: ...")`` otherwise) and builds nothing before that.
+class ContainerStack(StackBase):
+    """The rehearsal stack (:class:`~pytest_cutover.rehearsal.protocol.RehearsalStack`) with PostgreSQL,
+    PgBouncer, Storage (and Qdrant, with the official images) in containers.  ``start()`` first checks that
+    Docker answers (``RehearsalError("Docker not available: ...")`` otherwise) and builds nothing before that.
     """
 
     def __init__(self, workdir: Path | None = None, *, images: str = "official",
@@ -516,9 +499,6 @@ class ContainerStack(EmbeddedStack):
         self._network: Any = None
         self._docker_host = "127.0.0.1"
         self._storage_url: str | None = None
-
-    def __repr__(self) -> str:
-        return f"ContainerStack({str(self.workdir)!r}, started={self._started}, faults={self.faults})"
 
     def start(self) -> None:
         if self._started:
@@ -563,16 +543,11 @@ class ContainerStack(EmbeddedStack):
         lines += [f"container     {name}: {self.images.get(name.split('-')[0], '?')}" for name in self.containers]
         return redact("\n".join(lines))
 
-    # -- build steps (overrides) ----------------------------------------------------------------
-    def _make_certs(self) -> None:
-        tls_dir = self._dir("tls")
-        hosts = tuple(dict.fromkeys((*tls.DEFAULT_HOSTS, self._docker_host)))
-        self.ca = tls.make_ca(tls_dir)
-        self.pooler_cert = tls.issue_server_cert(self.ca, tls_dir, name="pooler", days=self.cert_days, hosts=hosts)
-        self.api_cert = tls.issue_server_cert(self.ca, tls_dir, name="api", days=self.cert_days)
-        self.storage_cert = tls.issue_server_cert(self.ca, tls_dir, name="storage", days=30)
+    # -- the parts (StackBase) ------------------------------------------------------------------
+    def certificate_hosts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*tls.DEFAULT_HOSTS, self._docker_host)))
 
-    def _start_postgres(self) -> None:
+    def start_database(self) -> None:
         """Network, PostgreSQL (provisioned from fixtures/sql) and the Qdrant server: what seeding needs."""
         import secrets as _secrets
 
@@ -612,7 +587,7 @@ class ContainerStack(EmbeddedStack):
             self._start_container("qdrant", qdrant)
             self.qdrant_url = f"http://{self._docker_host}:{qdrant.get_exposed_port(QDRANT_PORT)}"
 
-    def _seed(self) -> None:
+    def seed_source(self) -> None:
         from pytest_cutover.rehearsal.seed import seed_all
 
         self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn,
@@ -620,7 +595,7 @@ class ContainerStack(EmbeddedStack):
                                      qdrant_url=self.qdrant_url, seed=self.seed, size=self.size,
                                      collection=COLLECTION)
 
-    def _start_poolers(self) -> None:
+    def start_poolers(self) -> None:
         import secrets as _secrets
 
         from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TARGET_DATABASE
@@ -646,7 +621,7 @@ class ContainerStack(EmbeddedStack):
             probe_user = next(iter(users))
             self._wait(f"pgbouncer {name}", _tls_login_probe(pooler, probe_user), container=container)
 
-    def _start_storage(self) -> None:
+    def start_storage(self) -> None:
         from testcontainers.core.wait_strategies import HttpWaitStrategy
 
         jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
@@ -690,28 +665,15 @@ class ContainerStack(EmbeddedStack):
         self._wait("storage", http_ready(f"https://{self._docker_host}:{self._storage_port}/status",
                                          ca_file=self.ca.cert_path), container=container)
 
-    def _app_env(self) -> dict[str, str]:
-        env = super()._app_env()
-        env["STORAGE_URL"] = self._storage_url or ""
-        if self.image_set is None or self.image_set.storage == "supabase":
-            env.pop("STORAGE_SSL_CA", None)  # the storage-api image serves plain HTTP (Supabase puts Kong in front)
-        if self.qdrant_url:
-            env.pop("QDRANT_PATH", None)
-            env["QDRANT_URL"] = self.qdrant_url
-        return env
+    def storage_endpoint(self) -> tuple[str | None, Path | None]:
+        if self._storage_url is None:
+            return None, None
+        # supabase/storage-api serves plain HTTP (on Supabase, Kong terminates TLS in front of it).
+        tls_ca = self.ca.cert_path if self.image_set is not None and self.image_set.storage == "project" else None
+        return self._storage_url, tls_ca
 
-    def _write_urls(self) -> None:
-        super()._write_urls()
-        assert self.urls is not None
-        self.urls = dataclasses.replace(self.urls, storage_url=self._storage_url,
-                                        qdrant_path="" if self.qdrant_url else str(self.qdrant_path))
-
-    def write_config(self) -> Path:
-        path = super().write_config()
-        if self.qdrant_url:
-            path.write_text(to_container_config(path.read_text(encoding="utf-8"), qdrant_url=self.qdrant_url),
-                            encoding="utf-8")
-        return path
+    def qdrant_source(self) -> tuple[str, str]:
+        return ("url", self.qdrant_url) if self.qdrant_url else ("path", str(self.qdrant_path))
 
     # -- containers -----------------------------------------------------------------------------
     def _container(self, name: str, image: str, *, env: Mapping[str, str] | None = None, ports: Sequence[int] = (),
