@@ -1,28 +1,30 @@
-"""The rehearsal stack with containers (testcontainers): the same interface as ``EmbeddedStack``, real images.
+"""The rehearsal stack with containers (testcontainers): the stack protocol (rehearsal/protocol.py), real images.
 
-Why a second stack: on a machine with Docker the rehearsal can use the real servers instead of their
-stand-ins: ``pgvector/pgvector`` (PostgreSQL 18 + pgvector) holding the old and the Supabase-like target
-database (the same ``fixtures/sql`` files), a ``qdrant/qdrant`` SERVER holding the source collection (seeded
-through its URL; ``source.qdrant_url`` in the cutover.toml), three ``edoburu/pgbouncer`` containers
-terminating client TLS with the rehearsal CA (transaction = the 6543 analogue, session = 5432, and a TLS
-front for the old database), and the real ``supabase/storage-api`` server (file backend; it creates the
-``storage`` schema with its own migrations, then the bucket and RLS policies of ``03_storage.sql`` are
-applied).  The reference app still runs as a local process from its git checkout (services.py, ctl.py).
+Why a second stack: on a machine with Docker the rehearsal can use servers in containers instead of local
+processes.  Two image sets (:class:`ImageSet`; the README lists every difference):
 
-All containers share one Docker network (PostgreSQL is ``db`` there); the host reaches them on mapped
-ports.  Everything that does not need a daemon (images, environments, PgBouncer ini, storage env, the
-cutover.toml) is built by pure functions below and unit-tested without Docker.
+* **official** (default): ``pgvector/pgvector`` (PostgreSQL 18 + pgvector) holding the old and the Supabase-like
+  target database (the same ``fixtures/sql`` files), a ``qdrant/qdrant`` SERVER holding the source collection
+  (``source.qdrant_url``), three ``edoburu/pgbouncer`` containers terminating client TLS with the rehearsal CA
+  (transaction = the 6543 analogue, session = 5432, and a TLS front for the old database), and Supabase's
+  ``supabase/storage-api`` (file backend, plain HTTP: on Supabase, Kong terminates TLS; it creates the
+  ``storage`` schema with its own migrations, then the bucket and RLS policies of ``03_storage.sql`` are applied);
+* **local** (``--images local``, or automatically with a notice when an official image cannot be pulled): the
+  images ``images.py`` builds on this machine: the wheel's PostgreSQL + pgvector, Debian's PgBouncer, the
+  project's storage service (HTTPS, schema from ``03_storage.sql``); no Qdrant server, so the source is a
+  Qdrant local-mode folder as in the embedded stack.
 
-Not supported here (they need the local-mode folder or local storage files): the faults listed in
-:data:`UNSUPPORTED_FAULTS`.  The app template reads Qdrant from ``QDRANT_PATH`` only, so before the switch
-its Qdrant search has no backend in this stack (it gets ``QDRANT_URL`` for when the template learns it);
-after the switch it searches pgvector as in the embedded stack.  Storage answers plain HTTP (on Supabase,
-Kong terminates TLS in front of it), so ``target.storage_url`` is ``http://HOST:PORT`` without ``/storage/v1``.
+The reference app runs as a local process from its git checkout in both (services.py, ctl.py); it reads
+Qdrant from ``QDRANT_PATH`` only, so with a Qdrant server its search has no backend before the switch (it gets
+``QDRANT_URL`` for when the template learns it) and searches pgvector after it, as in the embedded stack.
+All containers share one Docker network (PostgreSQL is ``db`` there); the host reaches them on ports published
+on 127.0.0.1 only.  Everything that does not need a daemon (environments, PgBouncer ini, storage env) is built
+by pure functions below and unit-tested without Docker.  Faults this stack refuses: :func:`unsupported_faults`.
 
-Run it (needs a Docker engine; the first run pulls the four images)::
+Run it (needs a Docker engine; ``cutover rehearse --build-images`` builds the local set)::
 
     cutover rehearse --stack containers                    # every stage
-    cutover rehearse --stack containers --until precutover
+    cutover rehearse --stack containers --images local --until precutover
     python -m pytest tests/unit/rehearsal_containers -m docker
 """
 
