@@ -267,31 +267,24 @@ def storage_policies_sql() -> str:
 
 
 def pgbouncer_userlist(users: Mapping[str, str]) -> str:
-    """PgBouncer's auth file: ``"user" "password"`` lines (plaintext, so it can answer SCRAM both ways)."""
-    return "".join(f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"\n' for u, p in sorted(users.items()))
+    """PgBouncer's auth file (the embedded poolers' renderer)."""
+    from pytest_cutover.rehearsal.pgbouncer import render_userlist
+
+    return render_userlist(users)
 
 
 def pgbouncer_ini(*, pool_mode: str, databases: Mapping[str, str], stats_users: Sequence[str] = (),
                   db_host: str = DB_ALIAS, db_port: int = PG_PORT, listen_port: int = PGBOUNCER_PORT,
                   pool_size: int = 10, conf_dir: str = PGBOUNCER_DIR) -> str:
-    """The ini of one PgBouncer container: client TLS required, SCRAM, the target over the Docker network."""
+    """The ini of one PgBouncer container (the embedded poolers' renderer): the target over the Docker network."""
+    from pytest_cutover.rehearsal.pgbouncer import render_ini
+
     if pool_mode not in ("transaction", "session"):
         raise RehearsalError(f"containers: unknown pool_mode {pool_mode!r}", hint="use 'transaction' or 'session'")
-    dbs = [f"{alias} = host={db_host} port={db_port} dbname={db}" for alias, db in databases.items()]
-    settings = {
-        "listen_addr": "0.0.0.0", "listen_port": str(listen_port), "unix_socket_dir": "",
-        "auth_type": "scram-sha-256", "auth_file": f"{conf_dir}/userlist.txt", "pool_mode": pool_mode,
-        "default_pool_size": str(pool_size), "min_pool_size": "0", "reserve_pool_size": "0",
-        "max_client_conn": "200", "max_db_connections": str(pool_size),
-        "client_tls_sslmode": "require", "client_tls_cert_file": f"{conf_dir}/server.pem",
-        "client_tls_key_file": f"{conf_dir}/server.key", "client_tls_protocols": "secure",
-        "server_tls_sslmode": "disable",
-        "ignore_startup_parameters": "extra_float_digits,options,search_path",
-        "server_login_retry": "1", "query_wait_timeout": "30", "stats_users": ",".join(sorted(stats_users)),
-        "log_connections": "0", "log_disconnections": "0",
-    }
-    body = ["[databases]", *dbs, "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items()), ""]
-    return "\n".join(body)
+    return render_ini(databases=databases, db_host=db_host, db_port=db_port, listen_addr="0.0.0.0",
+                      listen_port=listen_port, auth_file=f"{conf_dir}/userlist.txt",
+                      cert_file=f"{conf_dir}/server.pem", key_file=f"{conf_dir}/server.key", pool_mode=pool_mode,
+                      pool_size=pool_size, stats_users=stats_users)
 
 
 def pgbouncer_files(*, pool_mode: str, databases: Mapping[str, str], users: Mapping[str, str],
