@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["REHEARSAL_CHANNELS", "Received", "WebhookReceiver", "rehearsal_notify_toml"]
+__all__ = ["REHEARSAL_CHANNELS", "Received", "WebhookReceiver", "rehearsal_notify_config", "rehearsal_notify_toml"]
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,16 @@ REHEARSAL_CHANNELS: dict[str, tuple[str, tuple[str, ...], bool]] = {
 }
 
 
+def rehearsal_notify_config(receiver: WebhookReceiver) -> dict[str, Any]:
+    """``{"notify": {...}}``: every rehearsal channel pointing at ``receiver`` (path ``/<channel>``), for a
+    rehearsal's cutover.toml."""
+    return {"notify": {name: {"kind": kind, "url": receiver.url("/" + name), "events": list(events),
+                              "required": required, "timeout_s": 5}
+                       for name, (kind, events, required) in REHEARSAL_CHANNELS.items()}}
+
+
 def rehearsal_notify_toml(receiver: WebhookReceiver) -> str:
-    """``[notify.*]`` sections pointing every rehearsal channel at ``receiver`` (path ``/<channel>``),
-    to append to a rehearsal's cutover.toml."""
-    lines = []
-    for name, (kind, events, required) in REHEARSAL_CHANNELS.items():
-        quoted = ", ".join(f'"{e}"' for e in events)
-        lines += [f"[notify.{name}]", f'kind = "{kind}"', f'url = "{receiver.url("/" + name)}"',
-                  f"events = [{quoted}]", f"required = {'true' if required else 'false'}", "timeout_s = 5", ""]
-    return "\n".join(lines)
+    """:func:`rehearsal_notify_config` as TOML (``[notify.*]`` sections)."""
+    import tomli_w
+
+    return tomli_w.dumps(rehearsal_notify_config(receiver))

@@ -85,6 +85,12 @@ def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
                    "guards it, and print fault -> stage -> message.")
 @click.option("--stack", "stack_name", type=click.Choice(stack_names()), default=DEFAULT_STACK, show_default=True,
               help="Which stack to build: embedded (no Docker) or containers (testcontainers; needs Docker).")
+@click.option("--images", "images", type=click.Choice(["official", "local"]), default="official", show_default=True,
+              help="With --stack containers: the official images (pulled when absent; the local set, with a notice, "
+                   "when a pull fails) or the local set built by --build-images.")
+@click.option("--build-images", is_flag=True,
+              help="Build the containers stack's local image set from the project's files (skipped when up to "
+                   "date; needs root and Docker) and exit.")
 @click.option("--pytest-arg", "pytest_args", multiple=True, help="Extra argument for pytest (repeatable).")
 @click.option("--sign-key", type=click.Path(path_type=Path), default=None,
               help="Ed25519 key to sign the report with (default: a throwaway key for this rehearsal; its public "
@@ -92,17 +98,23 @@ def _sign(report_path: Path, key: Path | None, run_dir: Path) -> str:
 def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbose: bool, auto_rollback: bool,
              keep: bool, serve: bool, reports_dir: Path | None, size: str, monitor_window: float,
              suite: Path | None, pytest_args: tuple[str, ...], sign_key: Path | None, until: str | None,
-             matrix: bool, stack_name: str = DEFAULT_STACK) -> int:
+             matrix: bool, stack_name: str = DEFAULT_STACK, images: str = "official",
+             build_images: bool = False) -> int:
     """Build the embedded stack and run precutover → sync → switch → smoke → rls → monitor against it."""
     if list_faults:
         return _list_faults(verbose)
+    if build_images:
+        from pytest_cutover.rehearsal.images import build_local_images
+
+        build_local_images(echo=click.echo)
+        return 0
     if matrix:
         from pytest_cutover.rehearsal.matrix import run_matrix
 
         return run_matrix(faults, reports_dir=reports_dir, monitor_window=monitor_window, echo=click.echo)
     import pytest
 
-    from pytest_cutover.notify.receiver import WebhookReceiver, rehearsal_notify_toml
+    from pytest_cutover.notify.receiver import WebhookReceiver, rehearsal_notify_config
     from pytest_cutover.rehearsal.faults import validate_faults
     from pytest_cutover.rehearsal.hooks import RehearsalHooks
     from pytest_cutover.status import stage_rows
@@ -116,18 +128,20 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         click.echo(line)
 
     say(f"rehearsal {run}: building the {stack_name} stack" + (f" with faults {', '.join(faults)}" if faults else ""))
+    options = {"images": images, "say": say} if stack_name == "containers" else {}
     stack = get_stack_class(stack_name)(None, size=size, faults=faults, keep=keep, run_id=run,
                                         monitor_window_s=monitor_window,
-                                        monitor_interval_s=max(0.5, monitor_window / 8))
+                                        monitor_interval_s=max(0.5, monitor_window / 8), **options)
     # A real webhook receiver on loopback: the suite's notifications go to it like to Slack on the night.
     with WebhookReceiver() as receiver, stack:
-        stack.extra_toml = rehearsal_notify_toml(receiver)
+        stack.extra_config = rehearsal_notify_config(receiver)
         stack.write_config()
         say(f"stack up in {stack.startup_s:.1f}s: {stack.describe()}")
         for name, evidence in stack.planted.items():
             say(f"  ~ fault planted: {name}: {evidence}")
         os.environ.update(stack.environ())
         run_dir.mkdir(parents=True, exist_ok=True)
+        _record_environment(stack, reports, run)
         # In-process: modules this command already imported cannot be assertion-rewritten; that is fine.
         workdir = operator_dir(suite, stack.workdir / "operator")
         args = suite_args(workdir, stack.config_path, run=run, reports_dir=reports, stages=stages_until(until),
@@ -155,6 +169,16 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         say(f"  {row['stage']:<11} {row['verdict']:<11} {row['reason'] or ''}")
     say(f"rehearsal {run}: {status}  (report: {report_path if report_path.exists() else 'not written'})")
     return rehearsal_exit(status, rows, until)
+
+
+def _record_environment(stack: Any, reports: Path, run: str) -> None:
+    """What the stack runs on (image set; Qdrant local mode where there is no server) for the report's
+    environment block: a ``versions`` figures record in the run's ledger."""
+    from pytest_cutover.ledger import Ledger
+
+    figures = stack.environment_figures()
+    if figures:
+        Ledger.for_run(reports, run).append({"kind": "figures", "section": "versions", "figures": figures})
 
 
 def rehearsal_exit(status: str, rows: list[dict[str, Any]], until: str | None) -> int:

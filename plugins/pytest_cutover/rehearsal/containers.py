@@ -1,28 +1,30 @@
-"""The rehearsal stack with containers (testcontainers): the same interface as ``EmbeddedStack``, real images.
+"""The rehearsal stack with containers (testcontainers): the stack protocol (rehearsal/protocol.py), real images.
 
-Why a second stack: on a machine with Docker the rehearsal can use the real servers instead of their
-stand-ins: ``pgvector/pgvector`` (PostgreSQL 18 + pgvector) holding the old and the Supabase-like target
-database (the same ``fixtures/sql`` files), a ``qdrant/qdrant`` SERVER holding the source collection (seeded
-through its URL; ``source.qdrant_url`` in the cutover.toml), three ``edoburu/pgbouncer`` containers
-terminating client TLS with the rehearsal CA (transaction = the 6543 analogue, session = 5432, and a TLS
-front for the old database), and the real ``supabase/storage-api`` server (file backend; it creates the
-``storage`` schema with its own migrations, then the bucket and RLS policies of ``03_storage.sql`` are
-applied).  The reference app still runs as a local process from its git checkout (services.py, ctl.py).
+Why a second stack: on a machine with Docker the rehearsal can use servers in containers instead of local
+processes.  Two image sets (:class:`ImageSet`; the README lists every difference):
 
-All containers share one Docker network (PostgreSQL is ``db`` there); the host reaches them on mapped
-ports.  Everything that does not need a daemon (images, environments, PgBouncer ini, storage env, the
-cutover.toml) is built by pure functions below and unit-tested without Docker.
+* **official** (default): ``pgvector/pgvector`` (PostgreSQL 18 + pgvector) holding the old and the Supabase-like
+  target database (the same ``fixtures/sql`` files), a ``qdrant/qdrant`` SERVER holding the source collection
+  (``source.qdrant_url``), three ``edoburu/pgbouncer`` containers terminating client TLS with the rehearsal CA
+  (transaction = the 6543 analogue, session = 5432, and a TLS front for the old database), and Supabase's
+  ``supabase/storage-api`` (file backend, plain HTTP: on Supabase, Kong terminates TLS; it creates the
+  ``storage`` schema with its own migrations, then the bucket and RLS policies of ``03_storage.sql`` are applied);
+* **local** (``--images local``, or automatically with a notice when an official image cannot be pulled): the
+  images ``images.py`` builds on this machine: the wheel's PostgreSQL + pgvector, Debian's PgBouncer, the
+  project's storage service (HTTPS, schema from ``03_storage.sql``); no Qdrant server, so the source is a
+  Qdrant local-mode folder as in the embedded stack.
 
-Not supported here (they need the local-mode folder or local storage files): the faults listed in
-:data:`UNSUPPORTED_FAULTS`.  The app template reads Qdrant from ``QDRANT_PATH`` only, so before the switch
-its Qdrant search has no backend in this stack (it gets ``QDRANT_URL`` for when the template learns it);
-after the switch it searches pgvector as in the embedded stack.  Storage answers plain HTTP (on Supabase,
-Kong terminates TLS in front of it), so ``target.storage_url`` is ``http://HOST:PORT`` without ``/storage/v1``.
+The reference app runs as a local process from its git checkout in both (services.py, ctl.py); it reads
+Qdrant from ``QDRANT_PATH`` only, so with a Qdrant server its search has no backend before the switch (it gets
+``QDRANT_URL`` for when the template learns it) and searches pgvector after it, as in the embedded stack.
+All containers share one Docker network (PostgreSQL is ``db`` there); the host reaches them on ports published
+on 127.0.0.1 only.  Everything that does not need a daemon (environments, PgBouncer ini, storage env) is built
+by pure functions below and unit-tested without Docker.  Faults this stack refuses: :func:`unsupported_faults`.
 
-Run it (needs a Docker engine; the first run pulls the four images)::
+Run it (needs a Docker engine; ``cutover rehearse --build-images`` builds the local set)::
 
     cutover rehearse --stack containers                    # every stage
-    cutover rehearse --stack containers --until precutover
+    cutover rehearse --stack containers --images local --until precutover
     python -m pytest tests/unit/rehearsal_containers -m docker
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -40,14 +43,14 @@ from urllib.parse import quote
 from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
-from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, EmbeddedStack, _Part
+from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, StackBase, _Part
 from pytest_cutover.util.jwt import mint_jwt
 
 __all__ = [
     "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
     "ContainerDatabase", "ContainerPooler", "ContainerStack", "docker_unavailable_reason", "pgbouncer_files",
     "pgbouncer_ini", "pgbouncer_userlist", "postgres_command", "postgres_env", "provision_database", "require_docker",
-    "storage_env", "storage_policies_sql", "target_schema_steps", "to_container_config",
+    "storage_env", "storage_policies_sql", "target_schema_steps",
 ]
 
 #: Images, pinned (a moving tag would change the rehearsal under you).  PostgreSQL 18 as the embedded wheel;
@@ -58,6 +61,84 @@ PGBOUNCER_IMAGE = "edoburu/pgbouncer:v1.25.1-p0"
 STORAGE_IMAGE = "supabase/storage-api:v1.70.6"
 IMAGES: dict[str, str] = {"postgres": PGVECTOR_IMAGE, "qdrant": QDRANT_IMAGE, "pgbouncer": PGBOUNCER_IMAGE,
                           "storage": STORAGE_IMAGE}
+IMAGE_SET_NAMES = ("official", "local")
+PULL_TIMEOUT = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """Which images the stack runs and how they differ (README "Local and official images" lists it all).
+
+    ``qdrant`` ``None``: no Qdrant server image; the source is a Qdrant local-mode folder, as in the embedded
+    stack.  ``storage`` ``"supabase"``: Supabase's storage-api (plain HTTP, its own migrations create schema
+    ``storage``); ``"project"``: the project's storage service (HTTPS with the rehearsal CA, schema from
+    ``03_storage.sql``, as the embedded stack).  ``postgres_ready_logs``: how often the image logs "ready"
+    before it serves (the official entrypoint starts a temporary server to initialise).
+    """
+
+    name: str
+    images: Mapping[str, str]
+    storage: str
+    postgres_ready_logs: int
+
+    @property
+    def qdrant(self) -> str | None:
+        return self.images.get("qdrant")
+
+
+def official_images() -> ImageSet:
+    """The images of the issue, from Docker Hub (pinned above)."""
+    return ImageSet("official", dict(IMAGES), storage="supabase", postgres_ready_logs=2)
+
+
+def local_images() -> ImageSet:
+    """The set ``images.build_local_images`` builds on this machine (no Qdrant server)."""
+    from pytest_cutover.rehearsal.images import LOCAL_IMAGES
+
+    return ImageSet("local", {k: v for k, v in LOCAL_IMAGES.items() if k != "base"}, storage="project",
+                    postgres_ready_logs=1)
+
+
+def resolve_images(choice: str, say: Callable[[str], None]) -> ImageSet:
+    """The image set to run: ``local``, or ``official`` falling back to ``local`` (with a notice) when an
+    official image is neither present nor pullable.  Fails naming the command that builds the local set."""
+    import docker
+    import docker.errors
+
+    if choice not in IMAGE_SET_NAMES:
+        raise RehearsalError(f"containers: unknown image set {choice!r}", hint="use official or local")
+    client = docker.from_env(version="auto", timeout=int(PULL_TIMEOUT))
+    try:
+        if choice == "official":
+            wanted = official_images()
+            for image in wanted.images.values():
+                try:
+                    client.images.get(image)
+                    continue
+                except docker.errors.ImageNotFound:
+                    pass
+                try:
+                    client.images.pull(image)
+                except Exception as exc:  # no registry, DNS, auth...: every failure means "use the local set"
+                    say(f"notice: official image {image} is not here and could not be pulled "
+                        f"({redact(str(exc)).splitlines()[0][:160]}); using the local image set instead "
+                        "(README: Local and official images)")
+                    break
+            else:
+                return wanted
+        chosen = local_images()
+        missing = []
+        for image in chosen.images.values():
+            try:
+                client.images.get(image)
+            except docker.errors.ImageNotFound:
+                missing.append(image)
+        if missing:
+            raise RehearsalError(f"containers: the local image set is not built ({', '.join(missing)} missing)",
+                                 hint="build it with `cutover rehearse --build-images` (bash .ci/setup does)")
+        return chosen
+    finally:
+        client.close()
 
 DB_ALIAS = "db"                 # PostgreSQL's name on the stack's Docker network
 PG_PORT = 5432
@@ -68,14 +149,26 @@ PGBOUNCER_DIR = "/etc/pgbouncer"
 STORAGE_FILE_PATH = "/var/lib/storage"
 STORAGE_TENANT = "stub"         # as Supabase's self-hosting compose file sets TENANT_ID/REGION/GLOBAL_S3_BUCKET
 DOCKER_PING_TIMEOUT = 3.0
+LOOPBACK = "127.0.0.1"          # the only host address a container port is published on
+#: The storage service's port inside the local set's storage container (the project's service).
+PROJECT_STORAGE_DIR = "/etc/storage"
 
-#: Faults that need the embedded stack's local Qdrant folder or local storage files.
+#: Faults that need the embedded stack's local Qdrant folder or local storage files.  With the local image set
+#: (no Qdrant server: the source is a local-mode folder) only the storage one stays unsupported.
 UNSUPPORTED_FAULTS: dict[str, str] = {
     "nan-vector": "writes a NaN point straight into the qdrant local-mode folder; a qdrant server rejects it",
     "wrong-dim-vector": "writes a 768-d point straight into the qdrant local-mode folder; a server rejects it",
     "payload-org-mismatch": "edits points in the qdrant local-mode folder, not a server",
     "blob-corrupt": "corrupts a file of the local storage service; supabase/storage-api keeps its files in a container",
 }
+_QDRANT_FOLDER_FAULTS = ("nan-vector", "wrong-dim-vector", "payload-org-mismatch")
+
+
+def unsupported_faults(images: str) -> dict[str, str]:
+    """The faults the containers stack refuses with image set ``images`` (``official`` or ``local``)."""
+    if images == "local":
+        return {k: v for k, v in UNSUPPORTED_FAULTS.items() if k not in _QDRANT_FOLDER_FAULTS}
+    return dict(UNSUPPORTED_FAULTS)
 
 
 # ------------------------------------------------------------------------------------------------ Docker
@@ -131,16 +224,17 @@ def postgres_command() -> list[str]:
     return argv
 
 
-def target_schema_steps() -> list[tuple[str, str, str | None]]:
-    """``(sql file, database, role)`` in the order postgres.py provisions, minus ``03_storage.sql``.
+def target_schema_steps(*, storage_tables: bool = False) -> list[tuple[str, str, str | None]]:
+    """``(sql file, database, role)`` in the order postgres.py provisions, minus ``03_storage.sql`` unless
+    ``storage_tables`` (the project's storage service, as in the embedded stack).
 
-    The real storage server creates schema ``storage`` with its own migrations; only its bucket and policies
+    Supabase's storage server creates schema ``storage`` with its own migrations; only its bucket and policies
     (:func:`storage_policies_sql`) are applied after it started.
     """
     from pytest_cutover.rehearsal.postgres import _TARGET_SQL, _TARGET_SQL_AFTER_TABLES, OLD_DATABASE, TARGET_DATABASE
 
     steps: list[tuple[str, str, str | None]] = [(rel, TARGET_DATABASE, None) for rel in _TARGET_SQL
-                                                if not rel.endswith("03_storage.sql")]
+                                                if storage_tables or not rel.endswith("03_storage.sql")]
     steps.append(("app_tables.sql", TARGET_DATABASE, "postgres"))
     steps += [(rel, TARGET_DATABASE, None) for rel in _TARGET_SQL_AFTER_TABLES]
     steps.append(("app_tables.sql", OLD_DATABASE, "old_app"))
@@ -173,31 +267,24 @@ def storage_policies_sql() -> str:
 
 
 def pgbouncer_userlist(users: Mapping[str, str]) -> str:
-    """PgBouncer's auth file: ``"user" "password"`` lines (plaintext, so it can answer SCRAM both ways)."""
-    return "".join(f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"\n' for u, p in sorted(users.items()))
+    """PgBouncer's auth file (the embedded poolers' renderer)."""
+    from pytest_cutover.rehearsal.pgbouncer import render_userlist
+
+    return render_userlist(users)
 
 
 def pgbouncer_ini(*, pool_mode: str, databases: Mapping[str, str], stats_users: Sequence[str] = (),
                   db_host: str = DB_ALIAS, db_port: int = PG_PORT, listen_port: int = PGBOUNCER_PORT,
                   pool_size: int = 10, conf_dir: str = PGBOUNCER_DIR) -> str:
-    """The ini of one PgBouncer container: client TLS required, SCRAM, the target over the Docker network."""
+    """The ini of one PgBouncer container (the embedded poolers' renderer): the target over the Docker network."""
+    from pytest_cutover.rehearsal.pgbouncer import render_ini
+
     if pool_mode not in ("transaction", "session"):
         raise RehearsalError(f"containers: unknown pool_mode {pool_mode!r}", hint="use 'transaction' or 'session'")
-    dbs = [f"{alias} = host={db_host} port={db_port} dbname={db}" for alias, db in databases.items()]
-    settings = {
-        "listen_addr": "0.0.0.0", "listen_port": str(listen_port), "unix_socket_dir": "",
-        "auth_type": "scram-sha-256", "auth_file": f"{conf_dir}/userlist.txt", "pool_mode": pool_mode,
-        "default_pool_size": str(pool_size), "min_pool_size": "0", "reserve_pool_size": "0",
-        "max_client_conn": "200", "max_db_connections": str(pool_size),
-        "client_tls_sslmode": "require", "client_tls_cert_file": f"{conf_dir}/server.pem",
-        "client_tls_key_file": f"{conf_dir}/server.key", "client_tls_protocols": "secure",
-        "server_tls_sslmode": "disable",
-        "ignore_startup_parameters": "extra_float_digits,options,search_path",
-        "server_login_retry": "1", "query_wait_timeout": "30", "stats_users": ",".join(sorted(stats_users)),
-        "log_connections": "0", "log_disconnections": "0",
-    }
-    body = ["[databases]", *dbs, "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items()), ""]
-    return "\n".join(body)
+    return render_ini(databases=databases, db_host=db_host, db_port=db_port, listen_addr="0.0.0.0",
+                      listen_port=listen_port, auth_file=f"{conf_dir}/userlist.txt",
+                      cert_file=f"{conf_dir}/server.pem", key_file=f"{conf_dir}/server.key", pool_mode=pool_mode,
+                      pool_size=pool_size, stats_users=stats_users)
 
 
 def pgbouncer_files(*, pool_mode: str, databases: Mapping[str, str], users: Mapping[str, str],
@@ -239,24 +326,7 @@ def storage_env(*, dsn: str, jwt_secret: str, service_key: str, anon_key: str,
     }
 
 
-def to_container_config(text: str, *, qdrant_url: str) -> str:
-    """Turn the cutover.toml ``EmbeddedStack.write_config`` writes into this stack's: Qdrant is a server."""
-    out: list[str] = []
-    replaced = False
-    for line in text.splitlines():
-        if line.startswith("qdrant_path = "):
-            line = f'qdrant_url = "{qdrant_url}"'
-            replaced = True
-        elif line.startswith("# Written by the pytest-cutover rehearsal (EmbeddedStack)"):
-            line = line.replace("(EmbeddedStack)", "(ContainerStack)")
-        out.append(line)
-    if not replaced:
-        raise RehearsalError("containers: the cutover.toml has no [source] qdrant_path line to replace",
-                             hint="EmbeddedStack.write_config changed; update to_container_config")
-    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
-
-
-def provision_database(db: ContainerDatabase) -> None:
+def provision_database(db: ContainerDatabase, *, storage_tables: bool = False) -> None:
     """Make a blank PostgreSQL + pgvector (superuser ``supabase_admin``) the old and the Supabase-like target.
 
     The steps of ``EmbeddedPostgres._provision`` over TCP: roles, their SCRAM verifiers (computed here, so
@@ -265,11 +335,12 @@ def provision_database(db: ContainerDatabase) -> None:
     """
     from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, OLD_DATABASE, SUPERUSER, scram_sha256_verifier
 
-    steps = target_schema_steps()
+    steps = target_schema_steps(storage_tables=storage_tables)
     db.run_sql_file(steps[0][0])  # the roles
     db.psql("".join(f"alter role {role} password '{scram_sha256_verifier(db.password(role).get())}';\n"
                     for role in LOGIN_ROLES if role != SUPERUSER))
-    db.psql(STORAGE_SCHEMA_SQL)
+    if not storage_tables:
+        db.psql(STORAGE_SCHEMA_SQL)
     for rel, database, role in steps[1:]:
         if database == OLD_DATABASE and rel == "app_tables.sql":
             db.psql(f"create database {OLD_DATABASE} owner old_app", single_transaction=False)
@@ -399,28 +470,30 @@ class ContainerPooler:
 
 
 # ------------------------------------------------------------------------------------------------ the stack
-class ContainerStack(EmbeddedStack):
-    """``EmbeddedStack``'s interface (urls, config_path, env_file, app_dir, environ(), write_config(), plant()...)
-    with PostgreSQL, Qdrant, PgBouncer and Storage in containers.  ``start()`` first checks that Docker answers
-    (``RehearsalError("Docker not available: ...")`` otherwise) and builds nothing before that.
+class ContainerStack(StackBase):
+    """The rehearsal stack (:class:`~pytest_cutover.rehearsal.protocol.RehearsalStack`) with PostgreSQL,
+    PgBouncer, Storage (and Qdrant, with the official images) in containers.  ``start()`` first checks that
+    Docker answers (``RehearsalError("Docker not available: ...")`` otherwise) and builds nothing before that.
     """
 
-    def __init__(self, workdir: Path | None = None, *, images: Mapping[str, str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, workdir: Path | None = None, *, images: str = "official",
+                 say: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(workdir, **kwargs)
+        if images not in IMAGE_SET_NAMES:
+            raise RehearsalError(f"containers: unknown image set {images!r}", hint="use official or local")
+        self.image_choice = images
+        self._unsupported = unsupported_faults(images)
         for name in self.faults:
-            if name in UNSUPPORTED_FAULTS:
-                raise RehearsalError(f"fault {name} is not supported by the containers stack: "
-                                     f"{UNSUPPORTED_FAULTS[name]}", hint="plant it with --stack embedded")
-        self.images = {**IMAGES, **(images or {})}
+            if name in self._unsupported:
+                raise RehearsalError(f"fault {name} is not supported by the containers stack with the {images} "
+                                     f"images: {self._unsupported[name]}", hint="plant it with --stack embedded")
+        self.image_set: ImageSet | None = None
+        self.say = say or (lambda line: print(line, file=sys.stderr))
         self.containers: dict[str, Any] = {}
         self.qdrant_url: str | None = None
         self._network: Any = None
         self._docker_host = "127.0.0.1"
         self._storage_url: str | None = None
-
-    def __repr__(self) -> str:
-        return f"ContainerStack({str(self.workdir)!r}, started={self._started}, faults={self.faults})"
 
     def start(self) -> None:
         if self._started:
@@ -429,29 +502,47 @@ class ContainerStack(EmbeddedStack):
         from testcontainers.core.docker_client import DockerClient
 
         self._docker_host = _normal_host(DockerClient().host())
+        self.image_set = resolve_images(self.image_choice, self.say)
+        _reaper_only_if_present()
+        if self.image_set.qdrant is None:
+            self.say("notice: no Qdrant server image in the local set: the source is a Qdrant local-mode folder "
+                     "(as in the embedded stack)")
         super().start()
 
     def plant(self, name: str) -> str:
-        if name in UNSUPPORTED_FAULTS:
-            raise RehearsalError(f"fault {name} is not supported by the containers stack: {UNSUPPORTED_FAULTS[name]}",
+        if name in self._unsupported:
+            raise RehearsalError(f"fault {name} is not supported by the containers stack: {self._unsupported[name]}",
                                  hint="plant it with --stack embedded")
         return super().plant(name)
 
+    @property
+    def images(self) -> Mapping[str, str]:
+        """Part -> image of the set in use (the official set's until ``start`` resolved it)."""
+        return (self.image_set or official_images()).images
+
+    def environment_figures(self) -> dict[str, str]:
+        """What the report's environment block should say about this stack (``versions`` figures)."""
+        if self.image_set is None:
+            return {}
+        out = {"stack": f"containers ({self.image_set.name} images: "
+                        + ", ".join(f"{k}={v}" for k, v in self.image_set.images.items()) + ")"}
+        if self.image_set.qdrant is None:
+            from importlib.metadata import version
+
+            out["qdrant"] = (f"local mode (qdrant-client {version('qdrant-client')}): the {self.image_set.name} "
+                             "image set has no Qdrant server image")
+        return out
+
     def describe(self) -> str:
-        lines = [super().describe(), f"qdrant        {self.qdrant_url}"]
+        lines = [super().describe(), f"qdrant        {self.qdrant_url or f'local mode {self.qdrant_path}'}"]
         lines += [f"container     {name}: {self.images.get(name.split('-')[0], '?')}" for name in self.containers]
         return redact("\n".join(lines))
 
-    # -- build steps (overrides) ----------------------------------------------------------------
-    def _make_certs(self) -> None:
-        tls_dir = self._dir("tls")
-        hosts = tuple(dict.fromkeys((*tls.DEFAULT_HOSTS, self._docker_host)))
-        self.ca = tls.make_ca(tls_dir)
-        self.pooler_cert = tls.issue_server_cert(self.ca, tls_dir, name="pooler", days=self.cert_days, hosts=hosts)
-        self.api_cert = tls.issue_server_cert(self.ca, tls_dir, name="api", days=self.cert_days)
-        self.storage_cert = tls.issue_server_cert(self.ca, tls_dir, name="storage", days=30)
+    # -- the parts (StackBase) ------------------------------------------------------------------
+    def certificate_hosts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*tls.DEFAULT_HOSTS, self._docker_host)))
 
-    def _start_postgres(self) -> None:
+    def start_database(self) -> None:
         """Network, PostgreSQL (provisioned from fixtures/sql) and the Qdrant server: what seeding needs."""
         import secrets as _secrets
 
@@ -463,15 +554,19 @@ class ContainerStack(EmbeddedStack):
         self._parts.append(_Part("docker network", self._remove_network))
         self._network.create()
         passwords = {role: Secret(_secrets.token_urlsafe(24)) for role in LOGIN_ROLES}
+        assert self.image_set is not None
         with self.timings.measure("postgres-container"):
             pg = self._container("postgres", self.images["postgres"], env=postgres_env(passwords[SUPERUSER].get()),
                                  ports=[PG_PORT], command=postgres_command(), aliases=[DB_ALIAS],
-                                 log_ready=("database system is ready to accept connections", 2))
+                                 log_ready=("database system is ready to accept connections",
+                                            self.image_set.postgres_ready_logs))
         self.pg = ContainerDatabase(self._docker_host, int(pg.get_exposed_port(PG_PORT)), passwords)
         self._wait("postgres", lambda: self.pg.psql("select 1", single_transaction=False, timeout=5).strip() == "1",
                    container=pg)
         with self.timings.measure("schema"):
-            provision_database(self.pg)
+            provision_database(self.pg, storage_tables=self.image_set.storage == "project")
+        if self.image_set.qdrant is None:
+            return  # the source is the local-mode folder the seed writes
         with self.timings.measure("qdrant"):
             from testcontainers.community.qdrant import QdrantContainer
             from testcontainers.core.wait_strategies import HttpWaitStrategy
@@ -480,19 +575,22 @@ class ContainerStack(EmbeddedStack):
             # /readyz rather than the class's log line: a server answering HTTP is what seeding needs.
             qdrant.waiting_for(HttpWaitStrategy(QDRANT_PORT, "/readyz").for_status_code(200)
                                .with_startup_timeout(int(self.part_timeout)))
+            qdrant.ports = {}
+            _publish_on_loopback(qdrant, QDRANT_PORT)
             self._register("qdrant", qdrant)
             qdrant.with_network(self._network)
             self._start_container("qdrant", qdrant)
             self.qdrant_url = f"http://{self._docker_host}:{qdrant.get_exposed_port(QDRANT_PORT)}"
 
-    def _seed(self) -> None:
+    def seed_source(self) -> None:
         from pytest_cutover.rehearsal.seed import seed_all
 
-        self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn, qdrant_path=None,
+        self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn,
+                                     qdrant_path=None if self.qdrant_url else self.qdrant_path,
                                      qdrant_url=self.qdrant_url, seed=self.seed, size=self.size,
                                      collection=COLLECTION)
 
-    def _start_poolers(self) -> None:
+    def start_poolers(self) -> None:
         import secrets as _secrets
 
         from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TARGET_DATABASE
@@ -518,11 +616,15 @@ class ContainerStack(EmbeddedStack):
             probe_user = next(iter(users))
             self._wait(f"pgbouncer {name}", _tls_login_probe(pooler, probe_user), container=container)
 
-    def _start_storage(self) -> None:
+    def start_storage(self) -> None:
         from testcontainers.core.wait_strategies import HttpWaitStrategy
 
         jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
         self._secrets["SUPABASE_SERVICE_KEY"] = Secret(mint_jwt(jwt_secret, role="service_role", ttl_s=7 * 24 * 3600))
+        assert self.image_set is not None
+        if self.image_set.storage == "project":
+            self._start_project_storage(jwt_secret)
+            return
         anon = mint_jwt(jwt_secret, role="anon", ttl_s=7 * 24 * 3600)
         register_secret(anon)
         dsn = _dsn("supabase_storage_admin", self.pg.password("supabase_storage_admin").get(), DB_ALIAS, PG_PORT,
@@ -541,24 +643,32 @@ class ContainerStack(EmbeddedStack):
             timeout=5).strip() == "t", container=container)
         self.pg.psql(storage_policies_sql())
 
-    def _app_env(self) -> dict[str, str]:
-        env = super()._app_env()
-        env.pop("QDRANT_PATH", None)
-        env.pop("STORAGE_SSL_CA", None)  # the storage-api image serves plain HTTP (Supabase puts Kong in front)
-        env["STORAGE_URL"] = self._storage_url or ""
-        env["QDRANT_URL"] = self.qdrant_url or ""
-        return env
+    def _start_project_storage(self, jwt_secret: str) -> None:
+        """The local set's storage container: the project's service, HTTPS with the rehearsal CA (as embedded)."""
+        from pytest_cutover.rehearsal.services import http_ready
 
-    def _write_urls(self) -> None:
-        super()._write_urls()
-        assert self.urls is not None
-        self.urls = dataclasses.replace(self.urls, storage_url=self._storage_url, qdrant_path="")
+        dsn = _dsn("supabase_storage_admin", self.pg.password("supabase_storage_admin").get(), DB_ALIAS, PG_PORT,
+                   "postgres").get()
+        files = {f"{PROJECT_STORAGE_DIR}/server.pem": self.storage_cert.cert_path.read_bytes(),
+                 f"{PROJECT_STORAGE_DIR}/server.key": self.storage_cert.key_path.read_bytes()}
+        command = ["--host", "0.0.0.0", "--port", str(STORAGE_PORT), "--data-dir", STORAGE_FILE_PATH,
+                   "--certfile", f"{PROJECT_STORAGE_DIR}/server.pem", "--keyfile", f"{PROJECT_STORAGE_DIR}/server.key"]
+        container = self._container("storage", self.images["storage"], ports=[STORAGE_PORT], command=command,
+                                    env={"STORAGE_DATABASE_URL": dsn, "STORAGE_JWT_SECRET": jwt_secret}, files=files)
+        self._storage_port = int(container.get_exposed_port(STORAGE_PORT))
+        self._storage_url = f"https://{self._docker_host}:{self._storage_port}/storage/v1"
+        self._wait("storage", http_ready(f"https://{self._docker_host}:{self._storage_port}/status",
+                                         ca_file=self.ca.cert_path), container=container)
 
-    def write_config(self) -> Path:
-        path = super().write_config()
-        path.write_text(to_container_config(path.read_text(encoding="utf-8"), qdrant_url=self.qdrant_url or ""),
-                        encoding="utf-8")
-        return path
+    def storage_endpoint(self) -> tuple[str | None, Path | None]:
+        if self._storage_url is None:
+            return None, None
+        # supabase/storage-api serves plain HTTP (on Supabase, Kong terminates TLS in front of it).
+        tls_ca = self.ca.cert_path if self.image_set is not None and self.image_set.storage == "project" else None
+        return self._storage_url, tls_ca
+
+    def qdrant_source(self) -> tuple[str, str]:
+        return ("url", self.qdrant_url) if self.qdrant_url else ("path", str(self.qdrant_path))
 
     # -- containers -----------------------------------------------------------------------------
     def _container(self, name: str, image: str, *, env: Mapping[str, str] | None = None, ports: Sequence[int] = (),
@@ -572,8 +682,8 @@ class ContainerStack(EmbeddedStack):
         container = DockerContainer(image)
         for key, value in (env or {}).items():
             container.with_env(key, value)
-        if ports:
-            container.with_exposed_ports(*ports)
+        for port in ports:
+            _publish_on_loopback(container, port)
         if command:
             container.with_command(command)
         container.with_network(self._network)
@@ -622,6 +732,28 @@ class ContainerStack(EmbeddedStack):
         tail = _log_tail(container) if container is not None else ""
         raise RehearsalError(f"containers: {part} did not answer within {self.part_timeout:.0f}s "
                              f"(last: {redact(last)})\n{tail}", hint=f"check the {part} container with docker logs")
+
+
+def _publish_on_loopback(container: Any, port: int) -> None:
+    """Publish ``port`` on 127.0.0.1 only, on a free host port the engine picks (docker-py's ``(ip,)`` form;
+    testcontainers' ``with_exposed_ports`` would publish on every interface)."""
+    container.ports[f"{port}/tcp"] = (LOOPBACK,)
+
+
+def _reaper_only_if_present() -> None:
+    """testcontainers' reaper (Ryuk) is an image too: without it here (no registry), the stack's own teardown
+    (stop(), atexit, SIGTERM/SIGHUP, Ctrl-C) removes what it started, and the teardown tests prove it."""
+    import docker
+    import docker.errors
+    from testcontainers.core.config import testcontainers_config
+
+    client = docker.from_env(version="auto", timeout=int(DOCKER_PING_TIMEOUT) + 7)
+    try:
+        client.images.get(testcontainers_config.ryuk_image)
+    except docker.errors.ImageNotFound:
+        testcontainers_config.ryuk_disabled = True
+    finally:
+        client.close()
 
 
 def _log_tail(container: Any, n: int = 20) -> str:

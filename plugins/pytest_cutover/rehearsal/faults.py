@@ -7,9 +7,9 @@ through the monitor window).  Planting changes the real system: SQL on the targe
 app's git checkout, points in the Qdrant folder, the app's FAULTS_FILE, the configured URLs, file
 times.  Nothing is simulated: a gate catches a planted fault only by looking at the world.
 
-``plant(stack, name)`` takes any object with the attributes of :class:`FaultTarget` (the
-:class:`~pytest_cutover.rehearsal.stack.EmbeddedStack` has them) and returns one line of evidence
-saying what it changed.
+``plant(stack, name)`` takes any object with the attributes of :class:`FaultTarget`
+(:mod:`pytest_cutover.rehearsal.protocol`; both stacks have them) and returns one line of evidence
+saying what it changed.  This module never imports a stack: the stacks import it.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from pytest_cutover.actions.envfile import read_value
 from pytest_cutover.rehearsal.errors import RehearsalError
+from pytest_cutover.rehearsal.protocol import FaultTarget
 from pytest_cutover.rehearsal.services import GIT_IDENTITY
 from pytest_cutover.stages import STAGES
 from pytest_cutover.util.git import GitError
@@ -64,24 +66,6 @@ RLS_FAULT_TABLE = "threads"
 TLS_EXPIRING_DAYS = 5
 #: How far back ``stale-backup`` sets the backup's mtime.
 STALE_BACKUP_AGE_H = 72.0
-
-
-class FaultTarget(Protocol):
-    """What a fault needs from the stack it is planted on."""
-
-    faults_file: Path
-    app_dir: Path
-    workdir: Path | None
-    env_file: Path | None
-    backup_path: Path
-    qdrant_path: Path
-    collection: str
-    storage_data_dir: Path
-
-    def target_sql(self, sql: str) -> str: ...          # as the superuser on the target database
-    def old_sql(self, sql: str) -> str: ...             # as the superuser on the old database
-    def set_app_database(self, *, user: str | None = None, pooler: str | None = None) -> None: ...
-    def set_people_fault(self, name: str, on: bool = True) -> None: ...  # rewrites the config
 
 
 @dataclass(frozen=True)
@@ -259,11 +243,10 @@ def _env_overridden(stack: FaultTarget) -> str:
     """DATABASE_URL also set in the app's process environment (a unit file's Environment= line), which the
     app's settings prefer to ``.env``: the switch's edit is then silently ignored at the restart."""
     from pytest_cutover.rehearsal import ctl
-    from pytest_cutover.rehearsal.stack import read_env_file  # the stack imports this module: import late
 
     if stack.workdir is None or stack.env_file is None:
         raise RehearsalError("cannot plant env-overridden: the stack has no app", hint="build the stack with services")
-    current = read_env_file(stack.env_file).get("DATABASE_URL")
+    current = read_value(stack.env_file, "DATABASE_URL")
     if not current:
         raise RehearsalError(f"cannot plant env-overridden: {stack.env_file} has no DATABASE_URL line")
     state = ctl.read_state(stack.workdir)

@@ -242,13 +242,15 @@ class SharedStack:
 
 
 # ------------------------------------------------------------------------------------------------ fresh stacks
-def fresh_row(name: str, reports_dir: Path, *, monitor_window_s: float, stamp: str | None = None) -> MatrixRow:
-    """``cutover rehearse --fault NAME --until STAGE`` in its own process and stack; its row."""
+def fresh_row(name: str, reports_dir: Path, *, monitor_window_s: float, stamp: str | None = None,
+              stack_args: Sequence[str] = ()) -> MatrixRow:
+    """``cutover rehearse --fault NAME --until STAGE`` in its own process and stack; its row.
+    ``stack_args`` chooses another stack (``--stack containers --images local``)."""
     fault = catalog.get_fault(name)
     reports_dir = Path(reports_dir).resolve()
     run = f"matrix-{stamp or dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}-{name}"
     cmd = [sys.executable, "-m", "pytest_cutover", "rehearse", "--run", run, "--fault", name, "--until", fault.stage,
-           "--reports-dir", str(reports_dir), "--monitor-window", str(monitor_window_s)]
+           "--reports-dir", str(reports_dir), "--monitor-window", str(monitor_window_s), *stack_args]
     started = time.monotonic()
     try:
         subprocess.run(cmd, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S, check=False, env=_clean_environ())

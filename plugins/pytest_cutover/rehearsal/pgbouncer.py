@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,6 +55,35 @@ def _ini_value(value: str) -> str:
     if any(c in value for c in "\n\r;#"):
         raise RehearsalError(f"pgbouncer setting value {value!r} contains a forbidden character")
     return value
+
+
+def render_userlist(users: Mapping[str, str]) -> str:
+    """PgBouncer's auth file: ``"user" "password"`` lines (plaintext, so it can answer SCRAM both ways)."""
+    return "".join(f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"\n' for u, p in sorted(users.items()))
+
+
+def render_ini(*, databases: Mapping[str, str], db_host: str, db_port: int, listen_addr: str, listen_port: int,
+               auth_file: str, cert_file: str, key_file: str, pool_mode: str, pool_size: int,
+               max_client_conn: int = 200, stats_users: Sequence[str] = (), pidfile: str | None = None) -> str:
+    """One pooler's ini, for the embedded processes and the containers alike: client TLS required, SCRAM, the
+    server side without TLS, the startup parameters drivers send ignored, ``stats_users`` on the console."""
+    dbs = [f"{alias} = host={_ini_value(db_host)} port={db_port} dbname={_ini_value(db)}"
+           for alias, db in databases.items()]
+    settings = {
+        "listen_addr": listen_addr, "listen_port": str(listen_port), "unix_socket_dir": "",
+        "auth_type": "scram-sha-256", "auth_file": auth_file, "pool_mode": pool_mode,
+        "default_pool_size": str(pool_size), "min_pool_size": "0", "reserve_pool_size": "0",
+        "max_client_conn": str(max_client_conn), "max_db_connections": str(pool_size),
+        "client_tls_sslmode": "require", "client_tls_cert_file": cert_file, "client_tls_key_file": key_file,
+        "client_tls_protocols": "secure", "server_tls_sslmode": "disable",
+        # JDBC/psycopg send these; PgBouncer would otherwise refuse the login.
+        "ignore_startup_parameters": "extra_float_digits,options,search_path",
+        **({"pidfile": pidfile} if pidfile else {}),
+        "server_login_retry": "1", "query_wait_timeout": "30", "stats_users": ",".join(sorted(stats_users)),
+        "log_connections": "0", "log_disconnections": "0",
+    }
+    body = ["[databases]", *dbs, "", "[pgbouncer]", *(f"{k} = {_ini_value(v)}" for k, v in settings.items()), ""]
+    return "\n".join(body)
 
 
 def _chown_tree(path: Path, user: str) -> None:
@@ -149,41 +178,15 @@ class PgBouncer:
         shutil.copyfile(self.keyfile, key)
         os.chmod(key, 0o600)
         auth = self.workdir / "userlist.txt"
-        everyone = {**self.users, **self.stats_users}
-        lines = [f'"{u}" "{p.replace(chr(34), chr(34) * 2)}"' for u, p in sorted(everyone.items())]
         fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        dbs = [f"{alias} = host={_ini_value(str(self.socket_dir))} port={self.pg_port} dbname={_ini_value(db)}"
-               for alias, db in self.databases.items()]
-        settings = {
-            "listen_addr": self.host,
-            "listen_port": str(self.port),
-            "unix_socket_dir": "",
-            "auth_type": "scram-sha-256",
-            "auth_file": str(auth),
-            "pool_mode": self.pool_mode,
-            "default_pool_size": str(self.pool_size),
-            "min_pool_size": "0",
-            "reserve_pool_size": "0",
-            "max_client_conn": str(self.max_client_conn),
-            "max_db_connections": str(self.pool_size),
-            "client_tls_sslmode": "require",
-            "client_tls_cert_file": str(cert),
-            "client_tls_key_file": str(key),
-            "client_tls_protocols": "secure",
-            "server_tls_sslmode": "disable",
-            # JDBC/psycopg send these; PgBouncer would otherwise refuse the login.
-            "ignore_startup_parameters": "extra_float_digits,options,search_path",
-            "pidfile": str(self.workdir / "pgbouncer.pid"),
-            "server_login_retry": "1",
-            "query_wait_timeout": "30",
-            "stats_users": ",".join(sorted(self.stats_users)),
-            "log_connections": "0",
-            "log_disconnections": "0",
-        }
-        body = ["[databases]", *dbs, "", "[pgbouncer]", *(f"{k} = {_ini_value(v)}" for k, v in settings.items()), ""]
-        self.ini_path.write_text("\n".join(body), encoding="utf-8")
+            fh.write(render_userlist({**self.users, **self.stats_users}))
+        body = render_ini(databases=self.databases, db_host=str(self.socket_dir), db_port=self.pg_port,
+                          listen_addr=self.host, listen_port=int(self.port or 0), auth_file=str(auth),
+                          cert_file=str(cert), key_file=str(key), pool_mode=self.pool_mode, pool_size=self.pool_size,
+                          max_client_conn=self.max_client_conn, stats_users=list(self.stats_users),
+                          pidfile=str(self.workdir / "pgbouncer.pid"))
+        self.ini_path.write_text(body, encoding="utf-8")
         if self.run_as is not None:
             _chown_tree(self.workdir, self.run_as)
             _ensure_traversable(self.workdir)

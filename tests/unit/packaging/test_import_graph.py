@@ -84,11 +84,10 @@ def test_no_import_cycle_between_domain_packages() -> None:
                         + _lines([c.describe() for c in cycles]))
 
 
-def test_the_known_cycle_allowance_is_one_edge_and_still_needed() -> None:
-    # One known cycle is being broken on another branch (#19); nothing else may be let through.
-    assert set(KNOWN_CYCLE_EDGES) <= {("rehearsal.faults", "rehearsal.stack")}, (
-        "KNOWN_CYCLE_EDGES may only hold the rehearsal faults -> stack edge being fixed in #19; break a new cycle "
-        "instead of allowing it")
+def test_no_cycle_is_allowed_and_no_allowance_is_stale() -> None:
+    # The last known cycle (rehearsal faults <-> stack) was broken with the stack protocol (#19): nothing is let
+    # through any more.
+    assert not KNOWN_CYCLE_EDGES, "KNOWN_CYCLE_EDGES must stay empty: break a new cycle instead of allowing it"
     _, edges = package_graph()
     stale = stale_allowances(edges)
     assert not stale, f"these allowed edges no longer close a cycle: delete them from KNOWN_CYCLE_EDGES: {stale}"

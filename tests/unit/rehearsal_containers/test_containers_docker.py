@@ -1,37 +1,117 @@
-"""The full containers stack with Docker: start it, run the precutover stage against it, stop it.
+"""The containers stack with a real Docker engine: a rehearsal to SUCCESS, faults caught on containers, and a
+teardown that leaves no container, network or volume behind (after a pass, a failing run and Ctrl-C).
 
-Skipped with reason "Docker not available" where no engine answers (as on the build machine).
+Skipped with reason "Docker not available" only where no engine answers.  Where one answers, the images come
+from the registry or, as here (no registry), from the local set ``bash .ci/setup`` builds; a missing local set
+fails with the command that builds it.  Every test is in one xdist group: they run one after another on one
+worker (the before/after comparison of the engine's objects needs that), beside the rest of the suite.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_cutover.ledger import Ledger
 from pytest_cutover.rehearsal.containers import docker_unavailable_reason
-from pytest_cutover.stages import PASSED
+from pytest_cutover.rehearsal.matrix import MatrixRow, fresh_row
+from tests.unit.fault_matrix.test_fault_matrix import assert_guarded
 
 ROOT = Path(__file__).resolve().parents[3]
+GROUP = "containers-docker"
+MONITOR_WINDOW_S = 6.0
+#: Faults of the switch and rls stages, guarded on containers (precutover ones: test_containers_shared.py).
+FRESH_FAULTS = ("app-fails-start", "private-tier-leak")  # switch, rls: a containers rehearsal each
+CONTAINERS = ("--stack", "containers")
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group(GROUP)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docker_engine() -> None:
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"Docker not available: {reason}")
+
+
+def docker_objects() -> dict[str, list[str]]:
+    """Every container (running or not), network and volume the engine has, as ``docker`` lists them."""
+    out = {}
+    for kind, argv in {"containers": ["ps", "-a", "--no-trunc"], "networks": ["network", "ls", "--no-trunc"],
+                       "volumes": ["volume", "ls"]}.items():
+        done = subprocess.run(["docker", *argv, "-q"], capture_output=True, text=True, timeout=30, check=True)
+        out[kind] = sorted(done.stdout.split())
+    return out
 
 
 @pytest.fixture
-def docker_engine() -> None:
-    if docker_unavailable_reason() is not None:
-        pytest.skip("Docker not available")
+def no_leak() -> Iterator[None]:
+    """The engine has exactly the same containers, networks and volumes after the test as before it."""
+    before = docker_objects()
+    yield
+    after = docker_objects()
+    assert after == before, f"left behind: { {k: sorted(set(after[k]) - set(before[k])) for k in after} }"
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_container_stack_passes_precutover(docker_engine: None, tmp_path: Path) -> None:
-    reports, run = tmp_path / "reports", "containers-precutover"
-    done = subprocess.run([sys.executable, "-m", "pytest_cutover.cli", "rehearse", "--stack", "containers",
-                           "--until", "precutover", "--run", run, "--reports-dir", str(reports)],
-                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=1800, check=False)
-    assert "building the containers stack" in done.stdout, done.stdout + done.stderr
-    stages = Ledger.for_run(reports, run).stage_records()
-    assert stages.get("precutover", {}).get("verdict") == PASSED, done.stdout[-4000:] + done.stderr[-2000:]
+def _rehearse(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
+    return subprocess.run([sys.executable, "-m", "pytest_cutover.cli", "rehearse", *CONTAINERS, *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
+
+
+def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path) -> None:
+    reports, run = tmp_path / "reports", "containers-success"
+    done = _rehearse("--run", run, "--reports-dir", str(reports), "--monitor-window", str(MONITOR_WINDOW_S))
+    out = done.stdout + done.stderr
+    assert "building the containers stack" in done.stdout, out[-4000:]
+    assert done.returncode == 0, out[-6000:]
+    report = json.loads((reports / run / "report.json").read_text())
+    assert report["status"] == "SUCCESS"
+    assert [s["verdict"] for s in report["stages"]] == ["passed"] * 6
+    stack = report["figures"]["versions"]["stack"]
+    assert stack.startswith("containers ("), stack
+    if "using the local image set" in out:  # no registry: the fallback said so, and the report says how
+        assert "pytest-cutover/postgres:18-pgvector" in stack
+        qdrant = report["environment"]["versions"]["qdrant"]
+        assert qdrant["version"].startswith("local mode") and "no Qdrant server image" in qdrant["version"]
+
+
+@pytest.mark.parametrize("fault", FRESH_FAULTS)
+def test_a_fault_fails_its_stage_on_a_containers_rehearsal_and_leaves_nothing(no_leak: None, tmp_path: Path,
+                                                                              fault: str) -> None:
+    """A failing run (the fault's stage fails) tears its containers down like a passing one."""
+    row: MatrixRow = fresh_row(fault, tmp_path / "reports", monitor_window_s=MONITOR_WINDOW_S,
+                               stack_args=CONTAINERS)
+    assert_guarded(row)
+
+
+def test_ctrl_c_during_the_suite_tears_the_containers_down(no_leak: None, tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) while the suite runs on the containers: the rehearsal exits and removes everything."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_cutover.cli", "rehearse", *CONTAINERS, "--run", "ctrl-c",
+                             "--reports-dir", str(tmp_path / "reports")], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 300
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "stage 1/6 precutover" in line or time.monotonic() > deadline:
+                break
+        assert any("stage 1/6 precutover" in line for line in seen), "".join(seen)[-3000:]
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode != 0, "".join(seen) + rest
+    assert "rehearsal ctrl-c: SUCCESS" not in rest

@@ -19,7 +19,7 @@ EXPORTS = {
                                         "plant_due", "run_git", "undo", "validate_faults"],
     "pytest_cutover.rehearsal.ctl": ["PID_FILE", "STATE_FILE", "app_answers", "main", "read_state", "restart_app",
                                      "start_app", "stop_all", "stop_app", "write_state"],
-    "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackUrls", "env_text",
+    "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackBase", "StackUrls", "env_text",
                                        "load_stack_environ", "read_env_file", "services_available"],
     "pytest_cutover.rehearsal.fixtures": ["embedded_stack", "pytest_addoption"],
 }

@@ -1,0 +1,97 @@
+"""The local image set: what goes into it, when it is rebuilt, and how the stack chooses between the sets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pytest_cutover.rehearsal import containers as c
+from pytest_cutover.rehearsal import images
+from pytest_cutover.rehearsal.errors import RehearsalError
+
+
+def test_storage_image_carries_every_module_the_storage_service_imports() -> None:
+    assert images.missing_storage_imports() == set()
+    names = {d.metadata["Name"] for d in images.storage_distributions()}
+    assert {"starlette", "uvicorn", "asyncpg", "PyJWT", "anyio"} <= names
+
+
+def test_a_dependency_left_out_of_the_storage_image_is_named() -> None:
+    """The guard that refuses a storage image whose service could not import (PyJWT is imported lazily)."""
+    assert images.missing_storage_imports(("starlette", "uvicorn", "asyncpg")) == {"jwt"}
+
+
+def test_inputs_hash_follows_the_recipe_and_the_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = images._inputs("pgbouncer", "base-1")
+    assert images._inputs("pgbouncer", "base-1") == first
+    assert images._inputs("pgbouncer", "base-2") != first  # a new base rebuilds everything on top of it
+    monkeypatch.setattr(images, "PGBOUNCER_DOCKERFILE", images.PGBOUNCER_DOCKERFILE + "# changed\n")
+    assert images._inputs("pgbouncer", "base-1") != first
+
+
+def test_storage_inputs_follow_the_project_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A copy of the package hashes the same (names are relative); an edit to the storage service changes it."""
+    real = images._inputs("storage", "b")
+    for src in images._storage_sources():
+        dest = tmp_path / src.relative_to(images.PKG_ROOT)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+    monkeypatch.setattr(images, "PKG_ROOT", tmp_path)
+    assert images._inputs("storage", "b") == real
+    server = tmp_path / "rehearsal" / "storage" / "server.py"
+    server.write_text(server.read_text() + "\n# edited\n")
+    assert images._inputs("storage", "b") != real
+
+
+def test_base_image_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images.os, "geteuid", lambda: 1000)
+    with pytest.raises(RehearsalError, match="needs root") as caught:
+        images._build_base(object(), "pytest-cutover/base:test", "x")
+    assert ".ci/setup" in (caught.value.hint or "")
+
+
+def test_local_set_has_no_qdrant_and_serves_storage_from_the_project() -> None:
+    local, official = c.local_images(), c.official_images()
+    assert local.qdrant is None and official.qdrant == c.QDRANT_IMAGE
+    assert set(local.images) == {"postgres", "pgbouncer", "storage"}
+    assert all(tag.startswith("pytest-cutover/") for tag in local.images.values())
+    assert (local.storage, official.storage) == ("project", "supabase")
+    assert "nan-vector" not in c.unsupported_faults("local") and "nan-vector" in c.unsupported_faults("official")
+    assert "blob-corrupt" in c.unsupported_faults("local")
+
+
+def test_unknown_image_set_is_refused() -> None:
+    with pytest.raises(RehearsalError, match="unknown image set 'dockerhub'"):
+        c.ContainerStack(None, images="dockerhub")
+
+
+# ------------------------------------------------------------------------------------------------ with Docker
+@pytest.fixture
+def engine() -> None:
+    reason = c.docker_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"Docker not available: {reason}")
+
+
+@pytest.mark.docker
+def test_build_is_skipped_when_the_inputs_are_unchanged(engine: None) -> None:
+    """`.ci/setup` built the set; building again only compares labels (the rehearsal never waits on a build)."""
+    if not all(images.local_image_status().values()):
+        pytest.fail("the local image set is not built: run `bash .ci/setup` (or `cutover rehearse --build-images`)")
+    lines: list[str] = []
+    results = images.build_local_images(echo=lines.append)
+    assert [r.built for r in results] == [False] * len(images.LOCAL_IMAGES), lines
+    assert all("up to date" in line for line in lines)
+
+
+@pytest.mark.docker
+def test_official_falls_back_to_local_with_a_notice_when_a_pull_fails(engine: None) -> None:
+    said: list[str] = []
+    chosen = c.resolve_images("official", said.append)
+    if chosen.name == "official":  # a registry answered (or the images are here): nothing to fall back from
+        assert said == []
+    else:
+        assert chosen == c.local_images()
+        assert len(said) == 1 and "could not be pulled" in said[0] and "using the local image set" in said[0]
