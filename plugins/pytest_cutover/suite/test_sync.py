@@ -32,24 +32,31 @@ def maintenance(ctx: RunContext, cutover_config: CutoverConfig, announce_event: 
 
 @pytest.fixture(scope="module")
 def vectors(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, announce_event: Any) -> Any:
-    """The vector migration Qdrant -> pgvector (resumable; verified against what was read)."""
+    """The vector migration Qdrant -> pgvector (resumable; verified against what was read): a delta when this run
+    has a pre-sync (only what changed since; the HNSW index kept), else a full copy.  Its ``migration`` ledger
+    record (mode and figures) is what ``cutover plan`` learns the night's throughput from."""
     if not (cutover_config.source.qdrant_path or cutover_config.source.qdrant_url):
         pytest.skip("missing config key source.qdrant_path")
+    from pytest_cutover.migrate.api import ledger_record
     from pytest_cutover.migrate.api import vectors as migrate_vectors
 
     outcome = migrate_vectors(cutover_config, ctx.run, resume=True)
+    ctx.ledger.append({**ledger_record(outcome, {"stage": "sync"}), **ctx.stamp()})
     announce_event("vectors-copied", points=outcome.figures.get("points"), migrated=outcome.figures.get("migrated"))
     return outcome
 
 
 @pytest.fixture(scope="module")
 def blobs(ctx: RunContext, cutover_config: CutoverConfig, maintenance: Any, announce_event: Any) -> Any:
-    """The BLOB migration attachments.file_data -> Storage, then an independent verification pass."""
+    """The BLOB migration attachments.file_data -> Storage (a delta after this run's pre-sync), then an
+    independent verification pass."""
     if not cutover_config.target.storage_url:
         pytest.skip("missing config key target.storage_url")
     from pytest_cutover.migrate.api import blobs as migrate_blobs
+    from pytest_cutover.migrate.api import ledger_record
 
-    moved = migrate_blobs(cutover_config)
+    moved = migrate_blobs(cutover_config, run_id=ctx.run)
+    ctx.ledger.append({**ledger_record(moved, {"stage": "sync"}), **ctx.stamp()})
     announce_event("blobs-copied", migrated=moved.figures.get("migrated"))
     verified = migrate_blobs(cutover_config, verify_only=True)
     return moved, verified
