@@ -180,3 +180,25 @@ def test_a_delta_killed_mid_way_resumes_to_the_same_verified_result(make_world):
     for key in ("items", "read_s", "write_s", "index_s", "verify_s", "items_per_s", "at", "added", "changed",
                 "deleted"):
         assert key in records[-1]["figures"], key
+
+
+def test_a_delta_that_misses_the_changes_fails_its_bit_exact_check(make_world, monkeypatch):
+    """The guard behind the ``qdrant-changed-after-presync`` fault: a final sync that wrongly takes every point as
+    unchanged (sends nothing) still records what it *read*, so the bit-exact verification names the points whose
+    vectors changed or that were added since the pre-sync."""
+    from pytest_cutover.migrate import engine
+
+    world = make_world(120)
+    config = world.config()
+    assert api.vectors(config, RUN, mode="presync", parity=False).ok
+    change = _change_qdrant(world)
+
+    def blind(self, batch):  # a broken delta: everything "as the pre-sync saw it"
+        return engine.Batch(seq=batch.seq, next_offset=batch.next_offset, last_key=batch.last_key), [
+            (k, d, o) for k, o, d in zip(batch.keys, batch.orgs, batch.digests, strict=True)]
+
+    monkeypatch.setattr(engine._Run, "split", blind)
+    missed = api.vectors(config, RUN, resume=True, parity=False)
+    assert not missed.ok
+    bad = next(m for m in missed.messages if m.startswith("verify: ") and "differ from what was read" in m)
+    assert change["changed_vector"] in bad and change["added"] in bad, bad
