@@ -47,3 +47,9 @@ def test_progress_callback_reports_points_and_total(capsys):
         update(10, 10)
     err = capsys.readouterr().err
     assert "10/10" in err and "points/s" in err and "ETA" in err
+
+
+@pytest.mark.parametrize("step", ["vectors", "blobs"])
+def test_presync_and_full_exclude_each_other(step, capsys):
+    assert main(["migrate", step, "--presync", "--full"]) == 2
+    assert "--presync and --full exclude each other" in capsys.readouterr().err
