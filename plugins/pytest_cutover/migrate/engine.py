@@ -294,10 +294,11 @@ class _Run:
         sink.use_state_schema(await ensure_state_schema(conn, job.schema.state_schema))
         await conn.execute(state_tables(sink.state_schema))
         checkpoint = await sink.load_checkpoint()
-        if checkpoint is not None and not job.resume:
-            # a fresh run: start over (updates are idempotent, so nothing is doubled); a new pre-sync also
-            # supersedes the final sync's state
-            await sink.reset(*((KIND_FULL,) if job.mode == "presync" else ()))
+        if job.mode == "presync" and not job.resume:
+            await sink.reset(KIND_FULL)  # a new pre-sync supersedes any final sync's state in this run
+            checkpoint = None
+        elif checkpoint is not None and not job.resume:
+            await sink.reset()  # a fresh run: start over (updates are idempotent, so nothing is doubled)
             checkpoint = None
         if job.mode == "auto":
             await self._find_presync(sink)
