@@ -14,6 +14,14 @@ source while the writer connects and prepares the target (checkpoint, state and
 staging tables, run lock), then waits to be told where to start (the checkpoint's
 cursor and the target's key type).  A transaction-pooler DSN is refused before the
 reader is started, so a refused run reads nothing.
+
+Pre-sync and delta (issue 17): a pre-sync (Day 7, the app live) is a full load under its own checkpoint
+kind (``vectors-presync``) whose seen rows keep, per key, the read-time digest and the payload org.  The
+final sync of the same run then reads every point again but sends only those that are new or whose digest or
+org differ (the others are recorded as seen with the digest just read, in the same transaction as the
+checkpoint), keeps the HNSW index, clears the rows of points refused now or deleted since, and is verified
+bit for bit like a full load: every recorded digest against the server's.  Reading stays proportional to the
+collection (Qdrant keeps no change log); writing, indexing and round trips become proportional to the change.
 """
 
 from __future__ import annotations
