@@ -240,6 +240,11 @@ class MigrateConfig(_Section):
     search_samples_per_org: int = 5
     search_k: int = 10
     verify_source: bool = False
+    presync_required: bool = Field(False, description="the night's window depends on the Day-7 pre-sync: the "
+                                   "precutover stage fails without a passing, fresh one (false: it notes it, and "
+                                   "the final sync copies everything)")
+    presync_max_age_h: float = Field(36.0, gt=0, description="a pre-sync older than this many hours is stale: "
+                                     "more has changed since than its delta was planned for")
     blob_path_template: str = "{org_id}/{thread_id}/{attachment_id}/{filename}"
     parity_exclude: tuple[str, ...] = Field(("attachments.storage_path", "attachments.storage_bucket",
                                              "memory_fragments.embedding"),

@@ -81,6 +81,22 @@ class MigrationRecord(_Record):
     ``mode`` says which kind of pass it was: ``full`` (everything, inside the window), ``presync`` (Day 7,
     app live: everything, index built, checkpoint digests kept) or ``delta`` (the final sync after a
     pre-sync: only what changed).  The precutover freshness check and ``cutover plan`` read it.
+
+    ``figures`` keys that ``cutover plan`` may rely on (stable; seconds are wall-clock on the machine that ran):
+
+    - ``at``: ISO UTC time the step finished; ``items``: points (vectors) or rows (blobs) read this run;
+      ``sent``: those sent to the target (a delta: only the changed ones);
+    - ``read_s`` (vectors: the reader's scroll + screening time; blobs: ``null``, not separable),
+      ``write_s`` (vectors: the writer's COPY/UPDATE/commit time; blobs: upload + read-back),
+      ``migrate_s`` (vectors: the engine's wall time, read and write overlapping), ``index_s`` (HNSW build;
+      ``0.0`` when kept), ``verify_s`` (bit-exact / read-back verification), ``parity_s`` (search parity, when
+      run), ``total_s`` (the whole step), ``items_per_s`` (``items / migrate_s``; blobs: sent per second);
+    - a ``delta`` also has ``added``, ``changed`` (vector, checked payload, or refused before and sent again),
+      ``deleted`` (gone from the source since the pre-sync), ``unchanged`` and ``presync_at``; vectors add the
+      breakdown ``delta`` (``added``, ``changed_vector``, ``changed_payload``, ``retried``, ``unchanged``,
+      ``deleted``, ``cleared``: rows whose embedding this invocation removed);
+    - vectors also: ``round_trips`` (exchanges with the target), ``points``, ``migrated``, ``rejected``,
+      ``missing``, ``bit_exact``, ``hnsw_build_s``.
     """
 
     step: str

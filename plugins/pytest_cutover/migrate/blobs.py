@@ -252,3 +252,76 @@ async def consistency(conn: asyncpg.Connection, schema: BlobSchema) -> int:
     t = quote_ident(schema.table)
     return int(await conn.fetchval(f"SELECT count(*) FROM {t} WHERE {quote_ident(schema.blob)} IS NULL "
                                    f"AND {quote_ident(schema.path)} IS NULL"))
+
+
+# ------------------------------------------------------------------------------------------------ pre-sync
+BLOBS_PRESYNC = "blobs-presync"  # the checkpoint kind of a BLOB pre-sync
+
+
+def _row_digest(schema: BlobSchema, alias: str = "t") -> str:
+    """SQL for the fields a BLOB's checks use (its ``sha256`` and ``size_bytes``), as one bytea."""
+    del schema
+    return f"convert_to(coalesce({alias}.sha256, '') || ':' || coalesce({alias}.size_bytes::text, ''), 'UTF8')"
+
+
+def _presync_meta(schema: BlobSchema, bucket: str) -> dict[str, str]:
+    return {"table": schema.table, "key": schema.key, "path": schema.path, "bucket": bucket,
+            "template": schema.template}
+
+
+async def record_presync(conn: asyncpg.Connection, schema: BlobSchema, run_id: str, state_schema: str,
+                         bucket: str) -> int:
+    """After a pre-sync uploaded and verified: keep, per row now in storage, the digest of its checked fields
+    (``sha256``, ``size_bytes``) under this run, so the final sync re-uploads only new and changed rows.
+    Safe to run again (it replaces the run's record).  Returns the rows recorded."""
+    st = quote_ident(state_schema)
+    t, key, path = quote_ident(schema.table), quote_ident(schema.key), quote_ident(schema.path)
+    async with conn.transaction():
+        await conn.execute(f"DELETE FROM {st}.cutover_migration_seen WHERE run_id = $1 AND kind = $2", run_id,
+                           BLOBS_PRESYNC)
+        status = await conn.execute(
+            f"INSERT INTO {st}.cutover_migration_seen (run_id, kind, key, digest) SELECT $1, $2, t.{key}::text, "
+            f"{_row_digest(schema)} FROM {t} t WHERE t.{path} IS NOT NULL", run_id, BLOBS_PRESYNC)
+        await conn.execute(
+            f"INSERT INTO {st}.cutover_migration_checkpoint (run_id, kind, batches, done, state) "
+            "VALUES ($1, $2, 0, true, $3::jsonb) ON CONFLICT (run_id, kind) DO UPDATE SET done = true, "
+            "state = excluded.state, updated_at = now()", run_id, BLOBS_PRESYNC,
+            json.dumps({"source": _presync_meta(schema, bucket)}))
+    return int(status.split()[-1])
+
+
+async def delta_since_presync(conn: asyncpg.Connection, schema: BlobSchema, run_id: str, state_schema: str,
+                              bucket: str) -> dict[str, Any] | None:
+    """The final sync after a BLOB pre-sync: rows whose checked fields changed since lose their storage path
+    (so the upload that follows sends them again, verified); returns the counts (``changed``, ``added``,
+    ``deleted``, ``presync_at``, ``changed_samples``), or ``None`` when this run has no pre-sync.  A pre-sync
+    of another table or bucket is refused."""
+    st = quote_ident(state_schema)
+    found = await conn.fetchrow(
+        f"SELECT state, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at "
+        f"FROM {st}.cutover_migration_checkpoint WHERE run_id = $1 AND kind = $2 AND done", run_id, BLOBS_PRESYNC)
+    if found is None:
+        return None
+    was = json.loads(found["state"]).get("source") or {}
+    now = _presync_meta(schema, bucket)
+    differs = sorted(k for k, v in now.items() if was.get(k) != v)
+    if differs:
+        what = ", ".join(f"{k} {was.get(k)!r} then, {now[k]!r} now" for k in differs)
+        raise MigrationError(f"refusing a BLOB delta: the pre-sync of run {run_id} ({found['at']}) was taken from "
+                             f"another table or bucket ({what})",
+                             hint="run `cutover migrate blobs --presync` again with this config")
+    t, key, path = quote_ident(schema.table), quote_ident(schema.key), quote_ident(schema.path)
+    seen = f"{st}.cutover_migration_seen"
+    row = await conn.fetchrow(f"""
+        WITH changed AS (
+            UPDATE {t} t SET {path} = NULL, {quote_ident(schema.bucket_column)} = NULL FROM {seen} p
+            WHERE p.run_id = $1 AND p.kind = $2 AND p.key = t.{key}::text AND t.{path} IS NOT NULL
+              AND p.digest IS DISTINCT FROM {_row_digest(schema)} RETURNING t.{key}::text AS key)
+        SELECT (SELECT count(*) FROM changed) AS changed,
+               (SELECT (array_agg(key ORDER BY key))[1:5] FROM changed) AS samples,
+               (SELECT count(*) FROM {t} t WHERE t.{quote_ident(schema.blob)} IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM {seen} p WHERE p.run_id = $1 AND p.kind = $2 AND p.key = t.{key}::text)) AS added,
+               (SELECT count(*) FROM {seen} p WHERE p.run_id = $1 AND p.kind = $2 AND NOT EXISTS (
+                    SELECT 1 FROM {t} t WHERE t.{key}::text = p.key)) AS deleted""", run_id, BLOBS_PRESYNC)
+    return {"changed": int(row["changed"]), "added": int(row["added"]), "deleted": int(row["deleted"]),
+            "changed_samples": list(row["samples"] or []), "presync_at": found["at"]}

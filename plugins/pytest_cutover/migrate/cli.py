@@ -1,6 +1,6 @@
 """``cutover migrate vectors|blobs|parity``: thin commands over :mod:`pytest_cutover.migrate.api`.
 
-Each command appends one ``migration`` record (kind, ok, messages, figures) to the run's
+Each command appends one ``migration`` record (kind, ok, mode, messages, figures) to the run's
 ledger and exits 0 when the step passed, 1 when it found a problem, 2 on a usage or
 configuration error.
 """
@@ -85,21 +85,33 @@ def _progress(enabled: bool, label: str):  # type: ignore[no-untyped-def]
 
 def _finish(ctx: Any, outcome: Any, as_json: bool, args: dict[str, Any]) -> int:
     from pytest_cutover.cli import EXIT_FAILED, EXIT_OK, echo_json
-    from pytest_cutover.ledger import iso_utc
+    from pytest_cutover.migrate.api import ledger_record
 
-    ctx.ledger.append({"kind": "migration", "step": outcome.kind, "ok": outcome.ok, "messages": outcome.messages,
-                       "figures": outcome.figures, "args": args, "end": iso_utc(), **ctx.stamp()})
+    ctx.ledger.append({**ledger_record(outcome, args), **ctx.stamp()})
     if as_json:
-        echo_json({"run": ctx.run, "step": outcome.kind, "ok": outcome.ok, "messages": outcome.messages,
-                   "figures": outcome.figures})
+        echo_json({"run": ctx.run, "step": outcome.kind, "ok": outcome.ok, "mode": outcome.mode,
+                   "messages": outcome.messages, "figures": outcome.figures})
     else:
         for line in outcome.messages:
             click.echo(redact(f"{'ok' if outcome.ok else 'FAILED'}: {outcome.kind}: {line}"))
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
+def _mode(presync: bool, full: bool) -> str:
+    if presync and full:
+        raise click.UsageError("--presync and --full exclude each other")
+    return "presync" if presync else ("full" if full else "auto")
+
+
+_PRESYNC_HELP = ("Day 7, app live: load everything, verify, and record per key what was read, so the final sync "
+                 "(same run) sends only what changed since.  Safe to run again.")
+_FULL_HELP = "Ignore this run's pre-sync: copy everything (the final sync is a delta when a pre-sync exists)."
+
+
 @migrate.command()
 @run_options
+@click.option("--presync", is_flag=True, help=_PRESYNC_HELP)
+@click.option("--full", is_flag=True, help=_FULL_HELP)
 @click.option("--dry-run", is_flag=True, help="Read and account for every point without writing.")
 @click.option("--resume", is_flag=True, help="Continue from this run's checkpoint instead of starting over.")
 @click.option("--verify-source", is_flag=True, help="Also re-read Qdrant and compare (costs about a migration).")
@@ -111,7 +123,8 @@ def _finish(ctx: Any, outcome: Any, as_json: bool, args: dict[str, Any]) -> int:
 @click.option("--events", type=click.Path(path_type=Path), default=None, help="Append JSON-lines batch events here.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def vectors(config_path: Path | None, run: str | None, reports_dir: Path | None, dry_run: bool, resume: bool,
+def vectors(config_path: Path | None, run: str | None, reports_dir: Path | None, presync: bool, full: bool,
+            dry_run: bool, resume: bool,
             verify_source: bool, no_verify: bool, no_index: bool, no_search_parity: bool, batch_size: int | None,
             pace: float, events: Path | None, progress: bool | None, as_json: bool) -> int:
     """Qdrant -> pgvector: binary COPY + set-based UPDATE, resumable, verified bit for bit."""
@@ -119,33 +132,39 @@ def vectors(config_path: Path | None, run: str | None, reports_dir: Path | None,
 
     from pytest_cutover.migrate import api
 
+    mode = _mode(presync, full)
     ctx = _context(config_path, run, reports_dir)
     show = sys.stderr.isatty() if progress is None else progress
     with _progress(show and not as_json, "vectors") as on_progress:
         outcome = api.vectors(ctx.config, ctx.run, dry_run=dry_run, resume=resume, verify=not no_verify,
                               verify_source=verify_source, index=not no_index, parity=not no_search_parity,
-                              batch_size=batch_size, pace_s=pace, on_progress=on_progress,
+                              batch_size=batch_size, pace_s=pace, mode=mode, on_progress=on_progress,
                               on_event=_events_writer(events))
-    return _finish(ctx, outcome, as_json, {"dry_run": dry_run, "resume": resume, "verify_source": verify_source})
+    return _finish(ctx, outcome, as_json, {"dry_run": dry_run, "resume": resume, "verify_source": verify_source,
+                                           "mode": mode})
 
 
 @migrate.command()
 @run_options
+@click.option("--presync", is_flag=True, help=_PRESYNC_HELP)
+@click.option("--full", is_flag=True, help=_FULL_HELP)
 @click.option("--dry-run", is_flag=True, help="Check every row's bytes against its sha256 without uploading.")
 @click.option("--resume", is_flag=True, help="Accepted for symmetry: rows already in storage are always skipped.")
 @click.option("--verify-only", is_flag=True, help="Only read every recorded object back and check it.")
 @click.option("--null-file-data", is_flag=True,
               help="Opt-in: after re-verifying each object, set file_data to NULL on verified rows only.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def blobs(config_path: Path | None, run: str | None, reports_dir: Path | None, dry_run: bool, resume: bool,
-          verify_only: bool, null_file_data: bool, as_json: bool) -> int:
+def blobs(config_path: Path | None, run: str | None, reports_dir: Path | None, presync: bool, full: bool,
+          dry_run: bool, resume: bool, verify_only: bool, null_file_data: bool, as_json: bool) -> int:
     """attachments.file_data -> Storage under <org_id>/<thread_id>/<attachment_id>/<filename>, verified."""
     from pytest_cutover.migrate import api
 
+    mode = _mode(presync, full)
     ctx = _context(config_path, run, reports_dir)
-    outcome = api.blobs(ctx.config, dry_run=dry_run, verify_only=verify_only, null_file_data=null_file_data)
+    outcome = api.blobs(ctx.config, dry_run=dry_run, verify_only=verify_only, null_file_data=null_file_data,
+                        run_id=ctx.run, mode=mode)
     return _finish(ctx, outcome, as_json, {"dry_run": dry_run, "resume": resume, "verify_only": verify_only,
-                                           "null_file_data": null_file_data})
+                                           "null_file_data": null_file_data, "mode": mode})
 
 
 @migrate.command()

@@ -14,6 +14,14 @@ source while the writer connects and prepares the target (checkpoint, state and
 staging tables, run lock), then waits to be told where to start (the checkpoint's
 cursor and the target's key type).  A transaction-pooler DSN is refused before the
 reader is started, so a refused run reads nothing.
+
+Pre-sync and delta (issue 17): a pre-sync (Day 7, the app live) is a full load under its own checkpoint
+kind (``vectors-presync``) whose seen rows keep, per key, the read-time digest and the payload org.  The
+final sync of the same run then reads every point again but sends only those that are new or whose digest or
+org differ (the others are recorded as seen with the digest just read, in the same transaction as the
+checkpoint), keeps the HNSW index, clears the rows of points refused now or deleted since, and is verified
+bit for bit like a full load: every recorded digest against the server's.  Reading stays proportional to the
+collection (Qdrant keeps no change log); writing, indexing and round trips become proportional to the change.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pytest_cutover.migrate.accounting import Accounting
 from pytest_cutover.migrate.batch import Batch, screen_page
 from pytest_cutover.migrate.errors import MigrationError, SourceError, TargetError
 from pytest_cutover.migrate.sink import (
+    Checkpoint,
+    CountingConnection,
     VectorSchema,
     VectorSink,
     connect_target,
@@ -46,7 +56,10 @@ from pytest_cutover.migrate.source import SourceSpec, offset_from_text, offset_t
 from pytest_cutover.redact import redact
 from pytest_cutover.util.sql import quote_ident
 
-__all__ = ["VectorJob", "VectorResult", "migrate_vectors"]
+__all__ = ["KIND_FULL", "KIND_PRESYNC", "VectorJob", "VectorResult", "migrate_vectors"]
+
+KIND_FULL = "vectors"  # the final sync (full or delta): its checkpoint and seen rows
+KIND_PRESYNC = "vectors-presync"  # the Day-7 pre-sync: kept apart, so the final sync can compare with it
 
 _DONE = "done"
 _ERROR = "error"
@@ -70,6 +83,12 @@ class VectorJob:
     pace_s: float = 0.0  # pause between batches: throttles the load on a live target
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 300.0
+    mode: Literal["auto", "full", "presync"] = "auto"  # see :func:`migrate_vectors`
+
+    @property
+    def kind(self) -> str:
+        """The checkpoint kind this job writes under."""
+        return KIND_PRESYNC if self.mode == "presync" else KIND_FULL
 
 
 @dataclass
@@ -98,6 +117,14 @@ class VectorResult:
     dropped_indexes: list[str] = field(default_factory=list)
     timeline: dict[str, float] = field(default_factory=dict)
     busy: dict[str, float] = field(default_factory=dict)
+    mode: str = "full"  # full, presync or delta (a final sync that found this run's pre-sync)
+    presync_at: str | None = None  # a delta: when its pre-sync finished (ISO UTC)
+    delta: dict[str, int] = field(default_factory=dict)  # added, changed_vector, changed_payload, retried,
+    #                                                       unchanged, deleted, cleared (rows that lost a vector)
+    deleted_sample: list[str] = field(default_factory=list)
+    points_sent: int = 0  # points staged and sent to the target this run (a delta: only the changed ones)
+    round_trips: int = 0  # exchanges with the target database (see CountingConnection)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def points_per_s(self) -> float:
@@ -242,124 +269,237 @@ class _Reader:
             q.cancel_join_thread()
 
 
+class _Run:
+    """One call of :func:`migrate_vectors`: the clock, the result, and the steps, each small enough to read."""
+
+    def __init__(self, job: VectorJob, emit: Callable[[str, dict[str, Any]], None],
+                 on_progress: Callable[[int, int | None], None] | None) -> None:
+        self.job = job
+        self.emit = emit
+        self.on_progress = on_progress
+        self.started = time.monotonic()
+        self.result = VectorResult(accounting=Accounting(), dry_run=job.dry_run,
+                                   mode="presync" if job.mode == "presync" else "full")
+        self.presync: dict[str, tuple[bytes | None, str | None]] | None = None  # a delta: what the pre-sync saw
+        self.batches_done = 0
+        self.total: int | None = None
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        self.result.timeline[name] = round((time.monotonic() if at is None else at) - self.started, 6)
+
+    def source_meta(self) -> dict[str, str]:
+        """What a pre-sync was taken from; a delta against another collection or schema is refused."""
+        sc, src = self.job.schema, self.job.source
+        return {"collection": src.collection, "org_field": src.org_field, "table": sc.table, "key": sc.key,
+                "org": sc.org, "embedding": sc.embedding}
+
+    async def open(self, conn: Any) -> tuple[VectorSink, Checkpoint | None]:
+        """The sink on ``conn``, this run's checkpoint (or a fresh start) and, for a final sync, the pre-sync."""
+        job, result = self.job, self.result
+        sink = VectorSink(conn, job.schema, job.run_id, dry_run=job.dry_run, kind=job.kind)
+        if job.dry_run:
+            return sink, None
+        sink.use_state_schema(await ensure_state_schema(conn, job.schema.state_schema))
+        await conn.execute(state_tables(sink.state_schema))
+        checkpoint = await sink.load_checkpoint()
+        if job.mode == "presync" and not job.resume:
+            await sink.reset(KIND_FULL)  # a new pre-sync supersedes any final sync's state in this run
+            checkpoint = None
+        elif checkpoint is not None and not job.resume:
+            await sink.reset()  # a fresh run: start over (updates are idempotent, so nothing is doubled)
+            checkpoint = None
+        if job.mode == "auto":
+            await self._find_presync(sink)
+        if checkpoint is not None:
+            state = checkpoint.state or {}
+            result.accounting = Accounting.from_state(state)
+            result.resumed = True
+            result.already_done = checkpoint.done
+            result.written = int(state.get("written", 0))
+            result.delta.update({k: int(v) for k, v in (state.get("delta") or {}).items()})
+            self.batches_done = checkpoint.batches
+        return sink, checkpoint
+
+    async def _find_presync(self, sink: VectorSink) -> None:
+        """A final sync with a complete, compatible pre-sync of this run becomes a delta."""
+        found = await sink.checkpoint_of(KIND_PRESYNC)
+        if found is None:
+            return
+        checkpoint, at = found
+        if not checkpoint.done:
+            self.result.notes.append(f"the pre-sync of run {self.job.run_id} did not finish (last written {at}): "
+                                     "running a full sync")
+            return
+        was = (checkpoint.state or {}).get("source") or {}
+        now = self.source_meta()
+        differs = {k: (was.get(k), v) for k, v in now.items() if was.get(k) != v}
+        if differs:
+            what = ", ".join(f"{k} {a!r} then, {b!r} now" for k, (a, b) in sorted(differs.items()))
+            raise MigrationError(f"refusing a delta final sync: the pre-sync of run {self.job.run_id} ({at}) was "
+                                 f"taken from another collection or schema ({what})",
+                                 hint="run `cutover migrate vectors --presync` again with this config, or "
+                                      "`cutover migrate vectors --full` to copy everything")
+        self.presync = await sink.seen_of(KIND_PRESYNC)
+        self.result.mode = "delta"
+        self.result.presync_at = at
+        sink.clear_refused = True
+
+    async def header(self, reader: _Reader, sink: VectorSink, conn: Any) -> None:
+        """The reader's header (dimension, count); then, for a full load, drop the HNSW index."""
+        result, job = self.result, self.job
+        item = await asyncio.get_running_loop().run_in_executor(None, reader.get)
+        if item[0] == _ERROR:
+            raise SourceError(item[1])
+        self.mark("reader_ready", item[1]["ready_at"])
+        result.reader_ready_s = result.timeline["reader_ready"]
+        result.dim = int(item[1]["dim"])
+        self.total = int(item[1]["count"])
+        sink.check_dimension(result.dim)
+        if not job.dry_run and result.mode != "delta":
+            # An HNSW index turns each batch's UPDATE into thousands of graph inserts (measured: 14 s per
+            # 2000 rows instead of 0.15 s): drop it for a full load; the caller builds it once afterwards.
+            # A delta writes few rows and keeps the index.
+            from pytest_cutover.migrate.verify import drop_hnsw
+
+            result.dropped_indexes = await drop_hnsw(conn, job.schema)
+            if result.dropped_indexes:
+                self.emit("index-dropped", {"names": result.dropped_indexes})
+
+    def split(self, batch: Batch) -> tuple[Batch, list[tuple[str, bytes, str | None]]]:
+        """A delta's batch: the points to send (new, changed, refused) and those read as the pre-sync saw them."""
+        if self.presync is None:
+            return batch, []
+        send = Batch(seq=batch.seq, unstaged=batch.unstaged, next_offset=batch.next_offset, last_key=batch.last_key)
+        same: list[tuple[str, bytes, str | None]] = []
+        delta = self.result.delta
+        for key, org, binary, digest, reason in zip(batch.keys, batch.orgs, batch.binaries, batch.digests,
+                                                    batch.reasons, strict=True):
+            was = self.presync.get(key)
+            if was is not None and reason is None and digest is not None and was == (digest, org):
+                same.append((key, digest, org))
+                continue
+            change = ("added" if was is None else "retried" if was[0] is None else
+                      "changed_vector" if was[0] != digest else "changed_payload")
+            delta[change] = delta.get(change, 0) + 1
+            for values, value in ((send.keys, key), (send.orgs, org), (send.binaries, binary),
+                                  (send.digests, digest), (send.reasons, reason)):
+                values.append(value)
+        delta["unchanged"] = delta.get("unchanged", 0) + len(same)
+        return send, same
+
+    def state(self) -> dict[str, Any]:
+        """What each checkpoint commits: the books, rows written, the delta's counts, and the source it read."""
+        return {**self.result.accounting.to_state(), "written": self.result.written, "delta": dict(self.result.delta),
+                "source": self.source_meta()}
+
+    async def write(self, sink: VectorSink, batch: Batch) -> None:
+        """Send one batch (a delta: only its changed points) and commit it with its checkpoint."""
+        result, accounting = self.result, self.result.accounting
+        busy = result.busy
+        busy["scroll_s"] += batch.scroll_s
+        busy["screen_s"] += batch.read_s
+        busy["reader_blocked_s"] += batch.blocked_s
+        self.emit("copy", {"seq": batch.seq, "points": batch.size, "last_key": batch.last_key})
+        send, same = self.split(batch)
+
+        def books(refused: list[tuple[str, str]]) -> dict[str, Any]:
+            for key, reason in [*send.unstaged, *refused]:
+                accounting.reject(reason, key)
+            accounting.add_migrated(len(send.keys) - len(refused) + len(same))
+            return self.state()
+
+        t0 = time.monotonic()
+        refused, written = await sink.write(send, self.batches_done + 1, offset_to_text(batch.next_offset),
+                                            batch.next_offset is None, books, same)
+        busy["writing_s"] += time.monotonic() - t0
+        self.batches_done += 1
+        result.batches_sent += 1
+        result.points_read_this_run += batch.size
+        result.points_sent += len(send.keys)
+        result.written += written
+        self.emit("commit", {"seq": batch.seq, "points": batch.size, "refused": len(refused) + len(batch.unstaged)})
+        if self.on_progress:
+            self.on_progress(accounting.points, self.total)
+
+    async def load(self, reader: _Reader, sink: VectorSink, conn: Any, checkpoint: Checkpoint | None) -> None:
+        """Prepare the target, then take batches from the reader until it is done."""
+        job, result = self.job, self.result
+        await sink.prepare()
+        self.mark("prepared")
+        self.emit("target-prepared", {})
+        await self.header(reader, sink, conn)
+        key_kind = await _key_kind(conn, job.schema)
+        reader.go(offset_from_text(checkpoint.next_offset) if checkpoint else None, key_kind, self.batches_done)
+        self.mark("go")
+        if self.on_progress:
+            self.on_progress(result.accounting.points, self.total)
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = time.monotonic()
+            item = await loop.run_in_executor(None, reader.get)
+            result.busy["writer_waiting_s"] += time.monotonic() - t0
+            if isinstance(item, tuple):
+                if item[0] == _ERROR:
+                    raise SourceError(item[1])
+                result.busy["reader_blocked_s"] += float((item[1] or {}).get("blocked_s", 0.0))
+                break
+            if "first_batch" not in result.timeline:
+                self.mark("first_batch")
+            await self.write(sink, item)
+            if job.pace_s:
+                await asyncio.sleep(job.pace_s)
+        self.mark("read_done")
+        await sink.mark_done(self.batches_done, self.state())
+
+    async def finish(self, sink: VectorSink) -> None:
+        """A delta clears the rows of points deleted since the pre-sync; then every row is accounted."""
+        result = self.result
+        if self.presync is not None:
+            deleted, cleared, sample = await sink.clear_deleted(KIND_PRESYNC)
+            result.delta.update(deleted=deleted, cleared=sink.cleared + cleared)
+            result.deleted_sample = sample
+        missing, sample = await sink.missing()
+        result.accounting.set_missing(missing, sample)
+        result.batches_total = self.batches_done
+        result.duration_s = time.monotonic() - self.started
+        self.mark("done")
+        await sink.drop_staging()
+        result.busy = {name: round(value, 6) for name, value in result.busy.items()}
+
+
 async def migrate_vectors(job: VectorJob, *, on_progress: Callable[[int, int | None], None] | None = None,
                           on_event: Callable[[str, dict[str, Any]], None] | None = None) -> VectorResult:
     """Run (or resume) one vector migration; see the module docstring.
+
+    ``job.mode``: ``presync`` loads everything under its own checkpoint kind (the app still live); ``auto``
+    (the final sync) becomes a delta when this run has a complete pre-sync taken from the same collection and
+    schema, and is a full load otherwise; ``full`` ignores any pre-sync.
 
     ``on_progress(points_done, points_total)`` drives a progress bar; ``on_event(name, data)`` receives
     ``target-prepared`` (the target is ready; the reader may still be starting), ``index-dropped``, ``copy``
     (before a batch is sent) and ``commit`` (after it is durable) events.
     """
-    emit = on_event or (lambda name, data: None)
-    started = time.monotonic()
-    result = VectorResult(accounting=Accounting(), dry_run=job.dry_run)
-
-    def mark(name: str, at: float | None = None) -> None:
-        result.timeline[name] = round((time.monotonic() if at is None else at) - started, 6)
-
+    run = _Run(job, on_event or (lambda name, data: None), on_progress)
     refuse_pooler(job.target_dsn, job.app_database_url)  # before the reader starts: a refused run reads nothing
     reader = _Reader(job)  # opens the source while the target is prepared below
-    mark("reader_started")
+    run.mark("reader_started")
     conn = None
     try:
-        mark("connect_start")
-        conn = await connect_target(job.target_dsn, timeout=job.connect_timeout_s,
-                                    app_database_url=job.app_database_url)
-        mark("connected")
-        loop = asyncio.get_running_loop()
-        sink = VectorSink(conn, job.schema, job.run_id, dry_run=job.dry_run)
-        checkpoint = None
-        if not job.dry_run:
-            sink.use_state_schema(await ensure_state_schema(conn, job.schema.state_schema))
-            await conn.execute(state_tables(sink.state_schema))
-            checkpoint = await sink.load_checkpoint()
-            if checkpoint is not None and not job.resume:
-                await sink.reset()  # a fresh run: start over (updates are idempotent, so nothing is doubled)
-                checkpoint = None
-        if checkpoint is not None:
-            result.accounting = Accounting.from_state(checkpoint.state)
-            result.resumed = True
-            result.already_done = checkpoint.done
-            result.written = int((checkpoint.state or {}).get("written", 0))
-        accounting = result.accounting
-        batches_done = checkpoint.batches if checkpoint else 0
-        key_kind = await _key_kind(conn, job.schema)
-        busy = result.busy
+        run.mark("connect_start")
+        conn = CountingConnection(await connect_target(job.target_dsn, timeout=job.connect_timeout_s,
+                                                       app_database_url=job.app_database_url))
+        run.mark("connected")
+        sink, checkpoint = await run.open(conn)
         for name in ("scroll_s", "screen_s", "reader_blocked_s", "writer_waiting_s", "writing_s"):
-            busy[name] = 0.0
-        if not result.already_done:
-            await sink.prepare()
-            mark("prepared")
-            emit("target-prepared", {})
-            item = await loop.run_in_executor(None, reader.get)
-            if item[0] == _ERROR:
-                raise SourceError(item[1])
-            mark("reader_ready", item[1]["ready_at"])
-            result.reader_ready_s = result.timeline["reader_ready"]
-            result.dim = int(item[1]["dim"])
-            total = int(item[1]["count"])
-            sink.check_dimension(result.dim)
-            if not job.dry_run:
-                # An HNSW index turns each batch's UPDATE into thousands of graph inserts (measured: 14 s per
-                # 2000 rows instead of 0.15 s): drop it for the load; the caller builds it once afterwards.
-                from pytest_cutover.migrate.verify import drop_hnsw
-
-                result.dropped_indexes = await drop_hnsw(conn, job.schema)
-                if result.dropped_indexes:
-                    emit("index-dropped", {"names": result.dropped_indexes})
-            reader.go(offset_from_text(checkpoint.next_offset) if checkpoint else None, key_kind, batches_done)
-            mark("go")
-            if on_progress:
-                on_progress(accounting.points, total)
-            while True:
-                t0 = time.monotonic()
-                item = await loop.run_in_executor(None, reader.get)
-                busy["writer_waiting_s"] += time.monotonic() - t0
-                if isinstance(item, tuple):
-                    if item[0] == _ERROR:
-                        raise SourceError(item[1])
-                    busy["reader_blocked_s"] += float((item[1] or {}).get("blocked_s", 0.0))
-                    break
-                batch: Batch = item
-                if "first_batch" not in result.timeline:
-                    mark("first_batch")
-                busy["scroll_s"] += batch.scroll_s
-                busy["screen_s"] += batch.read_s
-                busy["reader_blocked_s"] += batch.blocked_s
-                emit("copy", {"seq": batch.seq, "points": batch.size, "last_key": batch.last_key})
-
-                def books(refused: list[tuple[str, str]], batch: Batch = batch) -> dict[str, Any]:
-                    for key, reason in [*batch.unstaged, *refused]:
-                        accounting.reject(reason, key)
-                    accounting.add_migrated(len(batch.keys) - len(refused))
-                    return {**accounting.to_state(), "written": result.written}
-
-                t0 = time.monotonic()
-                refused, written = await sink.write(batch, batches_done + 1, offset_to_text(batch.next_offset),
-                                                    batch.next_offset is None, books)
-                busy["writing_s"] += time.monotonic() - t0
-                batches_done += 1
-                result.batches_sent += 1
-                result.points_read_this_run += batch.size
-                result.written += written
-                emit("commit", {"seq": batch.seq, "points": batch.size, "refused": len(refused) + len(batch.unstaged)})
-                if on_progress:
-                    on_progress(accounting.points, total)
-                if job.pace_s:
-                    await asyncio.sleep(job.pace_s)
-            mark("read_done")
-            await sink.mark_done(batches_done, {**accounting.to_state(), "written": result.written})
-        missing, sample = await sink.missing()
-        accounting.set_missing(missing, sample)
-        result.batches_total = batches_done
-        result.duration_s = time.monotonic() - started
-        mark("done")
-        await sink.drop_staging()
-        result.busy = {name: round(value, 6) for name, value in busy.items()}
-        return result
+            run.result.busy[name] = 0.0
+        if not run.result.already_done:
+            await run.load(reader, sink, conn, checkpoint)
+        await run.finish(sink)
+        return run.result
     finally:
         reader.stop()
         if conn is not None:
+            run.result.round_trips = conn.round_trips
             await conn.close()
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pytest_cutover.dsn import driver_dsn
@@ -28,8 +28,8 @@ from pytest_cutover.util.sql import quote_ident, quote_literal
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["POOLER_PORT", "Checkpoint", "VectorSchema", "VectorSink", "connect_target", "ensure_state_schema",
-           "refuse_pooler", "register_vector_codec", "state_tables"]
+__all__ = ["POOLER_PORT", "Checkpoint", "CountingConnection", "VectorSchema", "VectorSink", "connect_target",
+           "ensure_state_schema", "refuse_pooler", "register_vector_codec", "state_tables"]
 
 POOLER_PORT = 6543  # Supabase's transaction pooler (Supavisor)
 _ADVISORY = "pytest-cutover migrate "
@@ -94,6 +94,9 @@ async def connect_target(dsn: str, *, timeout: float = 10.0, app_database_url: s
 def state_tables(schema: str) -> str:
     """DDL of the state tables: the checkpoint and the per-run record of every point seen.
 
+    A seen row keeps the read-time digest of the vector and the payload field the checks use (``org``):
+    a delta final sync compares the pre-sync's rows with what it reads to write only what changed.
+
     RLS is enabled without policies: on Supabase, tables in an exposed schema are reachable by the API roles,
     and these must not be (the migrating role owns them and is not filtered).
     """
@@ -106,6 +109,7 @@ def state_tables(schema: str) -> str:
         CREATE TABLE IF NOT EXISTS {s}.cutover_migration_seen (
             run_id text NOT NULL, kind text NOT NULL, key text NOT NULL, digest bytea, reason text,
             PRIMARY KEY (run_id, kind, key));
+        ALTER TABLE {s}.cutover_migration_seen ADD COLUMN IF NOT EXISTS org text;
         ALTER TABLE {s}.cutover_migration_checkpoint ENABLE ROW LEVEL SECURITY;
         ALTER TABLE {s}.cutover_migration_seen ENABLE ROW LEVEL SECURITY;
     """
@@ -133,6 +137,33 @@ class Checkpoint:
     state: dict[str, Any] | None = None
 
 
+class CountingConnection:
+    """An asyncpg connection that counts the exchanges with the server (``round_trips``), for the figures.
+
+    ``execute``/``fetch*``/``executemany``/``set_type_codec`` count one, ``copy_records_to_table`` two (COPY
+    command -> CopyInResponse, data + CopyDone -> CommandComplete), as the bench counts them.
+    """
+
+    _COSTS: ClassVar[dict[str, int]] = {"execute": 1, "fetch": 1, "fetchrow": 1, "fetchval": 1, "executemany": 1,
+                                        "set_type_codec": 1, "copy_records_to_table": 2}
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.round_trips = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        cost = self._COSTS.get(name)
+        if cost is None:
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.round_trips += cost
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
 class VectorSink:
     """Writes batches to the target over one connection (see the module docstring)."""
 
@@ -146,6 +177,8 @@ class VectorSink:
         self.key_type = "uuid"
         self.dim = 0
         self.embedding_type = "vector"
+        self.clear_refused = False  # a delta: rows whose point is refused now lose their pre-sync embedding
+        self.cleared = 0
         self._target = quote_ident(schema.table)
         self.use_state_schema(schema.state_schema)
 
@@ -223,7 +256,7 @@ class VectorSink:
             await self.conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS cutover_dry_staging ({staging_cols});"
                 f"CREATE TEMP TABLE IF NOT EXISTS cutover_dry_seen (run_id text, kind text, key text, digest bytea,"
-                f" reason text, PRIMARY KEY (run_id, kind, key));")
+                f" reason text, org text, PRIMARY KEY (run_id, kind, key));")
             return
         await self.conn.execute(state_tables(self.state_schema))
         await self.conn.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {self._staging} ({staging_cols})")
@@ -238,22 +271,66 @@ class VectorSink:
             return None
         return Checkpoint(row["next_offset"], row["last_key"], row["batches"], row["done"], json.loads(row["state"]))
 
-    async def reset(self) -> None:
-        """Forget this run's checkpoint and seen ids (a fresh, non-resumed run)."""
+    async def reset(self, *also: str) -> None:
+        """Forget this run's checkpoint and seen ids (a fresh, non-resumed run), and those of the kinds ``also``
+        (a new pre-sync supersedes the final sync's state)."""
         if self.dry_run:
             return
-        run, kind = quote_literal(self.run_id), quote_literal(self.kind)
-        await self.conn.execute(f"DELETE FROM {self._checkpoint} WHERE run_id = {run} AND kind = {kind};"
-                                f"DELETE FROM {self._seen} WHERE run_id = {run} AND kind = {kind};")
+        run, kinds = quote_literal(self.run_id), ", ".join(quote_literal(k) for k in (self.kind, *also))
+        await self.conn.execute(f"DELETE FROM {self._checkpoint} WHERE run_id = {run} AND kind IN ({kinds});"
+                                f"DELETE FROM {self._seen} WHERE run_id = {run} AND kind IN ({kinds});")
+
+    # -- the pre-sync, as a delta final sync reads it ------------------------------------------------------
+    async def checkpoint_of(self, kind: str) -> tuple[Checkpoint, str] | None:
+        """Another kind's checkpoint in this run (the pre-sync's) and when it was last written (ISO UTC)."""
+        row = await self.conn.fetchrow(
+            f"SELECT next_offset, last_key, batches, done, state, to_char(updated_at AT TIME ZONE 'UTC', "
+            f"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at FROM {self._checkpoint} WHERE run_id = $1 AND kind = $2",
+            self.run_id, kind)
+        if row is None:
+            return None
+        return Checkpoint(row["next_offset"], row["last_key"], row["batches"], row["done"],
+                          json.loads(row["state"])), row["at"]
+
+    async def seen_of(self, kind: str) -> dict[str, tuple[bytes | None, str | None]]:
+        """``key -> (read-time digest, payload org)`` of every point another kind (the pre-sync) saw; a refused
+        point has no digest."""
+        rows = await self.conn.fetch(f"SELECT key, digest, org FROM {self._seen} WHERE run_id = $1 AND kind = $2",
+                                     self.run_id, kind)
+        return {r["key"]: (None if r["digest"] is None else bytes(r["digest"]), r["org"]) for r in rows}
+
+    async def clear_deleted(self, presync_kind: str, sample: int = 5) -> tuple[int, int, list[str]]:
+        """Points the pre-sync migrated that this run did not read (deleted from the source since): their rows
+        lose the embedding.  Returns ``(deleted, rows cleared now, first keys)``; idempotent (a resumed run
+        counts the same points and clears nothing twice)."""
+        sc = self.schema
+        key, emb = quote_ident(sc.key), quote_ident(sc.embedding)
+        row = await self.conn.fetchrow(f"""
+            WITH gone AS (
+                SELECT p.key FROM {self._seen} p WHERE p.run_id = $1 AND p.kind = $2 AND p.digest IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM {self._seen} s WHERE s.run_id = $1 AND s.kind = $3 AND s.key = p.key)),
+            cleared AS (
+                UPDATE {self._target} t SET {emb} = NULL FROM gone WHERE t.{key}::text = gone.key
+                AND t.{emb} IS NOT NULL RETURNING t.{key})
+            SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM cleared) AS c,
+                   (SELECT (array_agg(key ORDER BY key))[1:{int(sample)}] FROM gone) AS ids""",
+                                       self.run_id, presync_kind, self.kind)
+        return int(row["n"]), int(row["c"]), list(row["ids"] or [])
 
     # -- one batch -----------------------------------------------------------------------------------------
     async def write(self, batch: Batch, batches_done: int, next_offset: str | None, done: bool,
-                    books: Callable[[list[tuple[str, str]]], dict[str, Any]]) -> tuple[list[tuple[str, str]], int]:
+                    books: Callable[[list[tuple[str, str]]], dict[str, Any]],
+                    same: Sequence[tuple[str, bytes, str | None]] = ()) -> tuple[list[tuple[str, str]], int]:
         """Stage, classify, update and checkpoint one batch in one transaction.
 
         ``books(refused)`` is called with the staged points the database refused (no matching row, org
         mismatch, plus those refused before staging) and returns the accounting state that the checkpoint
         commits together with the batch.  Returns the refused pairs and the number of rows written.
+
+        ``same`` (a delta final sync) are ``(key, digest, org)`` of points read unchanged since the pre-sync:
+        they are recorded as seen, with their digest, and not sent again.  With :attr:`clear_refused` set, a
+        row whose point is refused now loses its embedding (it came from the pre-sync and is no longer
+        backed by a verified point); :attr:`cleared` counts those rows.
         """
         sc = self.schema
         t = self._target
@@ -268,14 +345,16 @@ class VectorSink:
                                                       columns=["key", "org_id", "embedding", "digest", "reason"])
             rejected = await self.conn.fetch(f"""
                 WITH classified AS (
-                    SELECT s.key, s.digest, COALESCE(s.reason, CASE WHEN count(t.{key}) = 0 THEN 'no-matching-row'
+                    SELECT s.key, s.digest, s.org_id,
+                           COALESCE(s.reason, CASE WHEN count(t.{key}) = 0 THEN 'no-matching-row'
                            WHEN count(t.{key}) > 1 THEN {quote_literal(DUPLICATE_ROW_KEY)}
                            WHEN min(t.{org}::text) IS DISTINCT FROM s.org_id THEN 'org-mismatch' END) AS reason
                     FROM {self._staging} s LEFT JOIN {t} t ON t.{key} = s.key
                     GROUP BY s.key, s.digest, s.reason, s.org_id),
                 ins AS (
-                    INSERT INTO {self._seen} (run_id, kind, key, digest, reason)
-                    SELECT {run}, {kind}, c.key::text, CASE WHEN c.reason IS NULL THEN c.digest END, c.reason
+                    INSERT INTO {self._seen} (run_id, kind, key, digest, reason, org)
+                    SELECT {run}, {kind}, c.key::text, CASE WHEN c.reason IS NULL THEN c.digest END, c.reason,
+                           c.org_id
                     FROM classified c RETURNING key, reason)
                 SELECT key, reason FROM ins WHERE reason IS NOT NULL ORDER BY key""")
             refused = [(r["key"], r["reason"]) for r in rejected]
@@ -283,8 +362,18 @@ class VectorSink:
             if shared:  # which of the rows a shared key's point belongs to is for a human: none is written
                 await self.conn.execute(f"UPDATE {self._staging} SET reason = {quote_literal(DUPLICATE_ROW_KEY)} "
                                         "WHERE key::text = ANY($1::text[])", shared)
+            if same:
+                await self.conn.execute(
+                    f"INSERT INTO {self._seen} (run_id, kind, key, digest, org) SELECT {run}, {kind}, k, d, o "
+                    "FROM unnest($1::text[], $2::bytea[], $3::text[]) AS u(k, d, o)",
+                    [x[0] for x in same], [x[1] for x in same], [x[2] for x in same])
             state = books(refused)
             written = 0
+            if self.clear_refused and refused and not self.dry_run:
+                status = await self.conn.execute(
+                    f"UPDATE {t} SET {emb} = NULL WHERE {key}::text = ANY($1::text[]) AND {emb} IS NOT NULL",
+                    [k for k, _ in refused])
+                self.cleared += int(status.split()[-1])
             if not self.dry_run:
                 status = await self.conn.execute(f"""
                     UPDATE {t} t SET {emb} = s.embedding FROM {self._staging} s

@@ -46,8 +46,9 @@ class BitCheck:
 
 
 async def verify_digests(conn: asyncpg.Connection, schema: VectorSchema, run_id: str, state_schema: str,
-                         *, first: int = 10) -> BitCheck:
-    """Compare, in one pass on the server, every recorded read digest with ``sha256(vector_send(embedding))``."""
+                         *, first: int = 10, kind: str = "vectors") -> BitCheck:
+    """Compare, in one pass on the server, every recorded read digest with ``sha256(vector_send(embedding))``
+    (``kind``: the final sync's records, or the pre-sync's)."""
     t0 = time.perf_counter()
     t, key, emb = quote_ident(schema.table), quote_ident(schema.key), quote_ident(schema.embedding)
     seen = f"{quote_ident(state_schema)}.cutover_migration_seen"
@@ -55,9 +56,10 @@ async def verify_digests(conn: asyncpg.Connection, schema: VectorSchema, run_id:
         WITH cmp AS (
             SELECT s.key, t.{emb} IS NOT NULL AND sha256(vector_send(t.{emb})) = s.digest AS exact
             FROM {seen} s LEFT JOIN {t} t ON t.{key}::text = s.key
-            WHERE s.run_id = $1 AND s.kind = 'vectors' AND s.digest IS NOT NULL)
+            WHERE s.run_id = $1 AND s.kind = $2 AND s.digest IS NOT NULL)
         SELECT count(*) AS checked, count(*) FILTER (WHERE exact) AS exact,
-               (array_agg(key ORDER BY key) FILTER (WHERE NOT exact))[1:{int(first)}] AS bad FROM cmp""", run_id)
+               (array_agg(key ORDER BY key) FILTER (WHERE NOT exact))[1:{int(first)}] AS bad FROM cmp""", run_id,
+                              kind)
     return BitCheck(int(row["checked"]), int(row["exact"]), list(row["bad"] or []), time.perf_counter() - t0)
 
 

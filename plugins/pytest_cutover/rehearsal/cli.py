@@ -142,6 +142,13 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         os.environ.update(stack.environ())
         run_dir.mkdir(parents=True, exist_ok=True)
         _record_environment(stack, reports, run)
+        # Day 7, the app live: the pre-sync, so that the sync stage runs a delta final sync; then the faults
+        # that change the source after it.
+        from pytest_cutover.rehearsal.presync import run_presync
+
+        run_presync(stack.config_path, run, reports, say)
+        for name, evidence in stack.plant_due("after-presync").items():
+            say(f"  ~ fault planted: {name}: {evidence}")
         # In-process: modules this command already imported cannot be assertion-rewritten; that is fine.
         workdir = operator_dir(suite, stack.workdir / "operator")
         args = suite_args(workdir, stack.config_path, run=run, reports_dir=reports, stages=stages_until(until),

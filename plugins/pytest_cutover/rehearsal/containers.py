@@ -159,9 +159,10 @@ UNSUPPORTED_FAULTS: dict[str, str] = {
     "nan-vector": "writes a NaN point straight into the qdrant local-mode folder; a qdrant server rejects it",
     "wrong-dim-vector": "writes a 768-d point straight into the qdrant local-mode folder; a server rejects it",
     "payload-org-mismatch": "edits points in the qdrant local-mode folder, not a server",
+    "qdrant-changed-after-presync": "changes points in the qdrant local-mode folder after the pre-sync, not a server",
     "blob-corrupt": "corrupts a file of the local storage service; supabase/storage-api keeps its files in a container",
 }
-_QDRANT_FOLDER_FAULTS = ("nan-vector", "wrong-dim-vector", "payload-org-mismatch")
+_QDRANT_FOLDER_FAULTS = ("nan-vector", "wrong-dim-vector", "payload-org-mismatch", "qdrant-changed-after-presync")
 
 
 def unsupported_faults(images: str) -> dict[str, str]:

@@ -35,6 +35,7 @@ from pytest_cutover.util.git import run_git as _run_git
 from pytest_cutover.util.sql import quote_literal
 
 __all__ = [
+    "AFTER_PRESYNC",
     "AFTER_SYNC",
     "BEFORE",
     "DURING_MONITOR",
@@ -55,8 +56,9 @@ __all__ = [
 
 PRECUTOVER, SYNC, SWITCH, _SMOKE, RLS, MONITOR = STAGES
 
-When = Literal["before", "after-sync", "during-monitor"]
+When = Literal["before", "after-presync", "after-sync", "during-monitor"]
 BEFORE: When = "before"
+AFTER_PRESYNC: When = "after-presync"  # after the rehearsal's Day-7 pre-sync, before the first stage
 AFTER_SYNC: When = "after-sync"
 DURING_MONITOR: When = "during-monitor"
 
@@ -81,6 +83,10 @@ class Fault:
     #: Puts the stack back as it was before the fault, so one stack serves many faults (None: not reversible,
     #: e.g. data the sync stage migrates, or a certificate issued at build time).
     undoer: Callable[[Any], None] | None = None
+    #: ``caught``: the guarding stage must fail.  ``carried``: a change the cutover must carry (points changed in
+    #: Qdrant after the pre-sync): the guarding stage must *pass*, its checks having verified every change; the
+    #: check that would catch a skipped delta is named in the description (and proven in the unit tests).
+    expect: Literal["caught", "carried"] = "caught"
 
     @property
     def reversible(self) -> bool:
@@ -562,6 +568,49 @@ def _missing_point(stack: FaultTarget) -> str:
     return f"fragment {frag_id} has vector_id {point_id} with no point in qdrant"
 
 
+def _qdrant_changed_after_presync(stack: FaultTarget) -> str:
+    """What a live app does between the pre-sync and the window: two vectors re-embedded, one memory moved to
+    another org (its point's payload and its row, in both databases), two memories added and one deleted
+    (point and row).  The delta final sync must carry every one of them."""
+    import numpy as np
+
+    folder = _QdrantFolder(stack)
+    try:
+        records, _ = folder.client.scroll(stack.collection, limit=20, with_vectors=True, with_payload=True)
+        if len(records) < 4:
+            raise RehearsalError(f"cannot plant the fault: collection {stack.collection} has fewer than 4 points")
+        for record in records[:2]:
+            vector = np.roll(np.asarray(record.vector, dtype=np.float32), 1)
+            folder.upsert(str(record.id), vector.tolist(), dict(record.payload or {}))
+        moved = records[2]
+        org = str((moved.payload or {}).get("org_id"))
+        other_org, other_user = _first_user(stack, exclude_org=org)
+        folder.client.set_payload(stack.collection, {"org_id": other_org}, points=[moved.id], wait=True)
+        move = (f"update public.memory_fragments set org_id = {quote_literal(other_org)}, user_id = "
+                f"{quote_literal(other_user)} where vector_id = {quote_literal(str(moved.id))};")
+        stack.old_sql(move)
+        stack.target_sql(move)
+        added = []
+        for n in range(2):
+            point_id = str(uuid.uuid4())
+            frag_id = _add_fragment_row(stack, other_org, other_user, point_id,
+                                        f"rehearsal fault qdrant-changed-after-presync {n}")
+            folder.upsert(point_id, np.roll(np.asarray(records[3 + n].vector, dtype=np.float32), 2).tolist(),
+                          {"org_id": other_org, "user_id": other_user, "fragment_id": frag_id})
+            added.append(point_id)
+        gone = records[5] if len(records) > 5 else records[3]
+        from qdrant_client import models
+
+        folder.client.delete(stack.collection, points_selector=models.PointIdsList(points=[gone.id]), wait=True)
+        drop = f"delete from public.memory_fragments where vector_id = {quote_literal(str(gone.id))};"
+        stack.old_sql(drop)
+        stack.target_sql(drop)
+    finally:
+        folder.close()
+    return (f"vectors changed {records[0].id}, {records[1].id}; point {moved.id} moved to {other_org}; added "
+            f"{', '.join(added)}; deleted {gone.id}")
+
+
 # ------------------------------------------------------------------------------------------------ the catalog
 _CATALOG: tuple[Fault, ...] = (
     Fault("rls-disabled", PRECUTOVER, BEFORE, f"row level security disabled on {RLS_FAULT_TABLE}", _rls_disabled,
@@ -638,6 +687,10 @@ _CATALOG: tuple[Fault, ...] = (
     *(Fault(name, PRECUTOVER, BEFORE, description, _surface_fault(name),
             undoer=_sql_undo(f"set role postgres;\n{undo_sql}\nreset role;"))
       for name, (description, _, undo_sql) in SURFACE_FAULTS.items()),
+    Fault("qdrant-changed-after-presync", SYNC, AFTER_PRESYNC,
+          "points changed in qdrant after the pre-sync (vectors, a payload org, added, deleted): the delta final "
+          "sync must carry each one (without it, the re-read of qdrant in the sync stage finds them)",
+          _qdrant_changed_after_presync, expect="carried"),
 )
 FAULTS: dict[str, Fault] = {f.name: f for f in _CATALOG}
 

@@ -13,6 +13,7 @@ each (``cutover rehearse --fault NAME --until STAGE`` in its own process): a sta
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -53,10 +54,14 @@ class MatrixRow:
     messages: tuple[str, ...] = ()
     #: Every stage's verdict in the report (stage -> passed | failed | blocked | not-run).
     verdicts: tuple[tuple[str, str], ...] = ()
+    #: The fault's ``expect``: ``caught`` (its stage must fail) or ``carried`` (its stage must pass).
+    expect: str = "caught"
 
     @property
     def caught(self) -> bool:
-        """The guarding stage is the first that failed."""
+        """The guarding stage is the first that failed (a ``carried`` change: nothing failed and it passed)."""
+        if self.expect == "carried":
+            return self.failed is None and dict(self.verdicts).get(self.guard) == "passed"
         return self.failed == self.guard
 
 
@@ -256,7 +261,8 @@ def fresh_row(name: str, reports_dir: Path, *, monitor_window_s: float, stamp: s
         subprocess.run(cmd, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S, check=False, env=_clean_environ())
     except subprocess.TimeoutExpired:
         return MatrixRow(name, fault.stage, None, f"rehearsal did not finish within {SUITE_TIMEOUT_S:.0f}s")
-    return matrix_row(name, fault.stage, read_report(reports_dir, run), seconds=round(time.monotonic() - started, 1))
+    row = matrix_row(name, fault.stage, read_report(reports_dir, run), seconds=round(time.monotonic() - started, 1))
+    return dataclasses.replace(row, expect=fault.expect)
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -278,7 +284,8 @@ def run_matrix(names: Sequence[str], *, reports_dir: Path | None, monitor_window
 
     def add(row: MatrixRow) -> None:
         rows.append(row)
-        mark = "" if row.caught else "  <-- NOT CAUGHT BY ITS STAGE"
+        mark = "" if row.caught else ("  <-- NOT CARRIED" if row.expect == "carried" else
+                                      "  <-- NOT CAUGHT BY ITS STAGE")
         echo(f"{row.fault:<22} {row.guard:<11} {row.failed or '-':<11} {row.seconds:>6.1f}s {row.message}{mark}")
 
     echo(f"{'fault':<22} {'guard':<11} {'failed':<11} {'time':>7} message")

@@ -31,22 +31,29 @@ def maintenance(ctx: RunContext, needs: Any, announce_event: Any) -> Any:
 @pytest.fixture(scope="module")
 def vectors(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenance: Any,
             announce_event: Any) -> Any:
-    """The vector migration Qdrant -> pgvector (resumable; verified against what was read)."""
+    """The vector migration Qdrant -> pgvector (resumable; verified against what was read): a delta when this run
+    has a pre-sync (only what changed since; the HNSW index kept), else a full copy.  Its ``migration`` ledger
+    record (mode and figures) is what ``cutover plan`` learns the night's throughput from."""
     needs("source.qdrant_path|source.qdrant_url")
+    from pytest_cutover.migrate.api import ledger_record
     from pytest_cutover.migrate.api import vectors as migrate_vectors
 
     outcome = migrate_vectors(cutover_config, ctx.run, resume=True)
+    ctx.ledger.append({**ledger_record(outcome, {"stage": "sync"}), **ctx.stamp()})
     announce_event("vectors-copied", points=outcome.figures.get("points"), migrated=outcome.figures.get("migrated"))
     return outcome
 
 
 @pytest.fixture(scope="module")
 def blobs(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenance: Any, announce_event: Any) -> Any:
-    """The BLOB migration attachments.file_data -> Storage, then an independent verification pass."""
+    """The BLOB migration attachments.file_data -> Storage (a delta after this run's pre-sync), then an
+    independent verification pass."""
     needs("target.storage_url")
     from pytest_cutover.migrate.api import blobs as migrate_blobs
+    from pytest_cutover.migrate.api import ledger_record
 
-    moved = migrate_blobs(cutover_config)
+    moved = migrate_blobs(cutover_config, run_id=ctx.run)
+    ctx.ledger.append({**ledger_record(moved, {"stage": "sync"}), **ctx.stamp()})
     announce_event("blobs-copied", migrated=moved.figures.get("migrated"))
     verified = migrate_blobs(cutover_config, verify_only=True)
     return moved, verified

@@ -219,3 +219,48 @@ def test_a_template_without_the_org_folder_first_is_refused_row_by_row(pg, stora
     moved = _run(pg, storage, lambda c, s: migrate_blobs(c, s, "attachments", schema))
     assert (moved.migrated, moved.rejected_by_reason) == (0, {ORG_FOLDER: 2})
     assert moved.samples[ORG_FOLDER] == [str(r["id"]) for r in rows]
+
+
+def test_blob_presync_then_delta_resends_only_new_and_changed_rows_and_refuses_another_bucket(pg, storage):
+    import httpx
+
+    from pytest_cutover.config import parse_config
+    from pytest_cutover.migrate import api
+    from pytest_cutover.migrate.errors import MigrationError
+
+    rows = _seed(pg, 6)
+    target = {"database_url": pg.target_dsn.get(), "storage_url": storage["url"], "storage_key": storage["key"]}
+    config = parse_config({"run": {"id": "night"}, "target": target}, env={})
+    pre = api.blobs(config, run_id="night", mode="presync")
+    assert pre.ok and pre.mode == "presync" and pre.figures["presync_recorded"] == 6, pre.messages
+    changed = rows[2]["id"]
+    data = b"re-uploaded after the pre-sync"
+
+    async def change():
+        import asyncpg
+
+        conn = await asyncpg.connect(pg.target_dsn.get())
+        try:
+            await conn.execute("UPDATE attachments SET file_data = $1, sha256 = $2, size_bytes = $3 WHERE id = $4",
+                               data, hashlib.sha256(data).hexdigest(), len(data), changed)
+            thread = await conn.fetchval("SELECT thread_id FROM attachments WHERE id = $1", rows[0]["id"])
+            await conn.execute(
+                "INSERT INTO attachments(org_id, thread_id, user_id, filename, content_type, size_bytes, sha256, "
+                "file_data) VALUES ('org_0001', $1, 'user_0001_01', 'new.txt', 'text/plain', 3, $2, 'new')",
+                thread, hashlib.sha256(b"new").hexdigest())
+        finally:
+            await conn.close()
+
+    asyncio.run(change())
+    delta = api.blobs(config, run_id="night")
+    assert delta.ok and delta.mode == "delta", delta.messages
+    f = delta.figures
+    assert (f["changed"], f["added"], f["deleted"], f["migrated"], f["verified"]) == (1, 1, 0, 2, 7), f
+    assert f["changed_samples"] == [str(changed)]
+    [row] = asyncio.run(_fetch(pg, f"SELECT storage_path FROM attachments WHERE id = {int(changed)}"))
+    got = httpx.get(f"{storage['url']}/object/authenticated/attachments/{quote(row['storage_path'])}",
+                    headers={"Authorization": f"Bearer {storage['key']}"}, timeout=10)
+    assert got.content == data  # the object now holds the changed bytes, verified before recording
+    other = parse_config({"run": {"id": "night"}, "target": {**target, "bucket": "archive"}}, env={})
+    with pytest.raises(MigrationError, match=r"another table or bucket \(bucket 'attachments' then, 'archive' now\)"):
+        api.blobs(other, run_id="night")

@@ -35,8 +35,8 @@ def test_missing_config_is_a_usage_error(tmp_path, monkeypatch, capsys):
 def test_public_api_is_pinned():
     from pytest_cutover.migrate import api
 
-    assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "parity", "source_spec",
-                                                  "vector_job", "vector_schema", "vectors"]
+    assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "ledger_record", "parity",
+                                                  "source_spec", "vector_job", "vector_schema", "vectors"]
 
 
 def test_progress_callback_reports_points_and_total(capsys):
@@ -47,3 +47,9 @@ def test_progress_callback_reports_points_and_total(capsys):
         update(10, 10)
     err = capsys.readouterr().err
     assert "10/10" in err and "points/s" in err and "ETA" in err
+
+
+@pytest.mark.parametrize("step", ["vectors", "blobs"])
+def test_presync_and_full_exclude_each_other(step, capsys):
+    assert main(["migrate", step, "--presync", "--full"]) == 2
+    assert "--presync and --full exclude each other" in capsys.readouterr().err

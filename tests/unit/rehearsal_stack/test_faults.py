@@ -44,13 +44,14 @@ CONTRACT = [
 def test_catalog_holds_the_contract_names_in_order_then_its_own() -> None:
     names = [f.name for f in faults.list_faults()]
     assert names[:len(CONTRACT)] == CONTRACT
-    assert names[len(CONTRACT):] == ["env-overridden", "missing-attestation", "on-call-gap", *faults.SURFACE_FAULTS]
+    assert names[len(CONTRACT):] == ["env-overridden", "missing-attestation", "on-call-gap", *faults.SURFACE_FAULTS,
+                                     "qdrant-changed-after-presync"]
 
 
 def test_every_fault_names_a_stage_a_moment_a_description_and_a_planter() -> None:
     for fault in faults.list_faults():
         assert fault.stage in STAGES
-        assert fault.when in (faults.BEFORE, faults.AFTER_SYNC, faults.DURING_MONITOR)
+        assert fault.when in (faults.BEFORE, faults.AFTER_PRESYNC, faults.AFTER_SYNC, faults.DURING_MONITOR)
         assert fault.description and fault.planter is not None
         assert fault.line().split("\t")[:3] == [fault.name, fault.stage, fault.when]
 
