@@ -10,6 +10,7 @@ import pytest
 from pytest_cutover.rehearsal import containers as c
 from pytest_cutover.rehearsal import images
 from pytest_cutover.rehearsal.errors import RehearsalError
+from tests.unit.rehearsal_containers.test_containers_docker import GROUP as DOCKER_GROUP
 
 
 def test_storage_image_carries_every_module_the_storage_service_imports() -> None:
@@ -76,6 +77,7 @@ def engine() -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.xdist_group(DOCKER_GROUP)  # a build would start containers while the leak tests count them
 def test_build_is_skipped_when_the_inputs_are_unchanged(engine: None) -> None:
     """`.ci/setup` built the set; building again only compares labels (the rehearsal never waits on a build)."""
     if not all(images.local_image_status().values()):
@@ -87,6 +89,7 @@ def test_build_is_skipped_when_the_inputs_are_unchanged(engine: None) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.xdist_group(DOCKER_GROUP)
 def test_official_falls_back_to_local_with_a_notice_when_a_pull_fails(engine: None) -> None:
     said: list[str] = []
     chosen = c.resolve_images("official", said.append)
