@@ -120,10 +120,9 @@ def test_database_backups_taken(cutover_config: CutoverConfig, needs: Any, recor
     _verify(backup.check_backup(cutover_config), record_figure)
 
 
+@pytest.mark.runbook("Data pre-synced before the window (Day 7)")
 def test_data_presynced_and_fresh(ctx: Any, cutover_config: CutoverConfig, record_figure: Any) -> None:
-    """Data pre-synced before the window (Day 7)
-
-    The run's ledger holds a passing ``cutover migrate vectors --presync`` (and ``blobs --presync`` when
+    """The run's ledger holds a passing ``cutover migrate vectors --presync`` (and ``blobs --presync`` when
     Storage is configured) younger than ``migrate.presync_max_age_h``, so the sync stage sends only what
     changed.  Missing or stale fails only with ``migrate.presync_required = true``; otherwise the gap goes to
     the report as a note and the final sync copies everything, as the runbook allows.
