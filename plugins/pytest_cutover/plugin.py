@@ -52,6 +52,7 @@ from pytest_cutover.stages import (
     stage_index,
     stage_of,
 )
+from pytest_cutover.util.wait import wait_until
 
 # announce, get_session and the stash keys live in session_keys (below the hook modules); importable from here too.
 __all__ = ["SESSION_KEY", "STAGE_KEY", "CutoverSession", "announce", "get_session"]
@@ -267,20 +268,20 @@ class CutoverSession:
 
     def _wait_for_earlier_stages(self, stage: str) -> None:
         earlier = [s for s in self.session_stages if stage_index(s) < stage_index(stage)]
-        deadline = time.monotonic() + self.config.getoption("cutover_barrier_timeout")
-        while earlier:
+        missing = list(earlier)
+
+        def finished() -> bool:
             try:
                 done = {r.get("stage") for r in self.context.ledger.records()
                         if r.get("kind") == "stage" and r.get("invocation") == self.invocation}
             except CutoverError as exc:
                 raise pytest.UsageError(str(exc)) from None
-            if all(s in done for s in earlier):
-                return
-            if time.monotonic() > deadline:
-                missing = ", ".join(s for s in earlier if s not in done)
-                raise pytest.UsageError(f"stage barrier: gave up waiting for stage(s) {missing} to finish "
-                                        f"(--cutover-barrier-timeout)")
-            time.sleep(0.1)
+            missing[:] = [s for s in earlier if s not in done]
+            return not missing
+
+        if earlier and not wait_until(finished, self.config.getoption("cutover_barrier_timeout"), pause=0.1):
+            raise pytest.UsageError(f"stage barrier: gave up waiting for stage(s) {', '.join(missing)} to finish "
+                                    f"(--cutover-barrier-timeout)")
 
     # -- gating ---------------------------------------------------------------------------------
     def _gate(self, stage: str) -> str | None:

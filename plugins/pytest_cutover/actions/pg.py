@@ -6,9 +6,10 @@ here writes: the rollback must keep the target's data intact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_cutover.actions.base import ActionError, run_sync
@@ -66,6 +67,7 @@ def asyncpg_dsn(url: Secret | str) -> str:
 
 
 OUR_APPLICATION_NAME = "pytest-cutover-actions"
+T = TypeVar("T")
 _NOT_OURS = f"application_name IS DISTINCT FROM '{OUR_APPLICATION_NAME}' "
 
 
@@ -78,6 +80,19 @@ async def _connect(url: Secret | str, timeout: float):  # type: ignore[no-untype
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise ActionError(f"cannot connect to {endpoint(url)}: {exc.__class__.__name__}: {redact(exc)}",
                           hint="check that the database is up and the URL in the config is right") from exc
+
+
+async def _asking(url: Secret | str, timeout: float, question: Callable[[Any], Awaitable[T]]) -> T:
+    conn = await _connect(url, timeout)
+    try:
+        return await question(conn)
+    finally:
+        await conn.close()
+
+
+def _ask(url: Secret | str, timeout: float, question: Callable[[Any], Awaitable[T]]) -> T:
+    """``question(conn)`` on one short connection of ours, closed after it, with a deadline past ``timeout``."""
+    return run_sync(_asking(url, timeout, question), timeout=timeout + 5)
 
 
 @dataclass(frozen=True)
@@ -105,30 +120,26 @@ def app_connections(url: Secret | str, *, role: str | None, application_name: st
         raise ActionError("cannot tell the app's connections apart: neither its role nor its application_name is "
                           "known", hint="set [app] db_role or [app] db_application_name")
 
-    async def ask() -> ConnectionCount:
-        conn = await _connect(url, timeout)
-        try:
-            # backend_type is NULL too for other roles' backends when their details are hidden from us.
-            rows = await conn.fetch(
-                "SELECT usename, application_name, state, count(*) AS n "
-                "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND " + _NOT_OURS +
-                "AND (backend_type = 'client backend' OR backend_type IS NULL) "
-                "AND datname = current_database() "
-                "AND ($1::text IS NULL OR usename = $1) AND ($2::text IS NULL OR application_name = $2) "
-                "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", role, application_name)
-            now = await conn.fetchval("SELECT now()")
-        finally:
-            await conn.close()
-        total, parts = 0, []
-        for r in rows:
-            counted = not busy_only or (r["state"] is not None and r["state"] != "idle")
-            total += r["n"] if counted else 0
-            state = r["state"] or "hidden-state"
-            parts.append(f"{r['n']} {state} as {r['usename']} ({r['application_name'] or 'no application_name'})"
-                         + ("" if counted else " not counted"))
-        return ConnectionCount(total, "; ".join(parts) or "none", now)
+    async def ask(conn: Any) -> tuple[list[Any], datetime]:
+        # backend_type is NULL too for other roles' backends when their details are hidden from us.
+        rows = await conn.fetch(
+            "SELECT usename, application_name, state, count(*) AS n "
+            "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND " + _NOT_OURS +
+            "AND (backend_type = 'client backend' OR backend_type IS NULL) "
+            "AND datname = current_database() "
+            "AND ($1::text IS NULL OR usename = $1) AND ($2::text IS NULL OR application_name = $2) "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", role, application_name)
+        return rows, await conn.fetchval("SELECT now()")
 
-    return run_sync(ask(), timeout=timeout + 5)
+    rows, now = _ask(url, timeout, ask)
+    total, parts = 0, []
+    for r in rows:
+        counted = not busy_only or (r["state"] is not None and r["state"] != "idle")
+        total += r["n"] if counted else 0
+        state = r["state"] or "hidden-state"
+        parts.append(f"{r['n']} {state} as {r['usename']} ({r['application_name'] or 'no application_name'})"
+                     + ("" if counted else " not counted"))
+    return ConnectionCount(total, "; ".join(parts) or "none", now)
 
 
 def recent_backends(url: Secret | str, *, role: str, since: datetime, timeout: float = 10.0) -> tuple[int | None, str]:
@@ -137,84 +148,64 @@ def recent_backends(url: Secret | str, *, role: str, since: datetime, timeout: f
     ``None`` when their timestamps are hidden from us (no ``pg_read_all_stats``): then nobody can tell.
     """
 
-    async def ask() -> tuple[int | None, str]:
-        conn = await _connect(url, timeout)
-        try:
-            row = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE greatest(backend_start, state_change) >= $2) AS recent, "
-                "count(*) FILTER (WHERE backend_start IS NULL) AS hidden, count(*) AS total "
-                "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND " + _NOT_OURS +
-                "AND (backend_type = 'client backend' OR backend_type IS NULL) "
-                "AND datname = current_database() AND usename = $1", role, since)
-        finally:
-            await conn.close()
-        assert row is not None
-        if row["hidden"]:
-            return None, f"{row['hidden']} of {row['total']} backends of {role} hide their timestamps from us"
-        return int(row["recent"]), f"{row['recent']} of {row['total']} backends of {role} active since the start"
+    async def ask(conn: Any) -> Any:
+        return await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE greatest(backend_start, state_change) >= $2) AS recent, "
+            "count(*) FILTER (WHERE backend_start IS NULL) AS hidden, count(*) AS total "
+            "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND " + _NOT_OURS +
+            "AND (backend_type = 'client backend' OR backend_type IS NULL) "
+            "AND datname = current_database() AND usename = $1", role, since)
 
-    return run_sync(ask(), timeout=timeout + 5)
+    row = _ask(url, timeout, ask)
+    assert row is not None
+    if row["hidden"]:
+        return None, f"{row['hidden']} of {row['total']} backends of {role} hide their timestamps from us"
+    return int(row["recent"]), f"{row['recent']} of {row['total']} backends of {role} active since the start"
 
 
 def tenant_count(url: Secret | str, table: str, tenant_column: str, org: str, timeout: float = 10.0) -> int:
     """``SELECT count(*) FROM table WHERE tenant_column = org``."""
 
-    async def ask() -> int:
-        conn = await _connect(url, timeout)
-        try:
-            return int(await conn.fetchval(
-                f"SELECT count(*) FROM {quote_ident(table)} WHERE {quote_ident(tenant_column)} = $1", org))
-        finally:
-            await conn.close()
+    async def ask(conn: Any) -> int:
+        return int(await conn.fetchval(
+            f"SELECT count(*) FROM {quote_ident(table)} WHERE {quote_ident(tenant_column)} = $1", org))
 
-    return run_sync(ask(), timeout=timeout + 5)
+    return _ask(url, timeout, ask)
 
 
 def sample_org(url: Secret | str, table: str, tenant_column: str, timeout: float = 10.0) -> str | None:
     """A deterministic org to sample: the one with the most rows in ``table`` (ties by id)."""
 
-    async def ask() -> str | None:
-        conn = await _connect(url, timeout)
-        try:
-            col = quote_ident(tenant_column)
-            return await conn.fetchval(
-                f"SELECT {col} FROM {quote_ident(table)} GROUP BY {col} ORDER BY count(*) DESC, {col} LIMIT 1")
-        finally:
-            await conn.close()
+    async def ask(conn: Any) -> str | None:
+        col = quote_ident(tenant_column)
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            f"SELECT {col} FROM {quote_ident(table)} GROUP BY {col} ORDER BY count(*) DESC, {col} LIMIT 1")
 
-    return run_sync(ask(), timeout=timeout + 5)
+    return _ask(url, timeout, ask)
 
 
 def non_null_count(url: Secret | str, table: str, column: str, timeout: float = 30.0) -> int | None:
     """``count(column)`` of ``table`` (``None`` when the table or column does not exist); read-only."""
 
-    async def ask() -> int | None:
-        conn = await _connect(url, timeout)
-        try:
-            exists = await conn.fetchval(
-                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 "
-                "AND NOT attisdropped", quote_ident(table), column)
-            if not exists:
-                return None
-            return int(await conn.fetchval(f"SELECT count({quote_ident(column)}) FROM {quote_ident(table)}"))
-        finally:
-            await conn.close()
+    async def ask(conn: Any) -> int | None:
+        exists = await conn.fetchval(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 "
+            "AND NOT attisdropped", quote_ident(table), column)
+        if not exists:
+            return None
+        return int(await conn.fetchval(f"SELECT count({quote_ident(column)}) FROM {quote_ident(table)}"))
 
-    return run_sync(ask(), timeout=timeout + 5)
+    return _ask(url, timeout, ask)
 
 
 def table_counts(url: Secret | str, tables: Sequence[str], timeout: float = 30.0) -> dict[str, int | None]:
     """Row counts of ``tables`` (``None`` for a table that does not exist); read-only."""
 
-    async def ask() -> dict[str, int | None]:
-        conn = await _connect(url, timeout)
+    async def ask(conn: Any) -> dict[str, int | None]:
         out: dict[str, int | None] = {}
-        try:
-            for table in tables:
-                exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", quote_ident(table))
-                out[table] = int(await conn.fetchval(f"SELECT count(*) FROM {quote_ident(table)}")) if exists else None
-        finally:
-            await conn.close()
+        for table in tables:
+            exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", quote_ident(table))
+            out[table] = int(await conn.fetchval(f"SELECT count(*) FROM {quote_ident(table)}")) if exists else None
         return out
 
-    return run_sync(ask(), timeout=timeout + 5)
+    return _ask(url, timeout, ask)

@@ -15,7 +15,6 @@ since its start (``source``, ``target``, ``both`` or ``unknown``), from the same
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +35,7 @@ from pytest_cutover.actions.health import (
 from pytest_cutover.actions.pg import ConnectionCount, app_connections, endpoint, recent_backends
 from pytest_cutover.errors import ConfigError
 from pytest_cutover.redact import Secret
+from pytest_cutover.util.wait import wait_until
 
 if TYPE_CHECKING:
     from pytest_cutover.context import RunContext
@@ -343,22 +343,27 @@ class Restarter:
             return {"step": "drain", "ok": True, "detail": f"not observed: {scope}"}
         drain = deadline.sub(self.drain_timeout, "drain")
         polls = 0
-        while True:
+        observed: ConnectionCount | None = None
+
+        def drained() -> bool:
+            nonlocal polls, observed
             try:
                 observed = counter()
             except ActionError as exc:
                 raise self._fail("drain", f"cannot count the app's connections ({scope}): {exc.message}",
                                  hint=exc.hint or "check the database URL used to watch the drain") from None
             polls += 1
-            if observed.count == 0:
-                return {"step": "drain", "ok": True,
-                        "detail": f"0 {scope} after {drain.elapsed():.1f} s ({polls} polls): {observed.evidence}"}
-            if drain.expired():
-                raise self._fail("drain", f"{observed.count} {scope} still open after {drain.elapsed():.1f} s "
-                                 f"({polls} polls): {observed.evidence}",
-                                 hint="is the app really stopped? check the stop command and for other instances "
-                                      "of the app; raise thresholds.drain_timeout_s only if they are finishing work")
-            time.sleep(min(_DRAIN_POLL_S, drain.remaining()))
+            return observed.count == 0
+
+        done = wait_until(drained, drain.remaining(), pause=_DRAIN_POLL_S)
+        assert observed is not None  # wait_until calls at least once
+        if done:
+            return {"step": "drain", "ok": True,
+                    "detail": f"0 {scope} after {drain.elapsed():.1f} s ({polls} polls): {observed.evidence}"}
+        raise self._fail("drain", f"{observed.count} {scope} still open after {drain.elapsed():.1f} s "
+                         f"({polls} polls): {observed.evidence}",
+                         hint="is the app really stopped? check the stop command and for other instances "
+                              "of the app; raise thresholds.drain_timeout_s only if they are finishing work")
 
     def _health(self, client: Any, expect: str, deadline: Deadline) -> HealthObservation:
         wait = deadline.sub(self.health_timeout, "health")

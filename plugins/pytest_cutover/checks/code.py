@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cutover.checks.base import CheckResult, config_relative, result
 from pytest_cutover.errors import ConfigError, CutoverError
 from pytest_cutover.redact import redact
-from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.git import GitError, git_or_raise
 
 if TYPE_CHECKING:
     from pytest_cutover.config import CutoverConfig
@@ -335,14 +335,13 @@ def check_merge_markers(config: CutoverConfig) -> CheckResult:
 
 
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        done = run_git(root, *args, trust=(root,), timeout=60)
-    except GitError as exc:
-        raise CutoverError(str(exc), hint="install git, and check that app.source_dir is a git checkout") from None
-    if check and done.returncode != 0:
-        raise CutoverError(f"git {' '.join(args)} failed in {root}: {redact(done.stderr.strip())}",
-                           hint="is app.source_dir a git checkout?")
-    return done
+    return git_or_raise(root, *args, trust=(root,), timeout=60, check=check, error=_git_error)
+
+
+def _git_error(exc: GitError) -> CutoverError:
+    if exc.returncode is None:  # git missing, too slow, or no folder
+        return CutoverError(str(exc), hint="install git, and check that app.source_dir is a git checkout")
+    return CutoverError(redact(str(exc)), hint="is app.source_dir a git checkout?")
 
 
 def check_git(config: CutoverConfig) -> CheckResult:

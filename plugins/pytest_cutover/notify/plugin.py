@@ -20,6 +20,7 @@ import pytest
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.notify.dispatch import failure_line, notify
 from pytest_cutover.redact import redact
+from pytest_cutover.util.pluginreg import register_once
 
 __all__ = ["PLUGIN_NAME", "NotifyFailed", "NotifyPlugin", "register"]
 
@@ -118,12 +119,7 @@ class NotifyPlugin:
 
 def register(config: pytest.Config) -> NotifyPlugin:
     """Register the notification hooks once for this pytest process (idempotent)."""
-    existing = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if existing is not None:
-        return existing
-    plugin = NotifyPlugin(config)
-    config.pluginmanager.register(plugin, PLUGIN_NAME)
-    return plugin
+    return register_once(config, PLUGIN_NAME, NotifyPlugin)
 
 
 @pytest.hookimpl(trylast=True)  # after plugin.py's: the summary section then comes before the exit status line

@@ -246,13 +246,22 @@ def _per(value: float | None, items: int) -> float:
     return (value or 0.0) / items
 
 
+def _uncounted(name: str, count: int | None, missing: str, empty: str) -> Part | None:
+    """The part when its count is unknown (``missing`` says where it comes from) or zero; ``None`` otherwise."""
+    if count is None:
+        return Part(name, None, "", missing)
+    if count == 0:
+        return Part(name, 0.0, empty)
+    return None
+
+
 def _vectors(counts: Counts, budget: Budget, sources: _Sources) -> Part:
-    if counts.points is None:
-        return Part("vectors", None, "", "the number of points in the Qdrant collection: `cutover plan` counts "
-                                         "it live; `pytest -m precutover` records it (qdrant_points)")
-    if counts.points == 0:
-        return Part("vectors", 0.0, "the collection is empty: nothing to move")
-    n = counts.points
+    early = _uncounted("vectors", counts.points, "the number of points in the Qdrant collection: `cutover plan` "
+                       "counts it live; `pytest -m precutover` records it (qdrant_points)",
+                       "the collection is empty: nothing to move")
+    if early is not None:
+        return early
+    n = int(counts.points or 0)  # known and non-zero here
     presync = sources.presync("vectors")
     if presync is None:
         found, note = sources.passes("vectors", ("full", "presync"))
@@ -279,11 +288,11 @@ def _vectors(counts: Counts, budget: Budget, sources: _Sources) -> Part:
 
 
 def _blobs(counts: Counts, budget: Budget, sources: _Sources) -> Part:
-    if counts.blob_rows is None:
-        return Part("blobs", None, "", "the number of attachment BLOBs: `cutover plan` counts them live; "
-                                       "`pytest -m precutover` records them (attachment_blobs)")
-    if counts.blob_rows == 0:
-        return Part("blobs", 0.0, "no attachment holds a BLOB: nothing to move")
+    early = _uncounted("blobs", counts.blob_rows, "the number of attachment BLOBs: `cutover plan` counts them "
+                       "live; `pytest -m precutover` records them (attachment_blobs)",
+                       "no attachment holds a BLOB: nothing to move")
+    if early is not None:
+        return early
     presync = sources.presync("blobs")
     found, note = sources.passes("blobs", ("delta",) if presync else ("full", "presync"))
     found = found or presync

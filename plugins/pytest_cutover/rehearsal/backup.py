@@ -35,6 +35,13 @@ class BackupResult:
     toc_entries: int
 
 
+def _discard(partial: Path, message: str, *, hint: str) -> RehearsalError:
+    """Remove the half-written archive (a later run must not take it for a backup); the error to raise."""
+    with contextlib.suppress(OSError):
+        partial.unlink()
+    return RehearsalError(message, hint=hint)
+
+
 def dump_database(dsn: str | Secret, dest: Path, *, timeout: float = 300.0) -> BackupResult:
     """Dump the database at ``dsn`` to ``dest`` in pg_dump's custom format and verify the archive reads back."""
     started = time.monotonic()
@@ -50,24 +57,18 @@ def dump_database(dsn: str | Secret, dest: Path, *, timeout: float = 300.0) -> B
     try:
         done = subprocess.run(argv, env=env, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise RehearsalError(f"backup: pg_dump of {Secret(plain_dsn)} did not finish within {timeout:.0f}s",
-                             hint="raise the timeout or check that the database is reachable and not locked") from None
+        raise _discard(partial, f"backup: pg_dump of {Secret(plain_dsn)} did not finish within {timeout:.0f}s",
+                       hint="raise the timeout or check that the database is reachable and not locked") from None
     if done.returncode != 0:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise RehearsalError(f"backup: pg_dump of {Secret(plain_dsn)} failed (exit {done.returncode}): "
-                             f"{redact(done.stderr.decode('utf-8', 'replace').strip())}",
-                             hint="check the DSN, the role's password and that it may read every table")
+        raise _discard(partial, f"backup: pg_dump of {Secret(plain_dsn)} failed (exit {done.returncode}): "
+                                f"{redact(done.stderr.decode('utf-8', 'replace').strip())}",
+                       hint="check the DSN, the role's password and that it may read every table")
     listed = subprocess.run([str(pg_bin("pg_restore")), "--list", str(partial)], capture_output=True,
                             timeout=timeout, check=False)
     if listed.returncode != 0:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise RehearsalError(f"backup: pg_restore cannot read the archive {partial}: "
-                             f"{listed.stderr.decode('utf-8', 'replace').strip()}",
-                             hint="the dump is corrupt; take it again")
+        raise _discard(partial, f"backup: pg_restore cannot read the archive {partial}: "
+                                f"{listed.stderr.decode('utf-8', 'replace').strip()}",
+                       hint="the dump is corrupt; take it again")
     entries = sum(1 for line in listed.stdout.decode("utf-8", "replace").splitlines()
                   if line.strip() and not line.startswith(";"))
     os.replace(partial, dest)

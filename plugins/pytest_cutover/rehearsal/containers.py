@@ -34,7 +34,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, StackBase, _Part
 from pytest_cutover.util.jwt import mint_jwt
+from pytest_cutover.util.wait import wait_until
 
 __all__ = [
     "DB_ALIAS", "IMAGES", "PGBOUNCER_IMAGE", "PGVECTOR_IMAGE", "QDRANT_IMAGE", "STORAGE_IMAGE", "UNSUPPORTED_FAULTS",
@@ -720,16 +720,20 @@ class ContainerStack(StackBase):
 
     def _wait(self, part: str, probe: Callable[[], bool], *, container: Any = None) -> None:
         """Poll ``probe`` until it is true or ``part_timeout`` passes (then fail naming the part, with logs)."""
-        deadline = time.monotonic() + self.part_timeout
         last = "not tried"
-        while time.monotonic() < deadline:
+
+        def answered() -> bool:
+            nonlocal last
             try:
                 if probe():
-                    return
+                    return True
                 last = "probe answered false"
             except Exception as exc:  # connection refused/reset while the part starts
                 last = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.5)
+            return False
+
+        if wait_until(answered, self.part_timeout, pause=0.5):
+            return
         tail = _log_tail(container) if container is not None else ""
         raise RehearsalError(f"containers: {part} did not answer within {self.part_timeout:.0f}s "
                              f"(last: {redact(last)})\n{tail}", hint=f"check the {part} container with docker logs")
@@ -770,20 +774,9 @@ def _tls_login_probe(pooler: ContainerPooler, user: str) -> Callable[[], bool]:
     """A real login through the pooler, TLS verified with the rehearsal CA (as ``PgBouncer._ready``)."""
 
     def probe() -> bool:
-        from pytest_cutover.rehearsal._aio import run_sync
-        from pytest_cutover.rehearsal.pgbouncer import client_ssl_context
+        from pytest_cutover.rehearsal.pgbouncer import tls_login
 
-        async def login() -> bool:
-            import asyncpg
-
-            conn = await asyncpg.connect(host=pooler.host, port=pooler.port, user=user, password=pooler.users[user],
-                                         database=next(iter(pooler.databases)),
-                                         ssl=client_ssl_context(pooler.ca_file), timeout=3, statement_cache_size=0)
-            try:
-                return await conn.fetchval("SELECT 1") == 1
-            finally:
-                await conn.close()
-
-        return run_sync(login())
+        return tls_login(pooler.host, pooler.port, user, pooler.users[user], next(iter(pooler.databases)),
+                         pooler.ca_file)
 
     return probe

@@ -30,8 +30,7 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.protocol import FaultTarget
 from pytest_cutover.rehearsal.services import GIT_IDENTITY
 from pytest_cutover.stages import STAGES
-from pytest_cutover.util.git import GitError
-from pytest_cutover.util.git import run_git as _run_git
+from pytest_cutover.util.git import git_or_raise
 from pytest_cutover.util.sql import quote_literal
 
 __all__ = [
@@ -99,11 +98,8 @@ class Fault:
 # ------------------------------------------------------------------------------------------------ helpers
 def run_git(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """git in ``checkout`` with the rehearsal's identity, never prompting; ``check`` raises on failure."""
-    try:
-        return _run_git(checkout, *args, config=GIT_IDENTITY, check=check)
-    except GitError as exc:
-        raise RehearsalError(str(exc), hint="the app checkout is not a healthy git repository; rebuild the stack") \
-            from None
+    return git_or_raise(checkout, *args, config=GIT_IDENTITY, check=check, error=lambda exc: RehearsalError(
+        str(exc), hint="the app checkout is not a healthy git repository; rebuild the stack"))
 
 
 def _commit_and_push(checkout: Path, paths: Sequence[str], message: str, *, merge: bool = False) -> str:

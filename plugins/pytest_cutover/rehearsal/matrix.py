@@ -121,12 +121,13 @@ select coalesce(string_agg(line, E'\\n' order by line), '') from (
 """
 
 
-def _git_state(checkout: Path) -> dict[str, str]:
-    def git(*args: str) -> str:
-        return catalog.run_git(checkout, *args, check=False).stdout.strip()
+#: What the app checkout's state is read from: key -> git arguments.
+_GIT_STATE = {"head": ("rev-parse", "HEAD"), "status": ("status", "--porcelain"),
+              "branches": ("branch", "--format=%(refname:short)"), "origin": ("ls-remote", "origin", "main")}
 
-    return {"head": git("rev-parse", "HEAD"), "status": git("status", "--porcelain"),
-            "branches": git("branch", "--format=%(refname:short)"), "origin": git("ls-remote", "origin", "main")}
+
+def _git_state(checkout: Path) -> dict[str, str]:
+    return {key: catalog.run_git(checkout, *args, check=False).stdout.strip() for key, args in _GIT_STATE.items()}
 
 
 def stack_state(stack: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pytest_cutover.redact import Secret, register_secret
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port
 
-__all__ = ["PGBOUNCER_BIN", "PgBouncer", "PoolMode", "client_ssl_context", "find_pgbouncer"]
+__all__ = ["PGBOUNCER_BIN", "PgBouncer", "PoolMode", "client_ssl_context", "find_pgbouncer", "tls_login"]
 
 PGBOUNCER_BIN = "/usr/sbin/pgbouncer"
 PoolMode = Literal["transaction", "session"]
@@ -49,6 +49,25 @@ def client_ssl_context(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def tls_login(host: str, port: int, user: str, password: str, database: str,
+              ca_file: str | os.PathLike[str]) -> bool:
+    """A real login through a pooler, TLS verified with ``ca_file``, answering ``SELECT 1``: what "ready"
+    means for the embedded PgBouncer and the containers' one alike (an error while it starts propagates)."""
+    from pytest_cutover.util.aio import run_sync
+
+    async def login() -> bool:
+        import asyncpg
+
+        conn = await asyncpg.connect(host=host, port=port, user=user, password=password, database=database,
+                                     ssl=client_ssl_context(ca_file), timeout=3, statement_cache_size=0)
+        try:
+            return await conn.fetchval("SELECT 1") == 1
+        finally:
+            await conn.close()
+
+    return run_sync(login())
 
 
 def _ini_value(value: str) -> str:
@@ -217,20 +236,8 @@ class PgBouncer:
         return self.process is not None and self.process.running
 
     def _ready(self) -> bool:
-        from pytest_cutover.util.aio import run_sync
-
-        async def probe() -> bool:
-            import asyncpg
-
-            conn = await asyncpg.connect(host=self.host, port=self.port, user=self._probe.user,
-                                         password=self._probe.password, database=self._probe.database,
-                                         ssl=client_ssl_context(self.ca_file), timeout=3, statement_cache_size=0)
-            try:
-                return await conn.fetchval("SELECT 1") == 1
-            finally:
-                await conn.close()
-
-        return run_sync(probe())
+        return tls_login(self.host, self.port, self._probe.user, self._probe.password, self._probe.database,
+                         self.ca_file)
 
     # -- addresses --------------------------------------------------------------------------------
     def admin_dsn(self, user: str) -> Secret:

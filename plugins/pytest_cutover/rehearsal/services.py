@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.procs import ManagedProcess
-from pytest_cutover.util.git import GitError, run_git
+from pytest_cutover.util.git import GitError, git_or_raise
 
 __all__ = [
     "APP_ENV_KEYS",
@@ -53,12 +53,14 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff
 
 
 def _git(cwd: Path, *args: str) -> str:
-    try:
-        return run_git(cwd, *args, config=GIT_IDENTITY, env={"GIT_CONFIG_NOSYSTEM": "1"}, check=True).stdout
-    except GitError as exc:
-        hint = ("apt-get install git" if "not installed" in str(exc)
-                else "check that the folder is writable and git works for this user")
-        raise RehearsalError(f"app checkout: {exc}", hint=hint) from None
+    return git_or_raise(cwd, *args, config=GIT_IDENTITY, env={"GIT_CONFIG_NOSYSTEM": "1"}, check=True,
+                        error=_checkout_error).stdout
+
+
+def _checkout_error(exc: GitError) -> RehearsalError:
+    hint = ("apt-get install git" if "not installed" in str(exc)
+            else "check that the folder is writable and git works for this user")
+    return RehearsalError(f"app checkout: {exc}", hint=hint)
 
 
 def write_env(env_file: Path, env: Mapping[str, str]) -> None:

@@ -48,6 +48,7 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.pgbouncer import PgBouncer
 from pytest_cutover.rehearsal.procs import ManagedProcess, free_port, port_is_free
 from pytest_cutover.util.jwt import mint_jwt
+from pytest_cutover.util.wait import wait_until
 
 __all__ = ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackBase", "StackUrls", "env_text", "load_stack_environ",
            "read_env_file", "services_available"]
@@ -883,12 +884,7 @@ class EmbeddedStack(StackBase):
 
 
 def _wait_port_free(port: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_is_free(port):
-            return True
-        time.sleep(0.1)
-    return port_is_free(port)
+    return wait_until(lambda: port_is_free(port), timeout, pause=0.1) or port_is_free(port)
 
 
 def load_stack_environ(stack_dir: Path) -> Mapping[str, str]:

@@ -21,6 +21,7 @@ import pytest
 
 from pytest_cutover.redact import redact, redact_obj
 from pytest_cutover.session_keys import PROP_FIGURE, PROP_RUNBOOK, PROP_STAGE
+from pytest_cutover.util.pluginreg import register_once
 
 __all__ = ["PLUGIN_NAME", "ReportPlugin", "register"]
 
@@ -178,12 +179,7 @@ class ReportPlugin:
 
 def register(config: pytest.Config) -> ReportPlugin:
     """Register the report hooks once for this pytest process (idempotent)."""
-    existing = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if existing is not None:
-        return existing
-    plugin = ReportPlugin(config)
-    config.pluginmanager.register(plugin, PLUGIN_NAME)
-    return plugin
+    return register_once(config, PLUGIN_NAME, ReportPlugin)
 
 
 @pytest.hookimpl(trylast=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["GitError", "git_or_none", "run_git"]
+__all__ = ["GitError", "git_or_none", "git_or_raise", "run_git"]
 
 
 class GitError(RuntimeError):
@@ -55,6 +55,18 @@ def run_git(cwd: str | os.PathLike[str], *args: str, timeout: float = 60, check:
         stderr = done.stderr.strip() or done.stdout.strip()
         raise GitError(f"{what} failed in {cwd}: {stderr}", returncode=done.returncode, stderr=stderr)
     return done
+
+
+def git_or_raise(cwd: str | os.PathLike[str], *args: str, error: Callable[[GitError], Exception],
+                 timeout: float = 60, check: bool = False, trust: Iterable[str | os.PathLike[str]] = (),
+                 config: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:
+    """:func:`run_git` (same options) whose :class:`GitError` becomes the caller's own error, built by
+    ``error`` from it: each caller (checks, rehearsal) names what to do in its own words and error type."""
+    try:
+        return run_git(cwd, *args, timeout=timeout, check=check, trust=trust, config=config, env=env)
+    except GitError as exc:
+        raise error(exc) from None
 
 
 def git_or_none(cwd: str | os.PathLike[str], *args: str, timeout: float = 60, trust_parents: bool = False

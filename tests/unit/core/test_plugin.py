@@ -226,3 +226,32 @@ def test_xdist_blocks_a_later_invocation_like_serial(cutover_pytester: CutoverPy
     run.result.assert_outcomes(skipped=1)
     assert "stage `precutover` has not passed in run `r1`" in run.output
     assert json.loads(run.ledger_path.read_text().splitlines()[0])["verdict"] == "blocked"
+
+
+def test_xdist_barrier_waits_for_earlier_stages_and_gives_up_at_its_timeout_naming_them() -> None:
+    """The worker-side barrier, driven directly: it returns once the earlier stages' records of this invocation
+    are in the ledger, and otherwise fails at ``--cutover-barrier-timeout`` naming the stages still missing."""
+    import time
+    from types import SimpleNamespace
+
+    from pytest_cutover.plugin import CutoverSession
+
+    records: list[dict[str, str]] = []
+    reads: list[int] = []
+
+    def ledger_records() -> list[dict[str, str]]:
+        reads.append(1)
+        if len(reads) == 3:  # the earlier stage finishes while the worker waits
+            records.append({"kind": "stage", "stage": "precutover", "invocation": "i1"})
+        return list(records)
+
+    session = SimpleNamespace(session_stages=["precutover", "sync", "switch"], invocation="i1",
+                              context=SimpleNamespace(ledger=SimpleNamespace(records=ledger_records)),
+                              config=SimpleNamespace(getoption=lambda name: 0.6))
+    CutoverSession._wait_for_earlier_stages(session, "sync")  # type: ignore[arg-type]
+    assert len(reads) == 3
+    started = time.monotonic()
+    with pytest.raises(pytest.UsageError, match=r"gave up waiting for stage\(s\) sync to finish "
+                                                r"\(--cutover-barrier-timeout\)"):
+        CutoverSession._wait_for_earlier_stages(session, "switch")  # type: ignore[arg-type]
+    assert 0.5 < time.monotonic() - started < 3

@@ -21,8 +21,9 @@ from cryptography.x509.oid import NameOID
 from pytest_cutover.errors import CutoverError
 from pytest_cutover.util import certs
 from pytest_cutover.util.aio import run_sync
-from pytest_cutover.util.git import GitError, git_or_none, run_git
+from pytest_cutover.util.git import GitError, git_or_none, git_or_raise, run_git
 from pytest_cutover.util.jwt import encode_hs256, mint_jwt
+from pytest_cutover.util.pluginreg import register_once
 from pytest_cutover.util.proc import run_checked, run_psql
 from pytest_cutover.util.sql import quote_ident, quote_literal, shown_ident
 from pytest_cutover.util.wait import wait_until
@@ -33,10 +34,11 @@ EXPORTS = {
     "pytest_cutover.util.jwt": ["encode_hs256", "mint_jwt"],
     "pytest_cutover.util.certs": ["cert_not_after", "days_left"],
     "pytest_cutover.util.sql": ["quote_ident", "quote_literal", "shown_ident"],
-    "pytest_cutover.util.git": ["GitError", "git_or_none", "run_git"],
+    "pytest_cutover.util.git": ["GitError", "git_or_none", "git_or_raise", "run_git"],
     "pytest_cutover.util.aio": ["run_sync"],
     "pytest_cutover.util.wait": ["wait_until"],
     "pytest_cutover.util.proc": ["run_checked", "run_psql"],
+    "pytest_cutover.util.pluginreg": ["register_once"],
 }
 
 
@@ -265,3 +267,33 @@ def test_git_or_none_is_none_only_when_git_cannot_answer(tmp_path: Path, monkeyp
     assert done is not None and done.returncode != 0  # git answered: not a repository
     monkeypatch.setenv("PATH", str(tmp_path))  # no git on it
     assert git_or_none(tmp_path, "status") is None  # git cannot answer: unknown
+
+
+def test_git_or_raise_turns_a_git_failure_into_the_callers_error(tmp_path: Path) -> None:
+    def error(exc: GitError) -> CutoverError:
+        return CutoverError(f"checkout: {exc}", hint="missing" if exc.returncode is None else "not a checkout")
+
+    assert git_or_raise(tmp_path, "rev-parse", "HEAD", error=error).returncode != 0  # check=False: returned
+    with pytest.raises(CutoverError, match=r"checkout: git rev-parse HEAD failed in .*not a git repository") as bad:
+        git_or_raise(tmp_path, "rev-parse", "HEAD", check=True, error=error)
+    assert bad.value.hint == "not a checkout"
+    with pytest.raises(CutoverError, match=r"did not finish within 0\.5s") as slow:
+        git_or_raise(tmp_path, "slow", config={"alias.slow": "!sleep 5"}, timeout=0.5, error=error)
+    assert slow.value.hint == "missing"
+
+
+# -- pluginreg ---------------------------------------------------------------------------------------------------
+def test_register_once_registers_one_object_under_the_name(pytestconfig: pytest.Config) -> None:
+    made: list[object] = []
+
+    def factory(config: pytest.Config) -> object:
+        made.append(object())
+        return made[-1]
+
+    name = "pytest-cutover-util-test"
+    try:
+        first = register_once(pytestconfig, name, factory)
+        assert register_once(pytestconfig, name, factory) is first and made == [first]
+        assert pytestconfig.pluginmanager.get_plugin(name) is first
+    finally:
+        pytestconfig.pluginmanager.unregister(name=name)

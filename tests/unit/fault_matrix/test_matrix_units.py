@@ -74,3 +74,17 @@ def test_an_undo_that_does_not_restore_the_stack_stops_the_matrix(monkeypatch: p
     with pytest.raises(RehearsalError, match=r"undoing fault rls-disabled did not restore.*rls=true.*rls=false"):
         shared._undo("rls-disabled")
     assert undone == ["rls-disabled"]
+
+
+def test_git_state_reads_head_status_branches_and_origin_of_the_checkout(tmp_path: Path) -> None:
+    catalog.run_git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.txt").write_text("1\n", encoding="utf-8")
+    catalog.run_git(tmp_path, "add", "a.txt")
+    catalog.run_git(tmp_path, "commit", "-q", "-m", "one")
+    state = matrix._git_state(tmp_path)
+    head = catalog.run_git(tmp_path, "rev-parse", "HEAD").stdout.strip()
+    assert state == {"head": head, "status": "", "branches": "main", "origin": ""}  # no origin: empty, not raised
+    (tmp_path / "a.txt").write_text("2\n", encoding="utf-8")
+    assert matrix._git_state(tmp_path)["status"] == "M a.txt"
+    with pytest.raises(RehearsalError, match="not a healthy git repository"):
+        catalog.run_git(tmp_path, "rev-parse", "no-such-rev")

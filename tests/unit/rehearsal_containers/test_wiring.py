@@ -336,3 +336,29 @@ def test_failed_network_creation_leaves_nothing_to_remove() -> None:
     stack = c.ContainerStack(None)
     stack._remove_network()  # never created: no error, so stop() cannot mask the start-up error
     assert stack._network is None
+
+
+def test_part_wait_polls_through_refusals_and_names_the_part_with_the_last_error() -> None:
+    from types import SimpleNamespace
+
+    answers: list[object] = [ConnectionRefusedError("refused"), False, True]
+
+    def probe() -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    stack = SimpleNamespace(part_timeout=5.0)
+    c.ContainerStack._wait(stack, "pooler", probe)  # type: ignore[arg-type]
+    assert answers == []
+
+    def refused() -> bool:
+        raise ConnectionRefusedError("still refused")
+
+    stack.part_timeout = 0.6
+    started = time.monotonic()
+    with pytest.raises(RehearsalError, match=r"pooler did not answer within 1s \(last: ConnectionRefusedError: "
+                                             r"still refused\)"):
+        c.ContainerStack._wait(stack, "pooler", refused)  # type: ignore[arg-type]
+    assert 0.5 < time.monotonic() - started < 3

@@ -8,6 +8,7 @@ the request's org, under RLS).  TLS is verified with STORAGE_SSL_CA (default: DA
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable
 from urllib.parse import quote
 
 import httpx
@@ -55,32 +56,31 @@ class StorageService:
         """The bytes of ``bucket/path``; raises :class:`StorageAccessError` otherwise."""
         if not self.configured:
             raise StorageAccessError("STORAGE_URL or STORAGE_KEY is not set")
-        try:
-            response = await self._http().get(self._object_url(bucket, path))
-        except httpx.HTTPError as exc:
-            raise StorageAccessError(f"storage request for {bucket}/{path} failed: {type(exc).__name__}: {exc}") \
-                from exc
-        if response.status_code != 200:
-            raise StorageAccessError(f"storage answered {response.status_code} for {bucket}/{path}: "
-                                     f"{response.text[:200]}")
+        response = await _answered(self._http().get(self._object_url(bucket, path)),
+                                   f"request for {bucket}/{path}", f"{bucket}/{path}")
         return response.content
 
     async def upload(self, bucket: str, path: str, data: bytes, content_type: str, *, upsert: bool = True) -> None:
         """Store ``data`` at ``bucket/path`` (raw body upload, as the Storage API accepts)."""
         if not self.configured:
             raise StorageAccessError("STORAGE_URL or STORAGE_KEY is not set")
-        try:
-            response = await self._http().post(self._object_url(bucket, path), content=data,
-                                               headers={"content-type": content_type,
-                                                        "x-upsert": "true" if upsert else "false"})
-        except httpx.HTTPError as exc:
-            raise StorageAccessError(f"storage upload of {bucket}/{path} failed: {type(exc).__name__}: {exc}") \
-                from exc
-        if response.status_code != 200:
-            raise StorageAccessError(f"storage answered {response.status_code} for upload of {bucket}/{path}: "
-                                     f"{response.text[:200]}")
+        await _answered(self._http().post(self._object_url(bucket, path), content=data,
+                                          headers={"content-type": content_type,
+                                                   "x-upsert": "true" if upsert else "false"}),
+                        f"upload of {bucket}/{path}", f"upload of {bucket}/{path}")
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+async def _answered(request: Awaitable[httpx.Response], sent: str, answered: str) -> httpx.Response:
+    """The response to ``request`` when it is a 200; else one :class:`StorageAccessError` wording for every call."""
+    try:
+        response = await request
+    except httpx.HTTPError as exc:
+        raise StorageAccessError(f"storage {sent} failed: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        raise StorageAccessError(f"storage answered {response.status_code} for {answered}: {response.text[:200]}")
+    return response

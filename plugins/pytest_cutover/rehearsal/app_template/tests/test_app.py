@@ -121,3 +121,29 @@ def test_api_requires_the_token_and_an_org():
     assert _call("GET", "/api/threads", headers={"x-org-id": "org_0001"}).status_code == 401
     response = _call("GET", "/api/threads", headers={"Authorization": "Bearer test-api-token"})
     assert response.status_code == 400
+
+
+def test_storage_errors_name_the_object_and_the_answer():
+    from types import SimpleNamespace
+
+    from app.storage import StorageAccessError, StorageService
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/down"):
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(404 if request.method == "GET" else 200, text="no such object")
+
+    service = StorageService(SimpleNamespace(storage_url="http://storage.test", storage_key="k"))
+    service._client = httpx.AsyncClient(base_url="http://storage.test/", transport=httpx.MockTransport(answer))
+
+    async def run():
+        with pytest.raises(StorageAccessError, match=r"storage answered 404 for b/x\.pdf: no such object"):
+            await service.download("b", "x.pdf")
+        with pytest.raises(StorageAccessError, match="storage request for b/down failed: ConnectError: refused"):
+            await service.download("b", "down")
+        with pytest.raises(StorageAccessError, match="storage upload of b/down failed: ConnectError: refused"):
+            await service.upload("b", "down", b"1", "text/plain")
+        await service.upload("b", "x.pdf", b"1", "text/plain")
+        await service.aclose()
+
+    asyncio.run(run())
