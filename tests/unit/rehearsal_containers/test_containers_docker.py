@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cutover.rehearsal.containers import docker_unavailable_reason
 from pytest_cutover.rehearsal.matrix import MatrixRow, fresh_row
 from tests.unit.fault_matrix.test_fault_matrix import assert_guarded
 
@@ -31,14 +30,9 @@ MONITOR_WINDOW_S = 6.0
 FRESH_FAULTS = ("app-fails-start", "private-tier-leak")  # switch, rls: a containers rehearsal each
 CONTAINERS = ("--stack", "containers")
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group(GROUP)]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group(GROUP),
+              pytest.mark.usefixtures("docker_engine")]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def docker_engine() -> None:
-    reason = docker_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"Docker not available: {reason}")
 
 
 def docker_objects() -> dict[str, list[str]]:

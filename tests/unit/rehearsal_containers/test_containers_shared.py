@@ -17,16 +17,9 @@ from tests.unit.rehearsal_containers.test_containers_docker import GROUP, MONITO
 #: Precutover faults in the parts the containers replace: the pooler the app URL names, the storage bucket.
 SHARED_FAULTS = ("session-pooler-url", "bucket-public")
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group(GROUP)]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group(GROUP),
+              pytest.mark.usefixtures("docker_engine")]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def docker_engine() -> None:
-    from pytest_cutover.rehearsal.containers import docker_unavailable_reason
-
-    reason = docker_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"Docker not available: {reason}")
 
 
 @pytest.fixture(scope="module")
