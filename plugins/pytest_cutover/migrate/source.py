@@ -113,8 +113,9 @@ class QdrantSource:
         offset = start
         org_field = self.spec.org_field
         while True:
+            # only the payload field the migration checks: the rest is never used, and local mode deep-copies it
             records, next_offset = self.client.scroll(self.spec.collection, limit=page_size, offset=offset,
-                                                      with_payload=True, with_vectors=True)
+                                                      with_payload=[org_field], with_vectors=True)
             page = [(r.id, (r.payload or {}).get(org_field), r.vector) for r in records]
             yield page, next_offset
             if next_offset is None or not records:
