@@ -102,7 +102,12 @@ class StackUrls:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of a stack.env, shell-quoted as :func:`env_text` writes them (plain ones read too)."""
+    """``KEY=VALUE`` lines of a stack.env, shell-quoted as :func:`env_text` writes them (plain ones read too).
+
+    Not :mod:`pytest_cutover.actions.envfile`: that edits the app's dotenv file in place (its quoting, keys
+    refused when repeated); stack.env is a shell file the operator sources (``set -a; . stack.env``), so it is
+    written with ``shlex.quote`` and read back with ``shlex.split``, the exact inverse.
+    """
     values: dict[str, str] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         words = shlex.split(line, comments=True)
