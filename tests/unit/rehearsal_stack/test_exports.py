@@ -12,7 +12,7 @@ EXPORTS = {
     "pytest_cutover.rehearsal.tls": ["DEFAULT_HOSTS", "CertificateAuthority", "ServerCertificate",
                                      "issue_server_cert", "make_ca"],
     "pytest_cutover.rehearsal.pgbouncer": ["PGBOUNCER_BIN", "PgBouncer", "PoolMode", "client_ssl_context",
-                                           "find_pgbouncer"],
+                                           "find_pgbouncer", "tls_login"],
     "pytest_cutover.rehearsal.faults": ["AFTER_PRESYNC", "AFTER_SYNC", "BEFORE", "DURING_MONITOR", "FAULTS",
                                         "SURFACE_FAULTS", "Fault", "FaultTarget",
                                         "clear_runtime_faults", "faults_due", "get_fault", "list_faults", "plant",
