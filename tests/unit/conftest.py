@@ -17,3 +17,20 @@ def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
     # pytest-benchmark (where installed) turns itself off with a warning inside an xdist worker: keep it out.
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\naddopts = -p no:benchmark\n")
     return pytester
+
+
+_CONTAINERS_EVIDENCE: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the containers tests' evidence (a user property, so it crosses from xdist workers)."""
+    if report.when == "call" and report.passed:
+        _CONTAINERS_EVIDENCE.extend(str(v) for k, v in report.user_properties if k == "containers-evidence")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in the test command's output that the containers rehearsal ran and what it caught."""
+    if _CONTAINERS_EVIDENCE:
+        terminalreporter.section("containers rehearsal (Docker)")
+        for line in _CONTAINERS_EVIDENCE:
+            terminalreporter.write_line(line)

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,9 @@ from tests.unit.fault_matrix.test_fault_matrix import assert_guarded
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP = "containers-docker"
+#: The user property tests/unit/conftest.py prints in the summary, so the test command's output shows that the
+#: containers rehearsal ran and what it caught (a skip would show in the SKIPPED lines instead).
+EVIDENCE = "containers-evidence"
 MONITOR_WINDOW_S = 6.0
 #: Faults of the switch and rls stages, guarded on containers (precutover ones: test_containers_shared.py).
 FRESH_FAULTS = ("app-fails-start", "private-tier-leak")  # switch, rls: a containers rehearsal each
@@ -60,8 +64,9 @@ def _rehearse(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
 
 
-def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path) -> None:
+def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path, record_property: Any) -> None:
     reports, run = tmp_path / "reports", "containers-success"
+    started = time.monotonic()
     done = _rehearse("--run", run, "--reports-dir", str(reports), "--monitor-window", str(MONITOR_WINDOW_S))
     out = done.stdout + done.stderr
     assert "building the containers stack" in done.stdout, out[-4000:]
@@ -75,15 +80,23 @@ def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path) -> 
         assert "pytest-cutover/postgres:18-pgvector" in stack
         qdrant = report["environment"]["versions"]["qdrant"]
         assert qdrant["version"].startswith("local mode") and "no Qdrant server image" in qdrant["version"]
+    record_property(EVIDENCE, f"rehearsal {report['status']} on {stack} in {time.monotonic() - started:.0f} s, "
+                              "no container, network or volume left")
 
 
 @pytest.mark.parametrize("fault", FRESH_FAULTS)
 def test_a_fault_fails_its_stage_on_a_containers_rehearsal_and_leaves_nothing(no_leak: None, tmp_path: Path,
-                                                                              fault: str) -> None:
+                                                                              fault: str, record_property: Any) -> None:
     """A failing run (the fault's stage fails) tears its containers down like a passing one."""
     row: MatrixRow = fresh_row(fault, tmp_path / "reports", monitor_window_s=MONITOR_WINDOW_S,
                                stack_args=CONTAINERS)
     assert_guarded(row)
+    record_property(EVIDENCE, caught(row))
+
+
+def caught(row: MatrixRow) -> str:
+    """One line of evidence for the summary: the fault, the stage that failed, what it said."""
+    return f"fault {row.fault} caught: stage {row.failed} failed: {row.message[:140]}"
 
 
 def test_ctrl_c_during_the_suite_tears_the_containers_down(no_leak: None, tmp_path: Path) -> None:

@@ -7,12 +7,19 @@ Its own module, so the shared stack is torn down when these tests end, not after
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pytest_cutover.rehearsal.matrix import SharedStack
 from tests.unit.fault_matrix.test_fault_matrix import assert_guarded
-from tests.unit.rehearsal_containers.test_containers_docker import GROUP, MONITOR_WINDOW_S, docker_objects
+from tests.unit.rehearsal_containers.test_containers_docker import (
+    EVIDENCE,
+    GROUP,
+    MONITOR_WINDOW_S,
+    caught,
+    docker_objects,
+)
 
 #: Precutover faults in the parts the containers replace: the pooler the app URL names, the storage bucket.
 SHARED_FAULTS = ("session-pooler-url", "bucket-public")
@@ -35,7 +42,10 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
 
 
 @pytest.mark.parametrize("fault", SHARED_FAULTS)
-def test_a_precutover_fault_fails_its_stage_on_containers(shared: SharedStack, fault: str) -> None:
-    assert_guarded(shared.row(fault))
+def test_a_precutover_fault_fails_its_stage_on_containers(shared: SharedStack, fault: str,
+                                                          record_property: Any) -> None:
+    row = shared.row(fault)
+    assert_guarded(row)
+    record_property(EVIDENCE, caught(row))
 
 
