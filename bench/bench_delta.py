@@ -14,13 +14,11 @@ Prints a table and writes reports/bench/delta-<utc>.json.  Target: delta <= 0.2 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_vectors import DIM, ROOT, _runtime_dir, seed
+from bench_vectors import DIM, seed, sizes_parser
 
 RUN = "bench-delta"
 
@@ -162,12 +160,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    _runtime_dir()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", action="append", type=int, help="points (repeatable; default 20000)")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cutover-bench")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
-    args = parser.parse_args()
+    args = sizes_parser(__doc__).parse_args()
     from pytest_cutover.rehearsal.postgres import EmbeddedPostgres
 
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -551,11 +551,18 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def sizes_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every bench script shares (sizes, work folder, results folder), after the runtime folder."""
     _runtime_dir()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--sizes", action="append", type=int, help="points (repeatable; default 20000)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cutover-bench")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    return parser
+
+
+def main() -> None:
+    parser = sizes_parser(__doc__)
     parser.add_argument("--subset", type=int, default=1000, help="points for the per-point method")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds of (a), (e), (c'), (c); medians kept")
     parser.add_argument("--once-above", type=int, default=None,
@@ -566,7 +573,6 @@ def main() -> None:
                         help="read from this Qdrant server instead of a local-mode folder (collections "
                              "bench_dac_memory_<n> are created there), e.g. after "
                              "`docker run -p 6333:6333 qdrant/qdrant`")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--qdrant", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
