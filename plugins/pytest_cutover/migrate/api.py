@@ -21,8 +21,18 @@ from pytest_cutover.migrate.sink import VectorSchema
 from pytest_cutover.migrate.source import SourceSpec
 from pytest_cutover.redact import reveal
 
-__all__ = ["Outcome", "blob_schema", "blobs", "ledger_record", "parity", "source_spec", "vector_job", "vector_schema",
-           "vectors"]
+__all__ = [
+    "Outcome",
+    "blob_schema",
+    "blobs",
+    "ledger_record",
+    "parity",
+    "record_migration",
+    "source_spec",
+    "vector_job",
+    "vector_schema",
+    "vectors",
+]
 
 
 @dataclass
@@ -252,6 +262,12 @@ def ledger_record(outcome: Outcome, args: dict[str, Any]) -> dict[str, Any]:
     """The ``migration`` ledger record of one step (see :class:`~pytest_cutover.records.MigrationRecord`)."""
     return {"kind": "migration", "step": outcome.kind, "ok": outcome.ok, "mode": outcome.mode,
             "messages": outcome.messages, "figures": outcome.figures, "args": args, "end": iso_utc()}
+
+
+def record_migration(ctx: Any, outcome: Outcome, args: dict[str, Any]) -> None:
+    """Append one step's ``migration`` record, stamped, to the run's ledger: the one way every caller (the
+    command, the sync stage, the rehearsal's pre-sync) records it, so ``cutover plan`` reads them alike."""
+    ctx.ledger.append({**ledger_record(outcome, args), **ctx.stamp()})
 
 
 def blob_schema(config: CutoverConfig) -> Any:

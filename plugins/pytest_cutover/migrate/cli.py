@@ -85,9 +85,9 @@ def _progress(enabled: bool, label: str):  # type: ignore[no-untyped-def]
 
 def _finish(ctx: Any, outcome: Any, as_json: bool, args: dict[str, Any]) -> int:
     from pytest_cutover.cli import EXIT_FAILED, EXIT_OK, echo_json
-    from pytest_cutover.migrate.api import ledger_record
+    from pytest_cutover.migrate.api import record_migration
 
-    ctx.ledger.append({**ledger_record(outcome, args), **ctx.stamp()})
+    record_migration(ctx, outcome, args)
     if as_json:
         echo_json({"run": ctx.run, "step": outcome.kind, "ok": outcome.ok, "mode": outcome.mode,
                    "messages": outcome.messages, "figures": outcome.figures})

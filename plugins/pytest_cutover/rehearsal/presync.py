@@ -31,8 +31,7 @@ def run_presync(config_path: Path, run: str, reports_dir: Path, say: Callable[[s
     outcomes = []
     for step, call in steps:
         outcome = call()
-        ctx.ledger.append({**api.ledger_record(outcome, {"mode": "presync", "by": "cutover rehearse"}),
-                           **ctx.stamp()})
+        api.record_migration(ctx, outcome, {"mode": "presync", "by": "cutover rehearse"})
         f = outcome.figures
         say(f"  pre-sync {step}: {'ok' if outcome.ok else 'with findings'}, {f.get('items')} items in "
             f"{f.get('total_s', 0):.1f}s ({f.get('index_s') or 0:.1f}s index)")

@@ -35,11 +35,11 @@ def vectors(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintena
     has a pre-sync (only what changed since; the HNSW index kept), else a full copy.  Its ``migration`` ledger
     record (mode and figures) is what ``cutover plan`` learns the night's throughput from."""
     needs("source.qdrant_path|source.qdrant_url")
-    from pytest_cutover.migrate.api import ledger_record
+    from pytest_cutover.migrate.api import record_migration
     from pytest_cutover.migrate.api import vectors as migrate_vectors
 
     outcome = migrate_vectors(cutover_config, ctx.run, resume=True)
-    ctx.ledger.append({**ledger_record(outcome, {"stage": "sync"}), **ctx.stamp()})
+    record_migration(ctx, outcome, {"stage": "sync"})
     announce_event("vectors-copied", points=outcome.figures.get("points"), migrated=outcome.figures.get("migrated"))
     return outcome
 
@@ -50,10 +50,10 @@ def blobs(ctx: RunContext, cutover_config: CutoverConfig, needs: Any, maintenanc
     independent verification pass."""
     needs("target.storage_url")
     from pytest_cutover.migrate.api import blobs as migrate_blobs
-    from pytest_cutover.migrate.api import ledger_record
+    from pytest_cutover.migrate.api import record_migration
 
     moved = migrate_blobs(cutover_config, run_id=ctx.run)
-    ctx.ledger.append({**ledger_record(moved, {"stage": "sync"}), **ctx.stamp()})
+    record_migration(ctx, moved, {"stage": "sync"})
     announce_event("blobs-copied", migrated=moved.figures.get("migrated"))
     verified = migrate_blobs(cutover_config, verify_only=True)
     return moved, verified

@@ -35,7 +35,7 @@ def test_missing_config_is_a_usage_error(tmp_path, monkeypatch, capsys):
 def test_public_api_is_pinned():
     from pytest_cutover.migrate import api
 
-    assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "ledger_record", "parity",
+    assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "ledger_record", "parity", "record_migration",
                                                   "source_spec", "vector_job", "vector_schema", "vectors"]
 
 
