@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        rv = cli.main(args=argv, prog_name="cutover", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="cutover", standalone_mode=False,
+                      obj={"argv": list(argv if argv is not None else sys.argv[1:])})  # records carry it
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return EXIT_FAILED

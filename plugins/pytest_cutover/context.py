@@ -135,4 +135,14 @@ def context_from_options(config_path: str | os.PathLike[str] | None = None, run:
     config = load_config(config_path, cwd=base)
     reports = reports_dir or os.environ.get("CUTOVER_REPORTS_DIR") or "reports"
     return RunContext(run=resolve_run_id(run, config), reports_dir=(base / reports).resolve(), config=config,
-                      suite_dir=base)
+                      suite_dir=base, args=_invocation_args())
+
+
+def _invocation_args() -> list[str]:
+    """The command line of the running ``cutover`` command, which :func:`pytest_cutover.cli.main` hands to
+    click; empty outside one.  Every ledger record stamps it (redacted), so a record says what ran it."""
+    import click
+
+    current = click.get_current_context(silent=True)
+    obj = current.find_root().obj if current is not None else None
+    return [str(a) for a in obj.get("argv", [])] if isinstance(obj, dict) else []

@@ -103,6 +103,7 @@ class MigrationRecord(_Record):
     ok: bool
     mode: Literal["full", "presync", "delta"] = "full"
     figures: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # the step's own settings (mode asked, resume, who ran it); ``args`` is argv
 
 
 class PlanRecord(_Record):

@@ -258,16 +258,19 @@ def vectors(config: CutoverConfig, run_id: str, *, dry_run: bool = False, resume
     return outcome
 
 
-def ledger_record(outcome: Outcome, args: dict[str, Any]) -> dict[str, Any]:
-    """The ``migration`` ledger record of one step (see :class:`~pytest_cutover.records.MigrationRecord`)."""
+def ledger_record(outcome: Outcome, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``migration`` ledger record of one step (see :class:`~pytest_cutover.records.MigrationRecord`).
+
+    ``options`` are the step's own settings (mode, resume, who ran it); the stamp's ``args`` is the command
+    line of the invocation, a different thing, so the two live under different keys."""
     return {"kind": "migration", "step": outcome.kind, "ok": outcome.ok, "mode": outcome.mode,
-            "messages": outcome.messages, "figures": outcome.figures, "args": args, "end": iso_utc()}
+            "messages": outcome.messages, "figures": outcome.figures, "options": options, "end": iso_utc()}
 
 
-def record_migration(ctx: Any, outcome: Outcome, args: dict[str, Any]) -> None:
+def record_migration(ctx: Any, outcome: Outcome, options: dict[str, Any]) -> None:
     """Append one step's ``migration`` record, stamped, to the run's ledger: the one way every caller (the
     command, the sync stage, the rehearsal's pre-sync) records it, so ``cutover plan`` reads them alike."""
-    ctx.ledger.append({**ledger_record(outcome, args), **ctx.stamp()})
+    ctx.ledger.append({**ctx.stamp(), **ledger_record(outcome, options)})
 
 
 def blob_schema(config: CutoverConfig) -> Any:

@@ -83,11 +83,11 @@ def _progress(enabled: bool, label: str):  # type: ignore[no-untyped-def]
         yield update
 
 
-def _finish(ctx: Any, outcome: Any, as_json: bool, args: dict[str, Any]) -> int:
+def _finish(ctx: Any, outcome: Any, as_json: bool, options: dict[str, Any]) -> int:
     from pytest_cutover.cli import EXIT_FAILED, EXIT_OK, echo_json
     from pytest_cutover.migrate.api import record_migration
 
-    record_migration(ctx, outcome, args)
+    record_migration(ctx, outcome, options)
     if as_json:
         echo_json({"run": ctx.run, "step": outcome.kind, "ok": outcome.ok, "mode": outcome.mode,
                    "messages": outcome.messages, "figures": outcome.figures})

@@ -23,6 +23,8 @@ def test_vectors_dry_run_prints_json_and_records_the_step(make_world, capsys, mo
     records = Ledger.for_run(world.root / "reports", "cli-dry").records()
     assert records[-1]["kind"] == "migration" and records[-1]["step"] == "vectors"
     assert records[-1]["figures"]["samples"]["missing"] == world.planted["missing"]
+    # the step's own settings and the invocation's command line are both kept, under their own keys
+    assert records[-1]["options"]["dry_run"] is True and "--dry-run" in records[-1]["args"]
     assert world.pg.target_dsn.get().split(":")[2].split("@")[0] not in json.dumps(records)
 
 
@@ -35,8 +37,9 @@ def test_missing_config_is_a_usage_error(tmp_path, monkeypatch, capsys):
 def test_public_api_is_pinned():
     from pytest_cutover.migrate import api
 
-    assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "ledger_record", "parity", "record_migration",
-                                                  "source_spec", "vector_job", "vector_schema", "vectors"]
+    assert api.__all__ == sorted(api.__all__) == ["Outcome", "blob_schema", "blobs", "ledger_record", "parity",
+                                                  "record_migration", "source_spec", "vector_job", "vector_schema",
+                                                  "vectors"]
 
 
 def test_progress_callback_reports_points_and_total(capsys):
