@@ -96,7 +96,9 @@ class MigrationRecord(_Record):
       breakdown ``delta`` (``added``, ``changed_vector``, ``changed_payload``, ``retried``, ``unchanged``,
       ``deleted``, ``cleared``: rows whose embedding this invocation removed);
     - vectors also: ``round_trips`` (exchanges with the target), ``points``, ``migrated``, ``rejected``,
-      ``missing``, ``bit_exact``, ``hnsw_build_s``.
+      ``missing``, ``bit_exact``, ``hnsw_build_s``; a delta adds ``pinned`` and ``pin_s`` (rows hashed with
+      their tuple version while the reader opened the source) and ``verified_by_pin`` (of ``bit_exact``, the
+      rows whose tuple had not changed since, so not hashed again).
     """
 
     step: str

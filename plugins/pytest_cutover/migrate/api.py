@@ -124,8 +124,12 @@ async def _bit_check(conn: Any, job: VectorJob, state_schema: str, books: Any, r
     from pytest_cutover.migrate import verify as v
 
     figures = outcome.figures
-    bits = await v.verify_digests(conn, job.schema, job.run_id, state_schema, kind=job.kind)
-    figures.update(bit_exact=bits.bit_exact, verify_s=round(bits.duration_s, 3),
+    bits = await v.verify_digests(conn, job.schema, job.run_id, state_schema, kind=job.kind,
+                                  pinned=result.pinned > 0)
+    if result.pinned:
+        await v.drop_pins(conn, job.run_id, state_schema)
+    figures.update(bit_exact=bits.bit_exact, verify_s=round(bits.duration_s, 3), verified_by_pin=bits.by_pin,
+                   pinned=result.pinned, pin_s=result.pin_s,
                    verify_ratio=round(bits.duration_s / result.duration_s, 3) if result.duration_s else None)
     if bits.checked != books.migrated:
         outcome.ok = False
@@ -135,7 +139,9 @@ async def _bit_check(conn: Any, job: VectorJob, state_schema: str, books: Any, r
         outcome.messages.append(f"verify: {bits.checked - bits.bit_exact} of {bits.checked} vectors differ "
                                 f"from what was read; first keys: {', '.join(bits.mismatches)}")
     else:
-        outcome.messages.append(f"verify: {bits.bit_exact} of {bits.checked} vectors bit-exact")
+        how = (f" ({bits.by_pin} by a tuple unchanged since it was hashed during the read, the rest hashed now)"
+               if bits.by_pin else "")
+        outcome.messages.append(f"verify: {bits.bit_exact} of {bits.checked} vectors bit-exact{how}")
     figures["mismatch_samples"] = bits.mismatches
 
 

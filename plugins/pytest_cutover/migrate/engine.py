@@ -22,6 +22,9 @@ org differ (the others are recorded as seen with the digest just read, in the sa
 checkpoint), keeps the HNSW index, clears the rows of points refused now or deleted since, and is verified
 bit for bit like a full load: every recorded digest against the server's.  Reading stays proportional to the
 collection (Qdrant keeps no change log); writing, indexing and round trips become proportional to the change.
+The hashing that verification needs is moved off the critical path too: while the reader opens the source, a
+second connection pins every target row's tuple version with the digest of its vector
+(:func:`~pytest_cutover.migrate.verify.pin_target`), so the final check hashes only rows written since.
 """
 
 from __future__ import annotations
@@ -126,6 +129,8 @@ class VectorResult:
     points_sent: int = 0  # points staged and sent to the target this run (a delta: only the changed ones)
     round_trips: int = 0  # exchanges with the target database (see CountingConnection)
     notes: list[str] = field(default_factory=list)
+    pinned: int = 0  # a delta: target rows hashed with their tuple version while the reader opened the source
+    pin_s: float = 0.0
 
     @property
     def points_per_s(self) -> float:
@@ -304,6 +309,7 @@ class _Run:
         self.presync: dict[str, tuple[bytes | None, str | None]] | None = None  # a delta: what the pre-sync saw
         self.batches_done = 0
         self.total: int | None = None
+        self.pin_task: asyncio.Task[Any] | None = None
 
     def mark(self, name: str, at: float | None = None) -> None:
         self.result.timeline[name] = round((time.monotonic() if at is None else at) - self.started, 6)
@@ -472,9 +478,45 @@ class _Run:
         self.mark("read_done")
         await sink.mark_done(self.batches_done, self.state())
 
+    def start_pin(self, state_schema: str) -> None:
+        """A delta: pin the target's rows on a second connection while the reader opens the source."""
+        if self.presync is not None and not self.job.dry_run:
+            self.pin_task = asyncio.create_task(self._pin(state_schema))
+
+    async def _pin(self, state_schema: str) -> Any:
+        from pytest_cutover.migrate.verify import pin_target
+
+        job = self.job
+        conn = await connect_target(job.target_dsn, timeout=job.connect_timeout_s,
+                                    app_database_url=job.app_database_url)
+        try:
+            return await pin_target(conn, job.schema, job.run_id, state_schema)
+        finally:
+            await conn.close()
+
+    async def await_pin(self) -> None:
+        """The pin's figures; a pin that failed only costs time: the verification then hashes every row."""
+        if self.pin_task is None:
+            return
+        try:
+            pin = await self.pin_task
+        except Exception as exc:  # any driver or target error: fall back to hashing everything
+            self.result.notes.append(f"pinning the target's rows failed ({type(exc).__name__}: {redact(exc)}): "
+                                     "the verification hashes every row")
+            return
+        self.result.pinned, self.result.pin_s = pin.rows, round(pin.seconds, 3)
+        self.mark("pinned")
+
+    async def cancel_pin(self) -> None:
+        if self.pin_task is not None and not self.pin_task.done():
+            self.pin_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.pin_task
+
     async def finish(self, sink: VectorSink) -> None:
         """A delta clears the rows of points deleted since the pre-sync; then every row is accounted."""
         result = self.result
+        await self.await_pin()
         if self.presync is not None:
             deleted, cleared, sample = await sink.clear_deleted(KIND_PRESYNC)
             result.delta.update(deleted=deleted, cleared=sink.cleared + cleared)
@@ -511,6 +553,7 @@ async def migrate_vectors(job: VectorJob, *, on_progress: Callable[[int, int | N
                                                        app_database_url=job.app_database_url))
         run.mark("connected")
         sink, checkpoint = await run.open(conn)
+        run.start_pin(sink.state_schema)
         for name in ("scroll_s", "screen_s", "reader_blocked_s", "writer_waiting_s", "writing_s"):
             run.result.busy[name] = 0.0
         if not run.result.already_done:
@@ -518,6 +561,7 @@ async def migrate_vectors(job: VectorJob, *, on_progress: Callable[[int, int | N
         await run.finish(sink)
         return run.result
     finally:
+        await run.cancel_pin()
         reader.stop()
         if conn is not None:
             run.result.round_trips = conn.round_trips

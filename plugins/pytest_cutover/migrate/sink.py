@@ -95,7 +95,9 @@ def state_tables(schema: str) -> str:
     """DDL of the state tables: the checkpoint and the per-run record of every point seen.
 
     A seen row keeps the read-time digest of the vector and the payload field the checks use (``org``):
-    a delta final sync compares the pre-sync's rows with what it reads to write only what changed.
+    a delta final sync compares the pre-sync's rows with what it reads to write only what changed.  A pin
+    row (unlogged: losing it costs time, never correctness) is a target row's tuple version and the digest
+    of the vector it held then (see :func:`pytest_cutover.migrate.verify.pin_target`).
 
     RLS is enabled without policies: on Supabase, tables in an exposed schema are reachable by the API roles,
     and these must not be (the migrating role owns them and is not filtered).
@@ -110,8 +112,12 @@ def state_tables(schema: str) -> str:
             run_id text NOT NULL, kind text NOT NULL, key text NOT NULL, digest bytea, reason text,
             PRIMARY KEY (run_id, kind, key));
         ALTER TABLE {s}.cutover_migration_seen ADD COLUMN IF NOT EXISTS org text;
+        CREATE UNLOGGED TABLE IF NOT EXISTS {s}.cutover_migration_pin (
+            run_id text NOT NULL, key text NOT NULL, tup text NOT NULL, digest bytea NOT NULL,
+            PRIMARY KEY (run_id, key));
         ALTER TABLE {s}.cutover_migration_checkpoint ENABLE ROW LEVEL SECURITY;
         ALTER TABLE {s}.cutover_migration_seen ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE {s}.cutover_migration_pin ENABLE ROW LEVEL SECURITY;
     """
 
 

@@ -89,6 +89,10 @@ def test_presync_then_delta_carries_every_kind_of_change_and_matches_a_full_sync
     assert f["samples"]["org-mismatch"] == [change["mismatched"]] and f["samples"]["missing"] == [change["deleted"]]
     assert f["deleted_samples"] == [change["deleted"]]
     assert f["bit_exact"] == f["migrated"] == N - 1  # the full verification: every accounted row bit-exact
+    # ... most of it proved by tuples pinned while the reader opened qdrant: the rows written since (the changed
+    # vector, the added point's row: possibly after the pin took its snapshot) were hashed at the end
+    assert f["pinned"] >= N - 1 and N - 3 <= f["verified_by_pin"] <= N - 1, (f["pinned"], f["verified_by_pin"])
+    assert not world.sql("SELECT 1 FROM public.cutover_migration_pin WHERE run_id = $1", RUN)  # used, then dropped
     assert f["hnsw_build_s"] == 0.0 and _index_oid(world) == oid, "the delta must keep the HNSW index"
     assert f["recall_at_10"] >= 0.9 and f["hnsw_index_used"]
     assert not delta.ok  # the org mismatch and the deleted point's row fail the 100% tolerance, as a full sync would
@@ -115,6 +119,54 @@ def test_presync_twice_is_safe_and_a_delta_with_no_change_sends_nothing(make_wor
     assert delta.ok and delta.mode == "delta" and not delta.figures["resumed"], delta.messages
     assert (delta.figures["sent"], delta.figures["unchanged"], delta.figures["written"]) == (0, 120, 0)
     assert delta.figures["bit_exact"] == 120
+
+
+def test_a_pinned_row_changed_afterwards_is_hashed_again_and_caught(make_world):
+    """The pin proves a row only while its tuple is the one that was hashed: a row rewritten after the pin
+    (with other bytes, or the same bytes) is hashed at verification time, so a change is never hidden."""
+    import asyncio
+
+    from pytest_cutover.migrate import verify
+    from pytest_cutover.migrate.sink import VectorSchema, connect_target
+
+    world = make_world(60)
+    assert api.vectors(world.config(), RUN, mode="presync", parity=False).ok
+    schema = VectorSchema(state_schema="public")
+    tampered, rewritten = world.ids[3], world.ids[4]
+
+    async def go() -> tuple[verify.Pin, verify.BitCheck]:
+        conn = await connect_target(world.target_dsn)
+        try:
+            pin = await verify.pin_target(conn, schema, RUN, "public")
+            await conn.execute("UPDATE memory_fragments SET embedding = (SELECT embedding FROM memory_fragments "
+                               "WHERE vector_id = $2::uuid) WHERE vector_id = $1::uuid", tampered, world.ids[5])
+            await conn.execute("UPDATE memory_fragments SET embedding = embedding WHERE vector_id = $1::uuid",
+                               rewritten)
+            return pin, await verify.verify_digests(conn, schema, RUN, "public", kind="vectors-presync",
+                                                    pinned=True)
+        finally:
+            await conn.close()
+
+    pin, bits = asyncio.run(go())
+    assert pin.rows == 60
+    assert (bits.checked, bits.bit_exact, bits.mismatches) == (60, 59, [tampered])
+    assert bits.by_pin == 58  # the tampered and the rewritten rows were hashed again; the rewritten one matches
+
+
+def test_a_delta_whose_pin_fails_hashes_every_row(make_world, monkeypatch):
+    from pytest_cutover.migrate import verify
+
+    async def broken(*args, **kwargs):
+        raise OSError("connection reset by peer")
+
+    world = make_world(60)
+    config = world.config()
+    assert api.vectors(config, RUN, mode="presync", parity=False).ok
+    monkeypatch.setattr(verify, "pin_target", broken)
+    delta = api.vectors(config, RUN, resume=True, parity=False)
+    assert delta.ok and delta.mode == "delta", delta.messages
+    assert (delta.figures["pinned"], delta.figures["verified_by_pin"], delta.figures["bit_exact"]) == (0, 0, 60)
+    assert any("pinning the target's rows failed (OSError" in m for m in delta.messages), delta.messages
 
 
 def test_without_a_presync_the_final_sync_is_a_full_one(make_world):
