@@ -495,6 +495,8 @@ class ContainerStack(StackBase):
         self._network: Any = None
         self._docker_host = "127.0.0.1"
         self._storage_url: str | None = None
+        #: On every container and network this stack creates (rehearsal/sweep.py): project, run, owner.
+        self._labels: dict[str, str] = {}
 
     def start(self) -> None:
         if self._started:
@@ -503,6 +505,10 @@ class ContainerStack(StackBase):
         from testcontainers.core.docker_client import DockerClient
 
         self._docker_host = _normal_host(DockerClient().host())
+        from pytest_cutover.rehearsal.sweep import owner_labels, sweep_stale
+
+        sweep_stale(self.say)  # what a SIGKILLed rehearsal left; never a live owner's objects
+        self._labels = owner_labels(self.run_id)
         self.image_set = resolve_images(self.image_choice, self.say)
         _reaper_only_if_present()
         if self.image_set.qdrant is None:
@@ -551,7 +557,7 @@ class ContainerStack(StackBase):
 
         from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, SUPERUSER
 
-        self._network = Network()
+        self._network = Network(docker_network_kw={"labels": dict(self._labels)})
         self._parts.append(_Part("docker network", self._remove_network))
         self._network.create()
         passwords = {role: Secret(_secrets.token_urlsafe(24)) for role in LOGIN_ROLES}
@@ -572,7 +578,7 @@ class ContainerStack(StackBase):
             from testcontainers.community.qdrant import QdrantContainer
             from testcontainers.core.wait_strategies import HttpWaitStrategy
 
-            qdrant = QdrantContainer(image=self.images["qdrant"])
+            qdrant = QdrantContainer(image=self.images["qdrant"], labels=dict(self._labels))
             # /readyz rather than the class's log line: a server answering HTTP is what seeding needs.
             qdrant.waiting_for(HttpWaitStrategy(QDRANT_PORT, "/readyz").for_status_code(200)
                                .with_startup_timeout(int(self.part_timeout)))
@@ -680,7 +686,7 @@ class ContainerStack(StackBase):
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-        container = DockerContainer(image)
+        container = DockerContainer(image, labels=dict(self._labels))
         for key, value in (env or {}).items():
             container.with_env(key, value)
         for port in ports:

@@ -49,6 +49,19 @@ def docker_objects() -> dict[str, list[str]]:
     return out
 
 
+def labelled_owners(run: str) -> dict[str, list[str]]:
+    """The owner pid label of every container and network labelled with run id ``run``."""
+    from pytest_cutover.rehearsal.sweep import OWNER_PID_LABEL, RUN_LABEL
+
+    out = {}
+    for kind, argv in {"containers": ["ps", "-a"], "networks": ["network", "ls"]}.items():
+        done = subprocess.run(["docker", *argv, "--filter", f"label={RUN_LABEL}={run}", "--format",
+                               f'{{{{.Label "{OWNER_PID_LABEL}"}}}}'], capture_output=True, text=True, timeout=30,
+                              check=True)
+        out[kind] = done.stdout.split()
+    return out
+
+
 @pytest.fixture
 def no_leak() -> Iterator[None]:
     """The engine has exactly the same containers, networks and volumes after the test as before it."""
@@ -114,6 +127,10 @@ def test_ctrl_c_during_the_suite_tears_the_containers_down(no_leak: None, tmp_pa
             if "stage 1/6 precutover" in line or time.monotonic() > deadline:
                 break
         assert any("stage 1/6 precutover" in line for line in seen), "".join(seen)[-3000:]
+        owners = labelled_owners("ctrl-c")
+        # every object of the running stack names its run and owner process (what a later sweep reads)
+        assert owners["containers"] and owners["networks"], owners
+        assert set(owners["containers"] + owners["networks"]) == {str(proc.pid)}, owners
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=180)
     finally:
