@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 
 __all__ = ["BASE_PACKAGES", "INPUTS_LABEL", "LOCAL_IMAGES", "BuiltImage", "build_local_images", "local_image_status",
-           "missing_storage_imports", "storage_distributions"]
+           "missing_storage_imports", "prune_replaced", "replaced_image_verdict", "storage_distributions"]
 
 #: Tags of the local set (``pytest-cutover/...``: never confused with an official image).
 LOCAL_IMAGES: dict[str, str] = {
@@ -358,10 +358,74 @@ def _build_one(client: Any, name: str, tag: str, inputs: str, base: str) -> None
                                  hint="the Dockerfile is in rehearsal/images.py") from None
 
 
+NOTHING_REPLACED = "nothing replaced"
+
+
+def replaced_image_verdict(old_id: str | None, new_id: str, *, old_tags: Sequence[str],
+                           users: Sequence[str]) -> str | None:
+    """Why the image a rebuild replaced must stay (``None``: remove it).
+
+    Nothing was replaced when there was no old image or the build gave the same id; an image still tagged
+    under another name, or that a container (running or not) was created from, is kept.
+    """
+    if not old_id or old_id == new_id:
+        return NOTHING_REPLACED
+    if old_tags:
+        return f"still tagged {', '.join(old_tags)}"
+    if users:
+        return f"used by container(s) {', '.join(users)}"
+    return None
+
+
+def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Callable[[str], None]) -> list[str]:
+    """Remove the images the rebuilds of ``(tag, old image id)`` replaced, unless one must stay; a line each.
+
+    Children before parents (the order is reversed): the old base is the parent of the old images built on
+    it.  Returns the ids removed.
+    """
+    import docker.errors
+
+    removed: list[str] = []
+    for tag, old_id in reversed(replaced):
+        short = old_id.removeprefix("sha256:")[:12]
+        try:
+            old = client.images.get(old_id)
+            new_id = client.images.get(tag).id
+        except docker.errors.ImageNotFound:
+            continue
+        users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == old_id]
+        why = replaced_image_verdict(old_id, new_id, old_tags=old.tags, users=users)
+        if why == NOTHING_REPLACED:
+            continue
+        if why is not None:
+            echo(f"images: kept the image {short} that {tag} replaced ({why})")
+            continue
+        try:
+            client.images.remove(old_id)
+        except docker.errors.APIError as exc:
+            echo(f"images: could not remove the image {short} that {tag} replaced: "
+                 f"{redact(str(exc)).splitlines()[0][:160]}")
+            continue
+        removed.append(old_id)
+        echo(f"images: removed the image {short} that {tag} replaced (untagged, no container uses it)")
+    return removed
+
+
+def _image_id(client: Any, tag: str) -> str | None:
+    import docker.errors
+
+    try:
+        return client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
 def build_local_images(*, force: bool = False, echo: Callable[[str], None] = print) -> list[BuiltImage]:
-    """Build (or find up to date) every image of :data:`LOCAL_IMAGES`; one line per image through ``echo``."""
+    """Build (or find up to date) every image of :data:`LOCAL_IMAGES`; one line per image through ``echo``;
+    then remove the images the rebuilds replaced (:func:`prune_replaced`), so no ``<none>`` image piles up."""
     client = _client()
     results: list[BuiltImage] = []
+    replaced: list[tuple[str, str]] = []
     try:
         base_hash = ""
         for name, tag in LOCAL_IMAGES.items():
@@ -371,6 +435,9 @@ def build_local_images(*, force: bool = False, echo: Callable[[str], None] = pri
             built = force or current != inputs
             if built:
                 echo(f"images: building {tag} ({'forced' if force else 'inputs changed' if current else 'absent'})")
+                old_id = _image_id(client, tag)
+                if old_id:
+                    replaced.append((tag, old_id))
                 if name == "base":
                     _build_base(client, tag, inputs)
                 else:
@@ -381,6 +448,7 @@ def build_local_images(*, force: bool = False, echo: Callable[[str], None] = pri
             state = f"built in {result.seconds:.1f}s" if built else "up to date"
             echo(f"images: {tag} {state} (inputs {inputs})")
             results.append(result)
+        prune_replaced(client, replaced, echo)
     finally:
         client.close()
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -98,3 +99,56 @@ def test_official_falls_back_to_local_with_a_notice_when_a_pull_fails(engine: No
     else:
         assert chosen == c.local_images()
         assert len(said) == 1 and "could not be pulled" in said[0] and "using the local image set" in said[0]
+
+
+def test_the_image_a_rebuild_replaced_is_removed_only_when_nothing_holds_it() -> None:
+    verdict = images.replaced_image_verdict
+    assert verdict("sha256:old", "sha256:new", old_tags=[], users=[]) is None
+    assert verdict(None, "sha256:new", old_tags=[], users=[]) == images.NOTHING_REPLACED
+    assert verdict("sha256:same", "sha256:same", old_tags=[], users=[]) == images.NOTHING_REPLACED
+    assert verdict("sha256:old", "sha256:new", old_tags=["mine:v1"], users=[]) == "still tagged mine:v1"
+    assert verdict("sha256:old", "sha256:new", old_tags=[], users=["box"]) == "used by container(s) box"
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group(DOCKER_GROUP)
+def test_a_rebuild_removes_the_image_it_replaced_unless_a_container_uses_it(engine: None, tmp_path: Path) -> None:
+    """Two LABEL-only rebuilds on the local base (a second or two): the first replaced image is removed and
+    said so; the second, which a container was created from, is kept and said why."""
+    import docker
+    import docker.errors
+
+    tag = "pytest-cutover/prune-test:latest"
+    client = docker.from_env(version="auto", timeout=60)
+
+    built: list[str] = []
+
+    def build(n: int) -> str:
+        (tmp_path / "Dockerfile").write_text(f"FROM {images.LOCAL_IMAGES['base']}\nLABEL prune-test={n}\n")
+        built.append(client.images.build(path=str(tmp_path), tag=tag, pull=False, network_mode="none", rm=True,
+                                         labels={images.INPUTS_LABEL: str(n)})[0].id)
+        return built[-1]
+
+    box = None
+    try:
+        first = build(1)
+        second = build(2)
+        said: list[str] = []
+        assert images.prune_replaced(client, [(tag, first)], said.append) == [first]
+        assert said == [f"images: removed the image {first[7:19]} that {tag} replaced (untagged, no container "
+                        "uses it)"]
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(first)
+        box = client.containers.create(second, ["true"], name="cutover-prune-test")
+        build(3)
+        assert images.prune_replaced(client, [(tag, second)], said.append) == []
+        assert said[-1] == f"images: kept the image {second[7:19]} that {tag} replaced (used by container(s) " \
+                           "cutover-prune-test)"
+        client.images.get(second)
+    finally:
+        if box is not None:
+            box.remove(force=True)
+        for ref in (tag, *built):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(ref, force=True)
+        client.close()
