@@ -20,7 +20,8 @@ from typing import Any
 
 from pytest_cutover.redact import redact
 
-__all__ = ["OWNER_HOST_LABEL", "OWNER_PID_LABEL", "OWNER_START_LABEL", "PROJECT", "PROJECT_LABEL", "RUN_LABEL",
+__all__ = ["OWNER_HOST_LABEL", "OWNER_PID_LABEL", "OWNER_START_LABEL", "PART_LABEL", "PROJECT", "PROJECT_LABEL",
+           "RUN_LABEL",
            "DockerObject", "owner_alive", "owner_labels", "stale_objects", "sweep_stale"]
 
 PROJECT_LABEL = "org.pytest-cutover.project"
@@ -29,6 +30,8 @@ RUN_LABEL = "org.pytest-cutover.run"
 OWNER_PID_LABEL = "org.pytest-cutover.owner-pid"
 OWNER_START_LABEL = "org.pytest-cutover.owner-start"
 OWNER_HOST_LABEL = "org.pytest-cutover.owner-host"
+#: Which part of the stack a container is (``postgres``, ``pgbouncer-transaction``, ``app``...).
+PART_LABEL = "org.pytest-cutover.part"
 #: Removal order: containers first (they hold the network and their anonymous volumes), then networks, volumes.
 KINDS = ("container", "network", "volume")
 SWEEP_TIMEOUT = 60

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,10 +78,42 @@ def _rehearse(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
 
 
+class AppContainerWatch(threading.Thread):
+    """Polls the engine while a rehearsal runs for its app container (by the run and part labels): what image
+    and network it runs, and each start (``State.StartedAt``): a restart by the switch is a second start."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__(daemon=True)
+        from pytest_cutover.rehearsal.sweep import PART_LABEL, RUN_LABEL
+
+        self.filters = {"label": [f"{RUN_LABEL}={run}", f"{PART_LABEL}=app"]}
+        self.starts: set[str] = set()
+        self.seen: set[tuple[str, str, str]] = set()  # (name, image, network mode)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        import docker
+
+        client = docker.from_env(version="auto", timeout=30)
+        try:
+            while not self.done.wait(0.5):
+                for box in client.containers.list(filters=self.filters):  # running ones, inspected
+                    self.starts.add(box.attrs["State"]["StartedAt"])
+                    self.seen.add((box.name, box.attrs["Config"]["Image"], box.attrs["HostConfig"]["NetworkMode"]))
+        finally:
+            client.close()
+
+
 def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path, record_property: Any) -> None:
     reports, run = tmp_path / "reports", "containers-success"
     started = time.monotonic()
-    done = _rehearse("--run", run, "--reports-dir", str(reports), "--monitor-window", str(MONITOR_WINDOW_S))
+    watch = AppContainerWatch(run)
+    watch.start()
+    try:
+        done = _rehearse("--run", run, "--reports-dir", str(reports), "--monitor-window", str(MONITOR_WINDOW_S))
+    finally:
+        watch.done.set()
+        watch.join(timeout=30)
     out = done.stdout + done.stderr
     assert "building the containers stack" in done.stdout, out[-4000:]
     assert done.returncode == 0, out[-6000:]
@@ -93,8 +126,17 @@ def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path, rec
         assert "pytest-cutover/postgres:18-pgvector" in stack
         qdrant = report["environment"]["versions"]["qdrant"]
         assert qdrant["version"].startswith("local mode") and "no Qdrant server image" in qdrant["version"]
-    record_property(EVIDENCE, f"rehearsal {report['status']} on {stack} in {time.monotonic() - started:.0f} s, "
-                              "no container, network or volume left")
+        # The app ran in a container of the app image, on the host network, and the switch restarted that
+        # container (a second start) -- the restart whose database check saw the app on the target.
+        assert {(image, network) for _, image, network in watch.seen} == {("pytest-cutover/app:local", "host")}, \
+            watch.seen
+        assert len(watch.starts) >= 2, f"the app container was never restarted: {watch.starts}"
+        app = report["figures"]["versions"]["app"]
+        assert app.startswith(f"container {next(iter(watch.seen))[0]} (pytest-cutover/app:local"), app
+    record_property(EVIDENCE, f"rehearsal {report['status']} on {stack} in {time.monotonic() - started:.0f} s"
+                              + (f", the app in container {next(iter(watch.seen))[0]} (started {len(watch.starts)}"
+                                 " times: the switch restarted it)" if watch.seen else "")
+                              + ", no container, network or volume left")
 
 
 @pytest.mark.parametrize("fault", FRESH_FAULTS)

@@ -57,7 +57,8 @@ def test_base_image_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_local_set_has_no_qdrant_and_serves_storage_from_the_project() -> None:
     local, official = c.local_images(), c.official_images()
     assert local.qdrant is None and official.qdrant == c.QDRANT_IMAGE
-    assert set(local.images) == {"postgres", "pgbouncer", "storage"}
+    assert set(local.images) == {"postgres", "pgbouncer", "storage", "app"}
+    assert (local.app, official.app) == ("pytest-cutover/app:local", None)
     assert all(tag.startswith("pytest-cutover/") for tag in local.images.values())
     assert (local.storage, official.storage) == ("project", "supabase")
     assert "nan-vector" not in c.unsupported_faults("local") and "nan-vector" in c.unsupported_faults("official")
@@ -152,3 +153,35 @@ def test_a_rebuild_removes_the_image_it_replaced_unless_a_container_uses_it(engi
             with contextlib.suppress(docker.errors.ImageNotFound):
                 client.images.remove(ref, force=True)
         client.close()
+
+
+def test_app_image_requirements_are_the_templates_minus_its_test_runner() -> None:
+    from packaging.requirements import Requirement
+
+    lines = (images.APP_TEMPLATE / "requirements.txt").read_text().split()
+    template = {Requirement(line).name.lower() for line in lines} - {"pytest"}
+    assert {Requirement(r).name.lower() for r in images.APP_REQUIREMENTS} == template
+
+
+def test_app_image_carries_every_module_the_app_imports_and_the_extras_it_asks_for() -> None:
+    assert images.missing_app_imports() == set()
+    names = {d.metadata["Name"].lower() for d in images.distributions(images.APP_REQUIREMENTS, "app")}
+    assert {"greenlet", "h2"} <= names  # sqlalchemy[asyncio], and qdrant-client's httpx[http2]
+    plain = {d.metadata["Name"].lower() for d in images.distributions(["sqlalchemy"], "app")}
+    assert "greenlet" not in plain
+
+
+def test_a_dependency_left_out_of_the_app_image_is_named() -> None:
+    roots = [r for r in images.APP_REQUIREMENTS if r != "pgvector"]
+    assert images.missing_app_imports(roots) == {"pgvector"}
+
+
+def test_app_inputs_follow_the_template(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    real = images._inputs("app", "b")
+    copy = tmp_path / "app_template"
+    shutil.copytree(images.APP_TEMPLATE, copy)
+    monkeypatch.setattr(images, "APP_TEMPLATE", copy)
+    assert images._inputs("app", "b") == real
+    main = copy / "app" / "main.py"
+    main.write_text(main.read_text() + "\n# edited\n")
+    assert images._inputs("app", "b") != real
