@@ -452,7 +452,7 @@ def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Calla
     """Remove the images the rebuilds of ``(tag, old image id)`` replaced, unless one must stay; a line each.
 
     Children before parents (the order is reversed): the old base is the parent of the old images built on
-    it.  Returns the ids removed.
+    it, and goes with the last of them.  Returns the ids removed (or found gone).
     """
     import docker.errors
 
@@ -460,9 +460,16 @@ def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Calla
     for tag, old_id in reversed(replaced):
         short = old_id.removeprefix("sha256:")[:12]
         try:
-            old = client.images.get(old_id)
             new_id = client.images.get(tag).id
         except docker.errors.ImageNotFound:
+            continue
+        try:
+            old = client.images.get(old_id)
+        except docker.errors.ImageNotFound:
+            if old_id != new_id:  # docker removes an untagged parent with its last child (the old base)
+                removed.append(old_id)
+                echo(f"images: the image {short} that {tag} replaced is gone too (removed with the last image "
+                     "built on it)")
             continue
         users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == old_id]
         why = replaced_image_verdict(old_id, new_id, old_tags=old.tags, users=users)

@@ -185,3 +185,40 @@ def test_app_inputs_follow_the_template(monkeypatch: pytest.MonkeyPatch, tmp_pat
     main = copy / "app" / "main.py"
     main.write_text(main.read_text() + "\n# edited\n")
     assert images._inputs("app", "b") != real
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group(DOCKER_GROUP)
+def test_a_rebuilt_parent_goes_with_the_last_image_built_on_it(engine: None, tmp_path: Path) -> None:
+    """As when the base is rebuilt: the old child is removed first, and the old parent goes with it."""
+    import docker
+    import docker.errors
+
+    parent, child = "pytest-cutover/prune-test:parent", "pytest-cutover/prune-test:child"
+    client = docker.from_env(version="auto", timeout=60)
+    built: list[str] = []
+
+    def build(tag: str, base: str, n: int) -> str:
+        (tmp_path / "Dockerfile").write_text(f"FROM {base}\nLABEL prune-test={n}\n")
+        built.append(client.images.build(path=str(tmp_path), tag=tag, pull=False, network_mode="none", rm=True,
+                                         labels={images.INPUTS_LABEL: f"{tag}-{n}"})[0].id)
+        return built[-1]
+
+    try:
+        old_parent = build(parent, images.LOCAL_IMAGES["base"], 1)
+        old_child = build(child, parent, 1)
+        build(parent, images.LOCAL_IMAGES["base"], 2)
+        build(child, parent, 2)
+        said: list[str] = []
+        removed = images.prune_replaced(client, [(parent, old_parent), (child, old_child)], said.append)
+        assert removed == [old_child, old_parent], said
+        assert said[1] == f"images: the image {old_parent[7:19]} that {parent} replaced is gone too (removed with " \
+                          "the last image built on it)"
+        for gone in (old_parent, old_child):
+            with pytest.raises(docker.errors.ImageNotFound):
+                client.images.get(gone)
+    finally:
+        for ref in (child, parent, *reversed(built)):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(ref, force=True)
+        client.close()
