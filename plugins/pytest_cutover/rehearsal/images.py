@@ -43,7 +43,7 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 
 __all__ = ["APP_REQUIREMENTS", "BASE_PACKAGES", "INPUTS_LABEL", "LOCAL_IMAGES", "BuiltImage", "build_local_images",
            "distributions", "local_image_status", "missing_app_imports", "missing_storage_imports", "prune_replaced",
-           "replaced_image_verdict", "storage_distributions"]
+           "remove_failed_build", "replaced_image_verdict", "storage_distributions"]
 
 #: Tags of the local set (``pytest-cutover/...``: never confused with an official image).
 LOCAL_IMAGES: dict[str, str] = {
@@ -424,9 +424,36 @@ def _build_one(client: Any, name: str, tag: str, inputs: str, base: str) -> None
             client.images.build(path=str(ctx), tag=tag, labels={INPUTS_LABEL: inputs}, rm=True, forcerm=True,
                                 pull=False, network_mode="none", timeout=int(BUILD_TIMEOUT))
         except docker.errors.BuildError as exc:
-            log = "".join(str(chunk.get("stream", "")) for chunk in exc.build_log)[-2000:]
-            raise RehearsalError(f"images: building {tag} failed: {exc.msg}\n{redact(log)}",
+            log = "".join(str(chunk.get("stream", "")) for chunk in exc.build_log)
+            cleaned = remove_failed_build(client, log)
+            raise RehearsalError(f"images: building {tag} failed: {exc.msg}\n{redact(log[-2000:])}"
+                                 + (f"\n{cleaned}" if cleaned else ""),
                                  hint="the Dockerfile is in rehearsal/images.py") from None
+
+
+def remove_failed_build(client: Any, log: str) -> str | None:
+    """Remove the image the last successful step of a failed build left (untagged, ``<none>``) and the new
+    untagged layers under it, unless it is tagged (the ``FROM`` image) or a container uses it; what was done."""
+    import re
+
+    import docker.errors
+
+    steps = re.findall(r"^ ---> ([0-9a-f]{12})$", log, flags=re.MULTILINE)
+    if not steps:
+        return None
+    last = steps[-1]
+    try:
+        image = client.images.get(last)
+    except docker.errors.ImageNotFound:
+        return None
+    users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == image.id]
+    if replaced_image_verdict(image.id, "", old_tags=image.tags, users=users) is not None:
+        return None
+    try:
+        client.images.remove(image.id)
+    except docker.errors.APIError as exc:  # a cached layer another image is built on: docker keeps it
+        return f"images: kept the failed build's last image {last} ({redact(str(exc)).splitlines()[0][:120]})"
+    return f"images: removed the failed build's last image {last} (untagged, no container uses it)"
 
 
 NOTHING_REPLACED = "nothing replaced"

@@ -222,3 +222,26 @@ def test_a_rebuilt_parent_goes_with_the_last_image_built_on_it(engine: None, tmp
             with contextlib.suppress(docker.errors.ImageNotFound):
                 client.images.remove(ref, force=True)
         client.close()
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group(DOCKER_GROUP)
+def test_a_failed_build_leaves_no_untagged_image(engine: None, tmp_path: Path) -> None:
+    import docker
+    import docker.errors
+
+    client = docker.from_env(version="auto", timeout=60)
+    dangling = {i.id for i in client.images.list(filters={"dangling": True})}
+    (tmp_path / "Dockerfile").write_text(f"FROM {images.LOCAL_IMAGES['base']}\nLABEL prune-test=failed\n"
+                                         "RUN exit 3\n")
+    try:
+        with pytest.raises(docker.errors.BuildError) as failed:
+            client.images.build(path=str(tmp_path), tag="pytest-cutover/prune-test:failed", pull=False,
+                                network_mode="none", rm=True, forcerm=True)
+        log = "".join(str(chunk.get("stream", "")) for chunk in failed.value.build_log)
+        note = images.remove_failed_build(client, log)
+        assert note is not None and note.startswith("images: removed the failed build's last image "), (note, log)
+        assert {i.id for i in client.images.list(filters={"dangling": True})} == dangling
+        client.images.get(images.LOCAL_IMAGES["base"])  # the FROM image is never touched
+    finally:
+        client.close()
