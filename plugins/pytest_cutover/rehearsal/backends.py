@@ -7,11 +7,12 @@ containers path is only loaded when asked for.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from pytest_cutover.errors import ConfigError
 
-__all__ = ["DEFAULT_STACK", "STACKS", "get_stack_class", "stack_names"]
+__all__ = ["DEFAULT_STACK", "STACKS", "get_stack_class", "rehearse_args", "stack_names", "stack_options"]
 
 DEFAULT_STACK = "embedded"
 #: name -> "module:attribute"; both classes share EmbeddedStack's public surface.
@@ -35,3 +36,13 @@ def get_stack_class(name: str) -> Any:
                           hint="use one of: " + ", ".join(stack_names())) from None
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def stack_options(name: str, images: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """The keyword arguments the stack ``name`` takes besides the common ones (the containers' image set)."""
+    return {"images": images, "say": say} if name == "containers" else {}
+
+
+def rehearse_args(name: str, images: str) -> list[str]:
+    """The ``cutover rehearse`` options that build the same stack in another process (the matrix's fresh rows)."""
+    return [] if name == DEFAULT_STACK else ["--stack", name, *(["--images", images] if name == "containers" else [])]

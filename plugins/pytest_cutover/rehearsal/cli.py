@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from pytest_cutover.rehearsal.backends import DEFAULT_STACK, get_stack_class, stack_names
+from pytest_cutover.rehearsal.backends import DEFAULT_STACK, get_stack_class, stack_names, stack_options
 from pytest_cutover.rehearsal.suite import operator_dir, stages_until, suite_args
 from pytest_cutover.stages import PASSED, ROLLBACK, STAGES, SUCCESS
 
@@ -111,7 +111,8 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
     if matrix:
         from pytest_cutover.rehearsal.matrix import run_matrix
 
-        return run_matrix(faults, reports_dir=reports_dir, monitor_window=monitor_window, echo=click.echo)
+        return run_matrix(faults, reports_dir=reports_dir, monitor_window=monitor_window, echo=click.echo,
+                          stack=stack_name, images=images)
     import pytest
 
     from pytest_cutover.notify.receiver import WebhookReceiver, rehearsal_notify_config
@@ -128,7 +129,7 @@ def rehearse(run: str | None, faults: tuple[str, ...], list_faults: bool, verbos
         click.echo(line)
 
     say(f"rehearsal {run}: building the {stack_name} stack" + (f" with faults {', '.join(faults)}" if faults else ""))
-    options = {"images": images, "say": say} if stack_name == "containers" else {}
+    options = stack_options(stack_name, images, say)
     stack = get_stack_class(stack_name)(None, size=size, faults=faults, keep=keep, run_id=run,
                                         monitor_window_s=monitor_window,
                                         monitor_interval_s=max(0.5, monitor_window / 8), **options)

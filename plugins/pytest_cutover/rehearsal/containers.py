@@ -14,12 +14,15 @@ processes.  Two image sets (:class:`ImageSet`; the README lists every difference
   project's storage service (HTTPS, schema from ``03_storage.sql``); no Qdrant server, so the source is a
   Qdrant local-mode folder as in the embedded stack.
 
-The reference app runs as a local process from its git checkout in both (services.py, ctl.py); it reads
-Qdrant from ``QDRANT_PATH`` only, so with a Qdrant server its search has no backend before the switch (it gets
-``QDRANT_URL`` for when the template learns it) and searches pgvector after it, as in the embedded stack.
-All containers share one Docker network (PostgreSQL is ``db`` there); the host reaches them on ports published
-on 127.0.0.1 only.  Everything that does not need a daemon (environments, PgBouncer ini, storage env) is built
-by pure functions below and unit-tested without Docker.  Faults this stack refuses: :func:`unsupported_faults`.
+The reference app: with the local set, a container of the project's app image (:meth:`ContainerStack.app_launch`:
+host network, the stack folder bind-mounted, so the switch's ``.env`` edit is what it reads at restart); with
+the official set (no registry image of the project's app), a local process from its git checkout (services.py,
+ctl.py), as in the embedded stack.  It reads Qdrant from ``QDRANT_PATH`` only, so with a Qdrant server its
+search has no backend before the switch (it gets ``QDRANT_URL`` for when the template learns it) and searches
+pgvector after it, as in the embedded stack.  All the other containers share one Docker network (PostgreSQL is
+``db`` there); the host reaches them on ports published on 127.0.0.1 only.  Everything that does not need a
+daemon (environments, PgBouncer ini, storage env) is built by pure functions below and unit-tested without
+Docker.  Faults this stack refuses: :func:`unsupported_faults`.
 
 Run it (needs a Docker engine; ``cutover rehearse --build-images`` builds the local set)::
 
@@ -30,6 +33,7 @@ Run it (needs a Docker engine; ``cutover rehearse --build-images`` builds the lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -43,6 +47,7 @@ from pytest_cutover.redact import Secret, redact, register_secret
 from pytest_cutover.rehearsal import tls
 from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.stack import COLLECTION, STATS_USER, StackBase, _Part
+from pytest_cutover.rehearsal.sweep import PART_LABEL
 from pytest_cutover.util.jwt import mint_jwt
 from pytest_cutover.util.wait import wait_until
 
@@ -84,6 +89,12 @@ class ImageSet:
     @property
     def qdrant(self) -> str | None:
         return self.images.get("qdrant")
+
+    @property
+    def app(self) -> str | None:
+        """The reference app's image (the project's own: only the local set builds one), else ``None``: the app
+        runs from its checkout on the host."""
+        return self.images.get("app")
 
 
 def official_images() -> ImageSet:
@@ -495,6 +506,9 @@ class ContainerStack(StackBase):
         self._network: Any = None
         self._docker_host = "127.0.0.1"
         self._storage_url: str | None = None
+        self.app_container_name: str | None = None
+        #: On every container and network this stack creates (rehearsal/sweep.py): project, run, owner.
+        self._labels: dict[str, str] = {}
 
     def start(self) -> None:
         if self._started:
@@ -503,6 +517,10 @@ class ContainerStack(StackBase):
         from testcontainers.core.docker_client import DockerClient
 
         self._docker_host = _normal_host(DockerClient().host())
+        from pytest_cutover.rehearsal.sweep import owner_labels, sweep_stale
+
+        sweep_stale(self.say)  # what a SIGKILLed rehearsal left; never a live owner's objects
+        self._labels = owner_labels(self.run_id)
         self.image_set = resolve_images(self.image_choice, self.say)
         _reaper_only_if_present()
         if self.image_set.qdrant is None:
@@ -527,6 +545,9 @@ class ContainerStack(StackBase):
             return {}
         out = {"stack": f"containers ({self.image_set.name} images: "
                         + ", ".join(f"{k}={v}" for k, v in self.image_set.images.items()) + ")"}
+        if self.image_set.app is not None:
+            out["app"] = (f"container {self.app_container_name or '?'} ({self.image_set.app}, host network, "
+                          f"the .env read from the bind-mounted stack folder)")
         if self.image_set.qdrant is None:
             from importlib.metadata import version
 
@@ -537,6 +558,8 @@ class ContainerStack(StackBase):
     def describe(self) -> str:
         lines = [super().describe(), f"qdrant        {self.qdrant_url or f'local mode {self.qdrant_path}'}"]
         lines += [f"container     {name}: {self.images.get(name.split('-')[0], '?')}" for name in self.containers]
+        if self.app_container_name:
+            lines.append(f"container     app: {self.images['app']} ({self.app_container_name}, host network)")
         return redact("\n".join(lines))
 
     # -- the parts (StackBase) ------------------------------------------------------------------
@@ -551,7 +574,7 @@ class ContainerStack(StackBase):
 
         from pytest_cutover.rehearsal.postgres import LOGIN_ROLES, SUPERUSER
 
-        self._network = Network()
+        self._network = Network(docker_network_kw={"labels": dict(self._labels)})
         self._parts.append(_Part("docker network", self._remove_network))
         self._network.create()
         passwords = {role: Secret(_secrets.token_urlsafe(24)) for role in LOGIN_ROLES}
@@ -572,7 +595,7 @@ class ContainerStack(StackBase):
             from testcontainers.community.qdrant import QdrantContainer
             from testcontainers.core.wait_strategies import HttpWaitStrategy
 
-            qdrant = QdrantContainer(image=self.images["qdrant"])
+            qdrant = QdrantContainer(image=self.images["qdrant"], labels={**self._labels, PART_LABEL: "qdrant"})
             # /readyz rather than the class's log line: a server answering HTTP is what seeding needs.
             qdrant.waiting_for(HttpWaitStrategy(QDRANT_PORT, "/readyz").for_status_code(200)
                                .with_startup_timeout(int(self.part_timeout)))
@@ -671,6 +694,52 @@ class ContainerStack(StackBase):
     def qdrant_source(self) -> tuple[str, str]:
         return ("url", self.qdrant_url) if self.qdrant_url else ("path", str(self.qdrant_path))
 
+    def app_launch(self, port: int) -> dict[str, Any]:
+        """With an app image: a container created (not started; ``rehearsal.ctl`` starts and restarts it) from
+        it, running as this user, on the host's network, with the stack folder bind-mounted at the same path.
+
+        The host network, because the switch writes ``target.app_database_url`` into the app's ``.env``: that
+        URL names the pooler's port published on 127.0.0.1, and it must be the URL the app really connects
+        with (on a Docker network the app would need another URL than the one the suite checks).  The whole
+        folder, not the ``.env`` alone: the switch replaces the ``.env`` (a new inode), which a single-file
+        bind mount would not show; and every path the ``.env`` names (CA, logs, flags, Qdrant folder) is in it.
+        """
+        assert self.image_set is not None and self.workdir is not None and self.env_file is not None
+        if self.image_set.app is None:
+            return super().app_launch(port)
+        import secrets as _secrets
+
+        import docker
+
+        from pytest_cutover.rehearsal.services import uvicorn_args
+
+        client = docker.from_env(version="auto", timeout=int(self.part_timeout))
+        name = f"cutover-app-{_secrets.token_hex(4)}"
+        try:
+            box = client.containers.create(
+                self.image_set.app, uvicorn_args(port, certfile=self.api_cert.cert_path,
+                                                 keyfile=self.api_cert.key_path),
+                name=name, labels={**self._labels, PART_LABEL: "app"}, network_mode="host",
+                user=f"{os.getuid()}:{os.getgid()}", environment={"APP_ENV_FILE": str(self.env_file)},
+                volumes={str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}})
+        except Exception as exc:
+            client.close()
+            raise RehearsalError(f"containers: the app container ({self.image_set.app}) could not be created: "
+                                 f"{redact(f'{type(exc).__name__}: {exc}')}",
+                                 hint="build the local image set with `cutover rehearse --build-images`") from None
+        self.app_container_name = name
+        self._parts.append(_Part("container app", lambda: self._remove_app_container(client, box)))
+        return {"container": box.id, "container_name": name, "image": self.image_set.app}
+
+    def _remove_app_container(self, client: Any, box: Any) -> None:
+        """Keep the container's output beside the app's log (for ``--keep``), then remove it."""
+        try:
+            with contextlib.suppress(Exception):
+                (self._dir("logs") / "app.out").write_bytes(box.logs())
+            box.remove(force=True)
+        finally:
+            client.close()
+
     # -- containers -----------------------------------------------------------------------------
     def _container(self, name: str, image: str, *, env: Mapping[str, str] | None = None, ports: Sequence[int] = (),
                    command: list[str] | None = None, aliases: Sequence[str] = (),
@@ -680,7 +749,7 @@ class ContainerStack(StackBase):
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-        container = DockerContainer(image)
+        container = DockerContainer(image, labels={**self._labels, PART_LABEL: name})
         for key, value in (env or {}).items():
             container.with_env(key, value)
         for port in ports:

@@ -9,6 +9,11 @@ again in its own session and waits until ``/health`` answers (200, or 503 while 
 The stack reads the same file when it stops, so an app restarted here is stopped too.  It also
 records every other part's pid there, so ``stop-all`` can clean up after an owner that was killed.
 
+When the recorded app is a container (the containers stack with the local image set: ``"container"`` in the
+record), stop is ``docker stop`` (SIGTERM, then SIGKILL after a grace period), start is ``docker start`` of the
+same container (its ``.env`` is read again from the bind-mounted stack folder) and the recorded pid is the
+container's main process as the host sees it, so the monitor's ``app_pid_file`` follows the restarts too.
+
     python -m pytest_cutover.rehearsal.ctl restart /path/to/stack
 """
 
@@ -37,6 +42,9 @@ STATE_FILE = "stack-state.json"
 PID_FILE = "run/app.pid"
 #: Health answers that mean "the app is up" (503 is the maintenance answer).
 UP_STATUSES = (200, 503)
+#: ``docker stop``'s grace period before SIGKILL, and the Docker API's own deadline (beyond that grace).
+CONTAINER_STOP_S = 10
+DOCKER_TIMEOUT_S = 60
 
 
 def read_state(stack_dir: Path) -> dict[str, Any]:
@@ -118,10 +126,78 @@ def _wait_gone(procs: Sequence[Any], timeout: float) -> bool:
     return wait_until(gone, timeout, pause=0.05)
 
 
+def _container(app: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The Docker client and the app's container (``RehearsalError`` when it is gone)."""
+    import docker
+    import docker.errors
+
+    client = docker.from_env(version="auto", timeout=DOCKER_TIMEOUT_S + CONTAINER_STOP_S)
+    try:
+        return client, client.containers.get(app["container"])
+    except docker.errors.NotFound:
+        client.close()
+        raise RehearsalError(f"the app container {app.get('container_name', app['container'])} does not exist",
+                             hint="the stack that created it has stopped; start a new rehearsal") from None
+
+
+def _container_logs(box: Any, n: int = 20) -> str:
+    try:
+        return redact(box.logs(tail=n).decode("utf-8", "replace").strip())
+    except Exception:  # the logs are a help for the message, never its cause
+        return ""
+
+
+def _stop_container(app: dict[str, Any]) -> str:
+    try:
+        client, box = _container(app)
+    except RehearsalError:
+        return f"app container {app.get('container_name', app['container'])} does not exist"
+    try:
+        box.reload()
+        if box.status != "running":
+            return f"app container {box.name} was not running"
+        box.stop(timeout=CONTAINER_STOP_S)
+        return f"app container {box.name} stopped (pid {app.get('pid')})"
+    finally:
+        client.close()
+
+
+def _start_container(app: dict[str, Any], timeout: float) -> None:
+    """``docker start`` the app's container, wait for /health; a container that exits fails at once."""
+    client, box = _container(app)
+    try:
+        box.start()
+
+        def up() -> bool:
+            box.reload()
+            if box.status in ("exited", "dead"):
+                raise RehearsalError(f"the app container {box.name} exited with code "
+                                     f"{box.attrs['State'].get('ExitCode')} at start:\n{_container_logs(box)}",
+                                     hint=f"docker logs {box.name}")
+            return app_answers(app["health_url"], app.get("ca_file"))
+
+        if not wait_until(up, timeout, pause=0.2):
+            tail = _container_logs(box)
+            box.stop(timeout=CONTAINER_STOP_S)
+            raise RehearsalError(f"the app container {box.name} did not answer {app['health_url']} within "
+                                 f"{timeout:.0f}s:\n{tail}", hint=f"docker logs {box.name}")
+        import psutil
+
+        app["pid"] = box.attrs["State"]["Pid"]
+        app["create_time"] = psutil.Process(app["pid"]).create_time()
+    finally:
+        client.close()
+
+
 def stop_app(stack_dir: Path, *, timeout: float = 10.0) -> str:
-    """Stop the app pid recorded in the state file (SIGTERM to its group, then SIGKILL)."""
+    """Stop the app pid recorded in the state file (SIGTERM to its group, then SIGKILL), or its container."""
     state = read_state(stack_dir)
     app = state.get("app") or {}
+    if app.get("container"):
+        said = _stop_container(app)
+        app["pid"] = app["create_time"] = None
+        write_state(stack_dir, state)
+        return said
     proc = _process_if_same(app.get("pid"), app.get("create_time"))
     if proc is None:
         return "app was not running"
@@ -145,14 +221,21 @@ def stop_app(stack_dir: Path, *, timeout: float = 10.0) -> str:
     return f"app stopped (pid {pid})"
 
 
-def start_app(stack_dir: Path, *, timeout: float = 60.0) -> ManagedProcess:
-    """Start the app as recorded in the state file and wait until /health answers; records the new pid."""
+def start_app(stack_dir: Path, *, timeout: float = 60.0) -> ManagedProcess | None:
+    """Start the app as recorded in the state file and wait until /health answers; records the new pid.
+    Returns the process we started (``None`` for a container: Docker is its parent)."""
     state = read_state(stack_dir)
     app = state.get("app")
     if not app:
         raise RehearsalError(f"the stack at {stack_dir} has no app recorded", hint="it was built without services")
     if _process_if_same(app.get("pid"), app.get("create_time")) is not None:
         raise RehearsalError(f"the app is already running (pid {app['pid']})", hint="use restart")
+    if app.get("container"):
+        try:
+            _start_container(app, timeout)
+        finally:
+            write_state(stack_dir, state)  # the new pid, or none
+        return None
     proc = ManagedProcess("app", app["argv"], cwd=Path(app["cwd"]) if app.get("cwd") else None,
                           env=app.get("env"), log_path=Path(app["log_path"]))
     health_url, ca_file = app["health_url"], app.get("ca_file")
@@ -173,8 +256,14 @@ def restart_app(stack_dir: Path, *, timeout: float = 60.0) -> str:
     """Stop then start the app; the evidence line says how long it took."""
     started = time.monotonic()
     stopped = stop_app(stack_dir)
-    proc = start_app(stack_dir, timeout=timeout)
-    return f"{stopped}; app started (pid {proc.pid}), /health answered after {time.monotonic() - started:.1f}s"
+    start_app(stack_dir, timeout=timeout)
+    return (f"{stopped}; {_started(stack_dir)}, /health answered after {time.monotonic() - started:.1f}s")
+
+
+def _started(stack_dir: Path) -> str:
+    app = read_state(stack_dir).get("app") or {}
+    where = f" in container {app.get('container_name')}" if app.get("container") else ""
+    return f"app started{where} (pid {app.get('pid')})"
 
 
 #: Stop order and signal per part (PostgreSQL: SIGINT is its fast shutdown; SIGTERM would wait for clients).
@@ -239,8 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "stop-all":
             print(stop_all(args.stack_dir))
         elif args.command == "start":
-            proc = start_app(args.stack_dir, timeout=args.timeout)
-            print(f"app started (pid {proc.pid})")
+            start_app(args.stack_dir, timeout=args.timeout)
+            print(_started(args.stack_dir))
         else:
             print(_status(args.stack_dir))
     except RehearsalError as exc:

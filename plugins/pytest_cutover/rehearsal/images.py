@@ -34,15 +34,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_cutover.redact import redact
 from pytest_cutover.rehearsal.errors import RehearsalError
 
-__all__ = ["BASE_PACKAGES", "INPUTS_LABEL", "LOCAL_IMAGES", "BuiltImage", "build_local_images", "local_image_status",
-           "missing_storage_imports", "storage_distributions"]
+__all__ = ["APP_REQUIREMENTS", "BASE_PACKAGES", "INPUTS_LABEL", "LOCAL_IMAGES", "BuiltImage", "build_local_images",
+           "distributions", "local_image_status", "missing_app_imports", "missing_storage_imports", "prune_replaced",
+           "remove_failed_build", "replaced_image_verdict", "storage_distributions"]
 
 #: Tags of the local set (``pytest-cutover/...``: never confused with an official image).
 LOCAL_IMAGES: dict[str, str] = {
@@ -50,6 +51,7 @@ LOCAL_IMAGES: dict[str, str] = {
     "postgres": "pytest-cutover/postgres:18-pgvector",
     "pgbouncer": "pytest-cutover/pgbouncer:bookworm",
     "storage": "pytest-cutover/storage:local",
+    "app": "pytest-cutover/app:local",
 }
 INPUTS_LABEL = "org.pytest-cutover.inputs"
 DEBIAN_SUITE = "bookworm"
@@ -62,6 +64,11 @@ IMAGE_PYTHON = (3, 11)
 STORAGE_REQUIREMENTS = ("starlette", "uvicorn", "asyncpg", "PyJWT")
 #: The project's files the storage service needs (relative to the package root).
 STORAGE_SOURCES = ("__init__.py", "stages.py", "util/*.py", "rehearsal/__init__.py", "rehearsal/storage/*.py")
+#: The reference app's runtime requirements: ``app_template/requirements.txt`` without its test runner.
+APP_REQUIREMENTS = ("fastapi", "uvicorn", "sqlalchemy[asyncio]", "asyncpg", "pgvector", "qdrant-client", "httpx")
+APP_TEMPLATE = Path(__file__).resolve().parent / "app_template"
+#: Where the app image holds the reference app (its working directory).
+APP_DIR = "/opt/app"
 DEBOOTSTRAP_TIMEOUT = 900.0
 BUILD_TIMEOUT = 600.0
 PKG_ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +133,20 @@ EXPOSE 5000
 ENTRYPOINT ["python3", "-m", "pytest_cutover.rehearsal.storage"]
 """
 
+#: The reference app: the template's code and the host's wheels of its requirements; uvicorn is the entrypoint,
+#: the stack gives its arguments.  No USER: the stack runs it as the user that owns the stack folder (it reads
+#: the 0600 .env there).  The build imports the app (with a DATABASE_URL that is never connected to), so an
+#: image whose app cannot start is refused here, not on the night.
+APP_DOCKERFILE = """FROM {base}
+COPY site/ /usr/local/lib/python3.11/dist-packages/
+COPY app/ """ + APP_DIR + """/app/
+WORKDIR """ + APP_DIR + """
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN DATABASE_URL=postgresql+asyncpg://build@127.0.0.1:1/build APP_ENV_FILE=/nonexistent python3 -c "import app.main"
+ENTRYPOINT ["python3", "-m", "uvicorn"]
+CMD ["app.main:app", "--host", "127.0.0.1", "--port", "8000"]
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class BuiltImage:
@@ -165,28 +186,41 @@ def _storage_sources() -> list[Path]:
     return files
 
 
-def storage_distributions(roots: Iterable[str] = STORAGE_REQUIREMENTS) -> list[metadata.Distribution]:
-    """The installed distributions the storage service needs: ``roots`` and what they require (no extras)."""
+def _app_sources() -> list[Path]:
+    return sorted(p for p in _tree(APP_TEMPLATE / "app") if p.suffix == ".py")
+
+
+def distributions(roots: Iterable[str], image: str = "storage") -> list[metadata.Distribution]:
+    """The installed distributions ``roots`` (requirement strings: ``sqlalchemy[asyncio]``) need: each, what it
+    requires, and what the extras asked for require; the ``image`` that copies them is named when one is absent."""
     from packaging.requirements import Requirement
 
     seen: dict[str, metadata.Distribution] = {}
-    todo = list(roots)
+    extras_done: set[tuple[str, str]] = set()
+    todo = [Requirement(root) for root in roots]
     while todo:
-        name = todo.pop()
-        key = name.lower().replace("_", "-")
-        if key in seen:
+        req = todo.pop()
+        key = req.name.lower().replace("_", "-")
+        wanted = {"", *req.extras} - {e for k, e in extras_done if k == key}
+        if key in seen and not wanted:
             continue
         try:
-            dist = metadata.distribution(name)
+            dist = seen.get(key) or metadata.distribution(req.name)
         except metadata.PackageNotFoundError:
-            raise RehearsalError(f"images: {name} is not installed; the storage image copies it from this machine",
-                                 hint="pip install 'pytest-cutover[rehearsal]'") from None
+            raise RehearsalError(f"images: {req.name} is not installed; the {image} image copies it from this "
+                                 "machine", hint="pip install 'pytest-cutover[rehearsal]'") from None
         seen[key] = dist
+        extras_done.update((key, extra) for extra in wanted)
         for spec in dist.requires or []:
-            req = Requirement(spec)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
+            sub = Requirement(spec)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": extra}) for extra in wanted):
+                todo.append(sub)
     return sorted(seen.values(), key=lambda d: d.metadata["Name"].lower())
+
+
+def storage_distributions(roots: Iterable[str] = STORAGE_REQUIREMENTS) -> list[metadata.Distribution]:
+    """The installed distributions the storage service needs: ``roots`` and what they require."""
+    return distributions(roots, "storage")
 
 
 def _imported_modules(files: Iterable[Path]) -> set[str]:
@@ -203,17 +237,29 @@ def _imported_modules(files: Iterable[Path]) -> set[str]:
     return names
 
 
+def _missing_imports(files: Iterable[Path], dists: Iterable[metadata.Distribution], own: str) -> set[str]:
+    """Modules ``files`` import that neither the standard library, the code's own package ``own``, nor
+    ``dists`` provide."""
+    provided: set[str] = set()
+    names = {d.metadata["Name"].lower() for d in dists}
+    for module, owners in metadata.packages_distributions().items():
+        if any(owner.lower() in names for owner in owners):
+            provided.add(module)
+    return {m for m in _imported_modules(files) if m not in sys.stdlib_module_names and m != own
+            and m not in provided}
+
+
 def missing_storage_imports(roots: Iterable[str] = STORAGE_REQUIREMENTS) -> set[str]:
     """Modules the storage service imports that neither the standard library, the project, nor the
     distributions copied into the storage image (``roots`` and their requirements) provide."""
-    provided: set[str] = set()
-    dists = {d.metadata["Name"].lower() for d in storage_distributions(roots)}
-    for module, owners in metadata.packages_distributions().items():
-        if any(owner.lower() in dists for owner in owners):
-            provided.add(module)
-    wanted = _imported_modules(p for p in _storage_sources() if "/rehearsal/storage/" in p.as_posix()
-                               or p.name in ("jwt.py", "storage_key.py"))
-    return {m for m in wanted if m not in sys.stdlib_module_names and m != "pytest_cutover" and m not in provided}
+    files = [p for p in _storage_sources() if "/rehearsal/storage/" in p.as_posix()
+             or p.name in ("jwt.py", "storage_key.py")]
+    return _missing_imports(files, storage_distributions(roots), "pytest_cutover")
+
+
+def missing_app_imports(roots: Iterable[str] = APP_REQUIREMENTS) -> set[str]:
+    """Modules the reference app imports that the app image would not have (as :func:`missing_storage_imports`)."""
+    return _missing_imports(_app_sources(), distributions(roots, "app"), "app")
 
 
 def _inputs(name: str, base_hash: str) -> str:
@@ -231,6 +277,11 @@ def _inputs(name: str, base_hash: str) -> str:
         digest.update(STORAGE_DOCKERFILE.encode())
         _hash_files(digest, PKG_ROOT, _storage_sources())
         for dist in storage_distributions():
+            digest.update(f"{dist.metadata['Name']}=={dist.version}\0".encode())
+    elif name == "app":
+        digest.update(APP_DOCKERFILE.encode())
+        _hash_files(digest, APP_TEMPLATE, _app_sources())
+        for dist in distributions(APP_REQUIREMENTS, "app"):
             digest.update(f"{dist.metadata['Name']}=={dist.version}\0".encode())
     return digest.hexdigest()[:32]
 
@@ -306,6 +357,26 @@ def _build_base(client: Any, tag: str, inputs: str) -> None:
         raise RehearsalError(f"images: docker import did not produce {tag}", hint="check `docker images`")
 
 
+def _require_image_python(name: str) -> None:
+    if sys.version_info[:2] != IMAGE_PYTHON:
+        raise RehearsalError(f"images: the {name} image copies this machine's wheels into Debian's Python "
+                             f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}, but this is Python "
+                             f"{sys.version_info[0]}.{sys.version_info[1]}",
+                             hint="build the local images with Python 3.11")
+
+
+def _copy_site(site: Path, dists: Iterable[metadata.Distribution]) -> None:
+    """Copy the installed files of ``dists`` (as laid out in site-packages) under ``site``."""
+    for dist in dists:
+        for rel in dist.files or []:
+            src = Path(dist.locate_file(rel))
+            if ".." in Path(rel).parts or not src.is_file() or "__pycache__" in Path(rel).parts:
+                continue  # console scripts outside site-packages, byte code
+            dest = site / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+
+
 def _fill_context(name: str, ctx: Path, base: str) -> None:
     if name == "postgres":
         package, libs = _wheel_dirs()
@@ -316,29 +387,29 @@ def _fill_context(name: str, ctx: Path, base: str) -> None:
     elif name == "pgbouncer":
         dockerfile = PGBOUNCER_DOCKERFILE
     elif name == "storage":
-        if sys.version_info[:2] != IMAGE_PYTHON:
-            raise RehearsalError(f"images: the storage image copies this machine's wheels into Debian's Python "
-                                 f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}, but this is Python "
-                                 f"{sys.version_info[0]}.{sys.version_info[1]}",
-                                 hint="build the local images with Python 3.11")
+        _require_image_python(name)
         missing = missing_storage_imports()
         if missing:
             raise RehearsalError(f"images: the storage service imports {', '.join(sorted(missing))}, which the "
                                  "storage image would not have", hint="add its distribution to STORAGE_REQUIREMENTS")
-        site = ctx / "site"
-        for dist in storage_distributions():
-            for rel in dist.files or []:
-                src = Path(dist.locate_file(rel))
-                if ".." in Path(rel).parts or not src.is_file() or "__pycache__" in Path(rel).parts:
-                    continue  # console scripts outside site-packages, byte code
-                dest = site / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest)
+        _copy_site(ctx / "site", storage_distributions())
         for src in _storage_sources():
             dest = ctx / "project" / "pytest_cutover" / src.relative_to(PKG_ROOT)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
         dockerfile = STORAGE_DOCKERFILE
+    elif name == "app":
+        _require_image_python(name)
+        missing = missing_app_imports()
+        if missing:
+            raise RehearsalError(f"images: the reference app imports {', '.join(sorted(missing))}, which the app "
+                                 "image would not have", hint="add its distribution to APP_REQUIREMENTS")
+        _copy_site(ctx / "site", distributions(APP_REQUIREMENTS, "app"))
+        for src in _app_sources():
+            dest = ctx / src.relative_to(APP_TEMPLATE)  # ctx/app/...
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+        dockerfile = APP_DOCKERFILE
     else:
         raise RehearsalError(f"images: no recipe for {name}", hint="known: " + ", ".join(LOCAL_IMAGES))
     (ctx / "Dockerfile").write_text(dockerfile.format(base=base), encoding="utf-8")
@@ -353,15 +424,113 @@ def _build_one(client: Any, name: str, tag: str, inputs: str, base: str) -> None
             client.images.build(path=str(ctx), tag=tag, labels={INPUTS_LABEL: inputs}, rm=True, forcerm=True,
                                 pull=False, network_mode="none", timeout=int(BUILD_TIMEOUT))
         except docker.errors.BuildError as exc:
-            log = "".join(str(chunk.get("stream", "")) for chunk in exc.build_log)[-2000:]
-            raise RehearsalError(f"images: building {tag} failed: {exc.msg}\n{redact(log)}",
+            log = "".join(str(chunk.get("stream", "")) for chunk in exc.build_log)
+            cleaned = remove_failed_build(client, log)
+            raise RehearsalError(f"images: building {tag} failed: {exc.msg}\n{redact(log[-2000:])}"
+                                 + (f"\n{cleaned}" if cleaned else ""),
                                  hint="the Dockerfile is in rehearsal/images.py") from None
 
 
+def remove_failed_build(client: Any, log: str) -> str | None:
+    """Remove the image the last successful step of a failed build left (untagged, ``<none>``) and the new
+    untagged layers under it, unless it is tagged (the ``FROM`` image) or a container uses it; what was done."""
+    import re
+
+    import docker.errors
+
+    steps = re.findall(r"^ ---> ([0-9a-f]{12})$", log, flags=re.MULTILINE)
+    if not steps:
+        return None
+    last = steps[-1]
+    try:
+        image = client.images.get(last)
+    except docker.errors.ImageNotFound:
+        return None
+    users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == image.id]
+    if replaced_image_verdict(image.id, "", old_tags=image.tags, users=users) is not None:
+        return None
+    try:
+        client.images.remove(image.id)
+    except docker.errors.APIError as exc:  # a cached layer another image is built on: docker keeps it
+        return f"images: kept the failed build's last image {last} ({redact(str(exc)).splitlines()[0][:120]})"
+    return f"images: removed the failed build's last image {last} (untagged, no container uses it)"
+
+
+NOTHING_REPLACED = "nothing replaced"
+
+
+def replaced_image_verdict(old_id: str | None, new_id: str, *, old_tags: Sequence[str],
+                           users: Sequence[str]) -> str | None:
+    """Why the image a rebuild replaced must stay (``None``: remove it).
+
+    Nothing was replaced when there was no old image or the build gave the same id; an image still tagged
+    under another name, or that a container (running or not) was created from, is kept.
+    """
+    if not old_id or old_id == new_id:
+        return NOTHING_REPLACED
+    if old_tags:
+        return f"still tagged {', '.join(old_tags)}"
+    if users:
+        return f"used by container(s) {', '.join(users)}"
+    return None
+
+
+def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Callable[[str], None]) -> list[str]:
+    """Remove the images the rebuilds of ``(tag, old image id)`` replaced, unless one must stay; a line each.
+
+    Children before parents (the order is reversed): the old base is the parent of the old images built on
+    it, and goes with the last of them.  Returns the ids removed (or found gone).
+    """
+    import docker.errors
+
+    removed: list[str] = []
+    for tag, old_id in reversed(replaced):
+        short = old_id.removeprefix("sha256:")[:12]
+        try:
+            new_id = client.images.get(tag).id
+        except docker.errors.ImageNotFound:
+            continue
+        try:
+            old = client.images.get(old_id)
+        except docker.errors.ImageNotFound:
+            if old_id != new_id:  # docker removes an untagged parent with its last child (the old base)
+                removed.append(old_id)
+                echo(f"images: the image {short} that {tag} replaced is gone too (removed with the last image "
+                     "built on it)")
+            continue
+        users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == old_id]
+        why = replaced_image_verdict(old_id, new_id, old_tags=old.tags, users=users)
+        if why == NOTHING_REPLACED:
+            continue
+        if why is not None:
+            echo(f"images: kept the image {short} that {tag} replaced ({why})")
+            continue
+        try:
+            client.images.remove(old_id)
+        except docker.errors.APIError as exc:
+            echo(f"images: could not remove the image {short} that {tag} replaced: "
+                 f"{redact(str(exc)).splitlines()[0][:160]}")
+            continue
+        removed.append(old_id)
+        echo(f"images: removed the image {short} that {tag} replaced (untagged, no container uses it)")
+    return removed
+
+
+def _image_id(client: Any, tag: str) -> str | None:
+    import docker.errors
+
+    try:
+        return client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
 def build_local_images(*, force: bool = False, echo: Callable[[str], None] = print) -> list[BuiltImage]:
-    """Build (or find up to date) every image of :data:`LOCAL_IMAGES`; one line per image through ``echo``."""
+    """Build (or find up to date) every image of :data:`LOCAL_IMAGES`; one line per image through ``echo``;
+    then remove the images the rebuilds replaced (:func:`prune_replaced`), so no ``<none>`` image piles up."""
     client = _client()
     results: list[BuiltImage] = []
+    replaced: list[tuple[str, str]] = []
     try:
         base_hash = ""
         for name, tag in LOCAL_IMAGES.items():
@@ -371,6 +540,9 @@ def build_local_images(*, force: bool = False, echo: Callable[[str], None] = pri
             built = force or current != inputs
             if built:
                 echo(f"images: building {tag} ({'forced' if force else 'inputs changed' if current else 'absent'})")
+                old_id = _image_id(client, tag)
+                if old_id:
+                    replaced.append((tag, old_id))
                 if name == "base":
                     _build_base(client, tag, inputs)
                 else:
@@ -381,6 +553,7 @@ def build_local_images(*, force: bool = False, echo: Callable[[str], None] = pri
             state = f"built in {result.seconds:.1f}s" if built else "up to date"
             echo(f"images: {tag} {state} (inputs {inputs})")
             results.append(result)
+        prune_replaced(client, replaced, echo)
     finally:
         client.close()
     return results

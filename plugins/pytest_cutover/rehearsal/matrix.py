@@ -32,8 +32,8 @@ from pytest_cutover.rehearsal.errors import RehearsalError
 from pytest_cutover.rehearsal.suite import operator_dir, stages_until, suite_args
 from pytest_cutover.stages import STAGES
 
-__all__ = ["MatrixRow", "SharedStack", "fresh_row", "in_matrix_order", "matrix_kind", "matrix_row", "read_report",
-           "run_matrix", "stack_state"]
+__all__ = ["MatrixRow", "SharedStack", "fresh_row", "in_matrix_order", "matrix_kind", "matrix_row", "matrix_stack",
+           "read_report", "run_matrix", "stack_state"]
 
 Kind = Literal["shared-precutover", "shared-monitor", "fresh"]
 #: Deadline of one suite run in the matrix (a hung stage must not hang the matrix).
@@ -273,12 +273,28 @@ def in_matrix_order(faults: Sequence[catalog.Fault]) -> list[catalog.Fault]:
     return sorted(faults, key=lambda f: order[matrix_kind(f)])
 
 
-def run_matrix(names: Sequence[str], *, reports_dir: Path | None, monitor_window: float,
-               echo: Callable[[str], None]) -> int:
-    """Rehearse each fault; print the table; exit 0 only if every fault failed its guarding stage."""
-    from pytest_cutover.rehearsal.stack import EmbeddedStack
+def matrix_stack(stack: str, images: str, echo: Callable[[str], None]) -> tuple[str, dict[str, str]]:
+    """The image set the matrix's stacks run (``stack`` containers: resolved once here, so the fresh rows do
+    not each try a pull that fails) and the faults that stack refuses (name -> why)."""
+    if stack != "containers":
+        return images, {}
+    from pytest_cutover.rehearsal.containers import require_docker, resolve_images, unsupported_faults
 
+    require_docker()
+    resolved = resolve_images(images, echo).name
+    return resolved, unsupported_faults(resolved)
+
+
+def run_matrix(names: Sequence[str], *, reports_dir: Path | None, monitor_window: float,
+               echo: Callable[[str], None], stack: str = "embedded", images: str = "official") -> int:
+    """Rehearse each fault on ``stack`` (``images``: the containers' image set); print the table; exit 0 only if
+    every fault rehearsed failed its guarding stage.  A fault the stack refuses is listed as not run."""
+    from pytest_cutover.rehearsal.backends import get_stack_class, rehearse_args, stack_options
+
+    images, refused = matrix_stack(stack, images, echo)
     faults = in_matrix_order(catalog.validate_faults(names) if names else catalog.list_faults())
+    not_run = [f for f in faults if f.name in refused]
+    faults = [f for f in faults if f.name not in refused]
     base = (reports_dir or Path(os.environ.get("CUTOVER_REPORTS_DIR") or "reports")).resolve()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     rows: list[MatrixRow] = []
@@ -290,18 +306,24 @@ def run_matrix(names: Sequence[str], *, reports_dir: Path | None, monitor_window
         echo(f"{row.fault:<22} {row.guard:<11} {row.failed or '-':<11} {row.seconds:>6.1f}s {row.message}{mark}")
 
     echo(f"{'fault':<22} {'guard':<11} {'failed':<11} {'time':>7} message")
+    for fault in not_run:
+        echo(f"{fault.name:<22} {fault.stage:<11} {'not run':<11} {'':>7} the {stack} stack with the {images} images "
+             f"refuses it: {refused[fault.name]}")
     shared = [f for f in faults if matrix_kind(f) != "fresh"]
     if shared:
-        with EmbeddedStack(None, run_id=f"matrix-{stamp}", monitor_window_s=monitor_window,
-                           monitor_interval_s=max(0.5, monitor_window / 8)) as stack:
-            matrix = SharedStack(stack, base, monitor_window_s=monitor_window, stamp=stamp)
+        with get_stack_class(stack)(None, run_id=f"matrix-{stamp}", monitor_window_s=monitor_window,
+                                    monitor_interval_s=max(0.5, monitor_window / 8),
+                                    **stack_options(stack, images, echo)) as built:
+            matrix = SharedStack(built, base, monitor_window_s=monitor_window, stamp=stamp)
             for fault in shared:
                 add(matrix.row(fault.name))
     for fault in faults:
         if matrix_kind(fault) == "fresh":
-            add(fresh_row(fault.name, base, monitor_window_s=monitor_window, stamp=stamp))
+            add(fresh_row(fault.name, base, monitor_window_s=monitor_window, stamp=stamp,
+                          stack_args=rehearse_args(stack, images)))
     missed = [r.fault for r in rows if not r.caught]
-    echo(f"{len(rows) - len(missed)} of {len(rows)} faults failed the stage that guards them"
-         + (f"; not caught: {', '.join(missed)}" if missed else ""))
+    echo(f"{len(rows) - len(missed)} of {len(rows)} faults failed the stage that guards them on the {stack} stack"
+         + (f"; not caught: {', '.join(missed)}" if missed else "")
+         + (f"; not run (refused by the stack): {', '.join(f.name for f in not_run)}" if not_run else ""))
     (base / f"fault-matrix-{stamp}.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))
     return 1 if missed else 0

@@ -35,6 +35,7 @@ __all__ = [
     "http_ready",
     "prepare_app_checkout",
     "storage_process",
+    "uvicorn_args",
     "write_env",
 ]
 
@@ -168,6 +169,12 @@ def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def uvicorn_args(port: int, *, certfile: Path, keyfile: Path, host: str = "127.0.0.1") -> list[str]:
+    """uvicorn's arguments for the reference app over HTTPS (a process from the checkout or the app image)."""
+    return ["app.main:app", "--host", host, "--port", str(port), "--ssl-certfile", str(certfile),
+            "--ssl-keyfile", str(keyfile), "--no-access-log", "--timeout-graceful-shutdown", "5"]
+
+
 def app_process(checkout: Path, port: int, *, certfile: Path, keyfile: Path, log_path: Path,
                 ca_file: Path | None = None, host: str = "127.0.0.1") -> ServiceProcess:
     """uvicorn serving ``app.main:app`` FROM ``checkout`` over HTTPS on ``host:port`` (not started yet).
@@ -176,9 +183,7 @@ def app_process(checkout: Path, port: int, *, certfile: Path, keyfile: Path, log
     keys, so editing the .env and restarting is what changes the app (as in production).
     """
     checkout = Path(checkout).resolve()
-    argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", host, "--port", str(port),
-            "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), "--no-access-log",
-            "--timeout-graceful-shutdown", "5"]
+    argv = [sys.executable, "-m", "uvicorn", *uvicorn_args(port, certfile=certfile, keyfile=keyfile, host=host)]
     return ServiceProcess("app", argv, cwd=checkout, env=_child_env(), log_path=Path(log_path),
                           ready_url=f"https://{host}:{port}/health", ca_file=ca_file)
 

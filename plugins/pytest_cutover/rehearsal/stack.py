@@ -583,17 +583,24 @@ class StackBase(abc.ABC):
                                     config_path=str(self.workdir / CONFIG_NAME))
         self.app_dir = services.prepare_app_checkout(self.workdir / "backend", env, {PLAN_PATH: plan})
         self.env_file = self.app_dir / ".env"
-        template = services.app_process(self.app_dir, self._api_port, certfile=self.api_cert.cert_path,
-                                        keyfile=self.api_cert.key_path, log_path=self._dir("logs") / "app.out")
         health_url = f"https://127.0.0.1:{self._api_port}/health"
-        state = {"app": {"argv": template.argv, "cwd": str(template.cwd or self.app_dir),
-                         "env": template.env, "log_path": str(template.log_path), "health_url": health_url,
+        state = {"app": {**self.app_launch(self._api_port), "health_url": health_url,
                          "ca_file": str(self.ca.cert_path), "pid": None, "create_time": None},
                  "pids": {}, "stack_pid": os.getpid()}
         ctl.write_state(self.workdir, state)
         self._parts.append(_Part("app", self._stop_app))
         self.app = ctl.start_app(self.workdir, timeout=self.part_timeout)
         self._ports.append(self._api_port)
+
+    def app_launch(self, port: int) -> dict[str, Any]:
+        """How ``rehearsal.ctl`` starts the app on ``port`` (its record in stack-state.json): uvicorn from the
+        checkout, as a process.  The containers stack may run it in a container instead."""
+        assert self.app_dir is not None
+        template = self._services().app_process(self.app_dir, port, certfile=self.api_cert.cert_path,
+                                                 keyfile=self.api_cert.key_path,
+                                                 log_path=self._dir("logs") / "app.out")
+        return {"argv": template.argv, "cwd": str(template.cwd or self.app_dir), "env": template.env,
+                "log_path": str(template.log_path)}
 
     def _record_pids(self) -> None:
         """Every part's pid and start time in stack-state.json, so ``ctl stop-all`` can clean up after an

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,19 @@ def docker_objects() -> dict[str, list[str]]:
     return out
 
 
+def labelled_owners(run: str) -> dict[str, list[str]]:
+    """The owner pid label of every container and network labelled with run id ``run``."""
+    from pytest_cutover.rehearsal.sweep import OWNER_PID_LABEL, RUN_LABEL
+
+    out = {}
+    for kind, argv in {"containers": ["ps", "-a"], "networks": ["network", "ls"]}.items():
+        done = subprocess.run(["docker", *argv, "--filter", f"label={RUN_LABEL}={run}", "--format",
+                               f'{{{{.Label "{OWNER_PID_LABEL}"}}}}'], capture_output=True, text=True, timeout=30,
+                              check=True)
+        out[kind] = done.stdout.split()
+    return out
+
+
 @pytest.fixture
 def no_leak() -> Iterator[None]:
     """The engine has exactly the same containers, networks and volumes after the test as before it."""
@@ -64,10 +78,42 @@ def _rehearse(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
 
 
+class AppContainerWatch(threading.Thread):
+    """Polls the engine while a rehearsal runs for its app container (by the run and part labels): what image
+    and network it runs, and each start (``State.StartedAt``): a restart by the switch is a second start."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__(daemon=True)
+        from pytest_cutover.rehearsal.sweep import PART_LABEL, RUN_LABEL
+
+        self.filters = {"label": [f"{RUN_LABEL}={run}", f"{PART_LABEL}=app"]}
+        self.starts: set[str] = set()
+        self.seen: set[tuple[str, str, str]] = set()  # (name, image, network mode)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        import docker
+
+        client = docker.from_env(version="auto", timeout=30)
+        try:
+            while not self.done.wait(0.5):
+                for box in client.containers.list(filters=self.filters):  # running ones, inspected
+                    self.starts.add(box.attrs["State"]["StartedAt"])
+                    self.seen.add((box.name, box.attrs["Config"]["Image"], box.attrs["HostConfig"]["NetworkMode"]))
+        finally:
+            client.close()
+
+
 def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path, record_property: Any) -> None:
     reports, run = tmp_path / "reports", "containers-success"
     started = time.monotonic()
-    done = _rehearse("--run", run, "--reports-dir", str(reports), "--monitor-window", str(MONITOR_WINDOW_S))
+    watch = AppContainerWatch(run)
+    watch.start()
+    try:
+        done = _rehearse("--run", run, "--reports-dir", str(reports), "--monitor-window", str(MONITOR_WINDOW_S))
+    finally:
+        watch.done.set()
+        watch.join(timeout=30)
     out = done.stdout + done.stderr
     assert "building the containers stack" in done.stdout, out[-4000:]
     assert done.returncode == 0, out[-6000:]
@@ -80,8 +126,17 @@ def test_containers_rehearsal_reaches_success(no_leak: None, tmp_path: Path, rec
         assert "pytest-cutover/postgres:18-pgvector" in stack
         qdrant = report["environment"]["versions"]["qdrant"]
         assert qdrant["version"].startswith("local mode") and "no Qdrant server image" in qdrant["version"]
-    record_property(EVIDENCE, f"rehearsal {report['status']} on {stack} in {time.monotonic() - started:.0f} s, "
-                              "no container, network or volume left")
+        # The app ran in a container of the app image, on the host network, and the switch restarted that
+        # container (a second start) -- the restart whose database check saw the app on the target.
+        assert {(image, network) for _, image, network in watch.seen} == {("pytest-cutover/app:local", "host")}, \
+            watch.seen
+        assert len(watch.starts) >= 2, f"the app container was never restarted: {watch.starts}"
+        app = report["figures"]["versions"]["app"]
+        assert app.startswith(f"container {next(iter(watch.seen))[0]} (pytest-cutover/app:local"), app
+    record_property(EVIDENCE, f"rehearsal {report['status']} on {stack} in {time.monotonic() - started:.0f} s"
+                              + (f", the app in container {next(iter(watch.seen))[0]} (started {len(watch.starts)}"
+                                 " times: the switch restarted it)" if watch.seen else "")
+                              + ", no container, network or volume left")
 
 
 @pytest.mark.parametrize("fault", FRESH_FAULTS)
@@ -114,6 +169,10 @@ def test_ctrl_c_during_the_suite_tears_the_containers_down(no_leak: None, tmp_pa
             if "stage 1/6 precutover" in line or time.monotonic() > deadline:
                 break
         assert any("stage 1/6 precutover" in line for line in seen), "".join(seen)[-3000:]
+        owners = labelled_owners("ctrl-c")
+        # every object of the running stack names its run and owner process (what a later sweep reads)
+        assert owners["containers"] and owners["networks"], owners
+        assert set(owners["containers"] + owners["networks"]) == {str(proc.pid)}, owners
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=180)
     finally:
