@@ -377,6 +377,21 @@ def _copy_site(site: Path, dists: Iterable[metadata.Distribution]) -> None:
             shutil.copy2(src, dest)
 
 
+def _python_context(name: str, ctx: Path, what: str, requirements: str, missing_imports: Callable[[], Any],
+                    dists: Callable[[], Any], files: Iterable[tuple[Path, Path]]) -> None:
+    """A Python service's build context: the image's Python checked, then what the service imports, then the
+    host's distributions copied into ``site/`` and its sources to their places."""
+    _require_image_python(name)
+    missing = missing_imports()
+    if missing:
+        raise RehearsalError(f"images: {what} imports {', '.join(sorted(missing))}, which the {name} image would "
+                             "not have", hint=f"add its distribution to {requirements}")
+    _copy_site(ctx / "site", dists())
+    for src, dest in files:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+
+
 def _fill_context(name: str, ctx: Path, base: str) -> None:
     if name == "postgres":
         package, libs = _wheel_dirs()
@@ -387,28 +402,14 @@ def _fill_context(name: str, ctx: Path, base: str) -> None:
     elif name == "pgbouncer":
         dockerfile = PGBOUNCER_DOCKERFILE
     elif name == "storage":
-        _require_image_python(name)
-        missing = missing_storage_imports()
-        if missing:
-            raise RehearsalError(f"images: the storage service imports {', '.join(sorted(missing))}, which the "
-                                 "storage image would not have", hint="add its distribution to STORAGE_REQUIREMENTS")
-        _copy_site(ctx / "site", storage_distributions())
-        for src in _storage_sources():
-            dest = ctx / "project" / "pytest_cutover" / src.relative_to(PKG_ROOT)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest)
+        _python_context(name, ctx, "the storage service", "STORAGE_REQUIREMENTS", missing_storage_imports,
+                        storage_distributions, ((src, ctx / "project" / "pytest_cutover" / src.relative_to(PKG_ROOT))
+                                                for src in _storage_sources()))
         dockerfile = STORAGE_DOCKERFILE
     elif name == "app":
-        _require_image_python(name)
-        missing = missing_app_imports()
-        if missing:
-            raise RehearsalError(f"images: the reference app imports {', '.join(sorted(missing))}, which the app "
-                                 "image would not have", hint="add its distribution to APP_REQUIREMENTS")
-        _copy_site(ctx / "site", distributions(APP_REQUIREMENTS, "app"))
-        for src in _app_sources():
-            dest = ctx / src.relative_to(APP_TEMPLATE)  # ctx/app/...
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest)
+        _python_context(name, ctx, "the reference app", "APP_REQUIREMENTS", missing_app_imports,
+                        lambda: distributions(APP_REQUIREMENTS, "app"),
+                        ((src, ctx / src.relative_to(APP_TEMPLATE)) for src in _app_sources()))  # ctx/app/...
         dockerfile = APP_DOCKERFILE
     else:
         raise RehearsalError(f"images: no recipe for {name}", hint="known: " + ", ".join(LOCAL_IMAGES))
