@@ -130,7 +130,7 @@ async def _reset_and_seed(pg: Any, ids: list[str | None], orgs: list[str], *, un
     try:
         await admin.execute("""
             DROP TABLE IF EXISTS public.cutover_migration_checkpoint, public.cutover_migration_seen,
-                public.cutover_vector_staging, public.cutover_blob_checkpoint;
+                public.cutover_vector_staging, public.cutover_blob_checkpoint, public.cutover_migration_pin;
             DROP SCHEMA IF EXISTS cutover CASCADE;
             TRUNCATE memory_fragments, attachments, messages, threads, users, orgs CASCADE""")
         for stmt in ("DROP INDEX IF EXISTS memory_fragments_embedding_hnsw_idx",):

@@ -3,6 +3,13 @@
 A clean rehearsal passes every stage in order and leaves a signed report that follows the report
 contract.  Every fault of the catalog failing exactly the stage that guards it is proven in
 ``tests/unit/fault_matrix``.
+
+The clean rehearsal is also the hostile-password one: a raw ``/`` and ``#`` are put inside every database
+password the stack makes (target, pooler, app and old-database roles; normally ``secrets.token_urlsafe``,
+which has neither).  The stack percent-encodes them in the URLs it writes to the config, as an operator must
+(a raw one in the config stops at load: ``tests/unit/core/test_redaction_fuzz.py``), the run still reaches
+SUCCESS, and no piece of any password reaches the terminal or the reports.  One rehearsal proves both: a
+password the URL grammar reserves is the harder case of the same clean path.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.core.test_redaction_fuzz import forms
+
 # One worker under xdist (--dist loadgroup): the clean rehearsal behind the module fixture then runs once.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("rehearsal-e2e")]
 
@@ -24,9 +33,34 @@ CHECK_REPORT = ROOT.parent / "shared" / "tools" / "check-report"
 STAGES = ["precutover", "sync", "switch", "smoke", "rls", "monitor"]
 
 
-def rehearse(tmp: Path, run: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+# ``python -c``: the migration's reader processes (spawn) do not re-run this code, they only read Qdrant.
+HOSTILE_PASSWORDS = """
+import json, os, secrets, sys, types
+import pytest_cutover.rehearsal.postgres as pg
+made = []
+def hostile(n=None):
+    base = secrets.token_urlsafe(n)
+    made.append(base[:8] + "/" + base[8:16] + "#" + base[16:])
+    return made[-1]
+pg.secrets = types.SimpleNamespace(token_urlsafe=hostile)
+from pytest_cutover.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(made, fh)
+sys.exit(code)
+"""
+
+
+def rehearse(tmp: Path, run: str, *args: str, timeout: float = 600,
+             passwords_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``cutover rehearse`` in a child process; with ``passwords_file``, every database password of the stack
+    holds a raw ``/`` and ``#``, and the file lists them afterwards."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
-    return subprocess.run([sys.executable, "-m", "pytest_cutover", "rehearse", "--run", run, "--reports-dir",
+    head = ["-m", "pytest_cutover"] if passwords_file is None else ["-c", HOSTILE_PASSWORDS, str(passwords_file)]
+    return subprocess.run([sys.executable, *head, "rehearse", "--run", run, "--reports-dir",
                            str(tmp), "--monitor-window", "6", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -38,7 +72,7 @@ def verdicts(report: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     tmp = tmp_path_factory.mktemp("rehearse")
-    return tmp, rehearse(tmp, "e2e-clean")
+    return tmp, rehearse(tmp, "e2e-clean", passwords_file=tmp / "passwords.json")
 
 
 def test_a_clean_rehearsal_passes_every_stage_in_order(clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -103,6 +137,20 @@ def test_no_password_of_the_stack_reaches_the_reports(clean: tuple[Path, subproc
     for path in files:
         hit = unmasked.search(path.read_text(errors="replace"))
         assert hit is None, f"{path} holds an unmasked DSN: {hit.group(0)[:30]}..."
+
+
+def test_no_piece_of_a_password_with_slash_and_hash_reaches_the_terminal_or_the_reports(
+        clean: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    tmp, done = clean
+    passwords = json.loads((tmp / "passwords.json").read_text())
+    assert passwords and all("/" in p and "#" in p for p in passwords)
+    blobs = {"terminal": (done.stdout + done.stderr).encode()}
+    blobs |= {str(p): p.read_bytes() for p in tmp.rglob("*")  # the whole reports folder, but the list itself
+              if p.is_file() and ".secrets" not in p.parts and p.name != "passwords.json"}
+    assert len(blobs) > 10
+    hits = [(where, len(form)) for pw in passwords for form in forms(pw)
+            for where, blob in blobs.items() if form.encode() in blob]
+    assert not hits, f"{len(hits)} pieces of passwords found, first in {hits[:3]}"
 
 
 def test_a_fired_trigger_rolls_back_for_real_under_auto_rollback(tmp_path: Path) -> None:
