@@ -150,6 +150,7 @@ def seed(work: Path, n: int, pg: Any, qdrant_url: str | None = None) -> tuple[QS
     async def rows() -> None:
         admin = await asyncpg.connect(pg.admin_dsn.get())
         await admin.execute("DROP TABLE IF EXISTS public.cutover_migration_checkpoint, public.cutover_migration_seen,"
+                            " public.cutover_migration_pin,"
                             " public.cutover_vector_staging, public.bench_copy, public.vec2pg_dac_memory;"
                             "DROP INDEX IF EXISTS memory_fragments_embedding_hnsw_idx;"
                             "TRUNCATE memory_fragments, attachments, messages, threads, users, orgs CASCADE")
@@ -173,7 +174,8 @@ async def _reset_embeddings(dsn: str) -> None:
 
     conn = await asyncpg.connect(dsn)
     await conn.execute("UPDATE memory_fragments SET embedding = NULL WHERE embedding IS NOT NULL;"
-                       "DROP TABLE IF EXISTS public.cutover_migration_checkpoint, public.cutover_migration_seen")
+                       "DROP TABLE IF EXISTS public.cutover_migration_checkpoint, public.cutover_migration_seen, "
+                       "public.cutover_migration_pin")
     await conn.execute("VACUUM memory_fragments")
     await conn.close()
 
