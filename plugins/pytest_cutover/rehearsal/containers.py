@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -500,7 +499,8 @@ class ContainerStack(StackBase):
                 raise RehearsalError(f"fault {name} is not supported by the containers stack with the {images} "
                                      f"images: {self._unsupported[name]}", hint="plant it with --stack embedded")
         self.image_set: ImageSet | None = None
-        self.say = say or (lambda line: print(line, file=sys.stderr))
+        if say is not None:
+            self.say = say
         self.containers: dict[str, Any] = {}
         self.qdrant_url: str | None = None
         self._network: Any = None

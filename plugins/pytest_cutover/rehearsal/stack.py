@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,6 +224,8 @@ class StackBase(abc.ABC):
         self._storage_port: int | None = None
         #: The app checkout's commit before any fault: source faults are undone back to it.
         self.app_base_rev: str | None = None
+        #: Where the stack's notices go (what it cleaned up after a killed rehearsal, image fallbacks...).
+        self.say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
 
     # ------------------------------------------------------------------------------------------ public
     def __enter__(self) -> StackBase:
@@ -280,6 +282,9 @@ class StackBase(abc.ABC):
         started = time.monotonic()
         self._install_handlers()
         try:
+            from pytest_cutover.rehearsal.leftovers import sweep_stale_stacks
+
+            sweep_stale_stacks(self.say)  # what a SIGKILLed rehearsal left running; never a live owner's
             self._prepare_workdir()
             self._make_secrets()
             with self.timings.measure("tls"):
@@ -500,6 +505,15 @@ class StackBase(abc.ABC):
             self._own_workdir = True
         # The server's and PgBouncer's system user must traverse the folder (search only, no listing).
         os.chmod(self.workdir, 0o711)
+        from pytest_cutover.rehearsal import ctl
+
+        ctl.write_state(self.workdir, {"app": None, "pids": {}, **self._owner()})  # before any part starts
+
+    def _owner(self) -> dict[str, Any]:
+        """Who owns this stack, for the sweep after a SIGKILL (rehearsal/leftovers.py)."""
+        from pytest_cutover.rehearsal.leftovers import owner_record
+
+        return owner_record(keep=self.keep)
 
     def _make_secrets(self) -> None:
         for name in ("ADMIN_TOKEN", "TEST_TOKEN", "SUPABASE_JWT_SECRET"):
@@ -586,7 +600,7 @@ class StackBase(abc.ABC):
         health_url = f"https://127.0.0.1:{self._api_port}/health"
         state = {"app": {**self.app_launch(self._api_port), "health_url": health_url,
                          "ca_file": str(self.ca.cert_path), "pid": None, "create_time": None},
-                 "pids": {}, "stack_pid": os.getpid()}
+                 "pids": {}, **self._owner()}
         ctl.write_state(self.workdir, state)
         self._parts.append(_Part("app", self._stop_app))
         self.app = ctl.start_app(self.workdir, timeout=self.part_timeout)
@@ -613,7 +627,7 @@ class StackBase(abc.ABC):
         try:
             state = ctl.read_state(self.workdir)
         except RehearsalError:
-            state = {"app": None, "stack_pid": os.getpid()}
+            state = {"app": None, **self._owner()}
         recorded: dict[str, list[Any]] = {}
         for name, pid in self.pids().items():
             if name == "app":

@@ -22,6 +22,8 @@ EXPORTS = {
     "pytest_cutover.rehearsal.stack": ["CONFIG_NAME", "ENV_NAME", "EmbeddedStack", "StackBase", "StackUrls", "env_text",
                                        "load_stack_environ", "read_env_file", "services_available"],
     "pytest_cutover.rehearsal.fixtures": ["embedded_stack", "pytest_addoption"],
+    "pytest_cutover.rehearsal.leftovers": ["FOLDER_PREFIX", "StaleStack", "is_stack_part", "owner_record",
+                                           "stale_stacks", "sweep_stale_stacks"],
 }
 
 

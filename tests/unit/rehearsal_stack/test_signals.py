@@ -61,11 +61,14 @@ def test_owner_signal_stops_every_part(scratch: Path, sig: int) -> None:
     assert not workdir.exists()
 
 
-def test_stop_all_cleans_up_after_a_killed_owner(scratch: Path) -> None:
-    """SIGKILL cannot be caught: the parts outlive their owner, and `ctl stop-all` stops them by pid."""
+@pytest.mark.parametrize("how", ["ctl stop-all", "the next start's sweep"])
+def test_a_killed_owners_parts_are_cleaned_up(scratch: Path, how: str) -> None:
+    """SIGKILL cannot be caught: the parts outlive their owner.  `ctl stop-all` stops them by pid; the next
+    stack start's sweep (rehearsal/leftovers.py) finds the dead owner's folder, stops them and removes it."""
+    from pytest_cutover.rehearsal.leftovers import sweep_stale_stacks
     from pytest_cutover.rehearsal.stack import services_available
 
-    workdir = scratch / "stack"
+    workdir = scratch / "cutover-stack-killed"
     mode = "services" if services_available() is None else "no-services"
     owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir), mode], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -80,10 +83,17 @@ def test_stop_all_cleans_up_after_a_killed_owner(scratch: Path) -> None:
         owner.wait(timeout=30)
         time.sleep(0.5)
         assert all(psutil.pid_exists(p) for p in pids), "the parts should outlive a SIGKILLed owner"
-        done = subprocess.run([sys.executable, "-m", "pytest_cutover.rehearsal.ctl", "stop-all", str(workdir)],
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert done.returncode == 0, done.stderr
-        assert "postgres stopped" in done.stdout and "pgbouncer-transaction stopped" in done.stdout
+        if how == "ctl stop-all":
+            done = subprocess.run([sys.executable, "-m", "pytest_cutover.rehearsal.ctl", "stop-all", str(workdir)],
+                                  capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, done.stderr
+            said = done.stdout
+        else:
+            lines: list[str] = []
+            assert [s.path for s in sweep_stale_stacks(lines.append, root=scratch)] == [workdir]
+            said = "\n".join(lines)
+            assert not workdir.exists() and "removed its folder" in said, said
+        assert "postgres stopped" in said and "pgbouncer-transaction stopped" in said
     finally:
         if owner.poll() is None:
             owner.terminate()
