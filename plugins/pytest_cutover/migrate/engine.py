@@ -508,9 +508,10 @@ class _Run:
         self.mark("pinned")
 
     async def cancel_pin(self) -> None:
+        """A run that ends early (an error, Ctrl-C) stops its pin: the pin's own outcome no longer matters."""
         if self.pin_task is not None and not self.pin_task.done():
             self.pin_task.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.pin_task
 
     async def finish(self, sink: VectorSink) -> None:

@@ -169,6 +169,47 @@ def test_a_delta_whose_pin_fails_hashes_every_row(make_world, monkeypatch):
     assert any("pinning the target's rows failed (OSError" in m for m in delta.messages), delta.messages
 
 
+def test_a_delta_that_fails_stops_its_pin_and_leaves_no_connection(make_world, monkeypatch):
+    """The reader cannot open the source (another process holds the local-mode folder) while the pin is still
+    hashing (a slow one here, as on a large table): the delta fails with the source's error, and the pin is
+    stopped with its connection closed, while the caller's event loop is still running."""
+    import asyncio
+
+    import asyncpg
+    from qdrant_client import QdrantClient
+
+    from pytest_cutover.migrate import verify
+    from pytest_cutover.migrate.engine import migrate_vectors
+    from pytest_cutover.migrate.errors import SourceError
+
+    async def slow_pin(*args, **kwargs):
+        await asyncio.sleep(120)
+
+    world = make_world(60)
+    config = world.config()
+    assert api.vectors(config, RUN, mode="presync", parity=False).ok
+    monkeypatch.setattr(verify, "pin_target", slow_pin)
+    job = api.vector_job(config, RUN, resume=True)
+    others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+    async def go() -> tuple[int, int]:
+        probe = await asyncpg.connect(world.admin_dsn)
+        try:
+            before = await probe.fetchval(others)
+            with pytest.raises(SourceError, match="already accessed"):
+                await migrate_vectors(job)
+            return before, await probe.fetchval(others)
+        finally:
+            await probe.close()
+
+    holder = QdrantClient(path=str(world.qdrant_path))
+    try:
+        before, after = asyncio.run(go())
+    finally:
+        holder.close()
+    assert after == before
+
+
 def test_without_a_presync_the_final_sync_is_a_full_one(make_world):
     world = make_world(100)
     outcome = api.vectors(world.config(), RUN, resume=True, parity=False)
