@@ -511,8 +511,14 @@ class _Run:
         """A run that ends early (an error, Ctrl-C) stops its pin: the pin's own outcome no longer matters."""
         if self.pin_task is not None and not self.pin_task.done():
             self.pin_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self.pin_task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():  # the caller itself is being cancelled
+                    raise
+            except Exception:  # the pin's own failure no longer matters
+                pass
 
     async def finish(self, sink: VectorSink) -> None:
         """A delta clears the rows of points deleted since the pre-sync; then every row is accounted."""
