@@ -262,6 +262,12 @@ def missing_app_imports(roots: Iterable[str] = APP_REQUIREMENTS) -> set[str]:
     return _missing_imports(_app_sources(), distributions(roots, "app"), "app")
 
 
+def _hash_dists(digest: Any, dists: Iterable[metadata.Distribution]) -> None:
+    """The copied wheels count by name and version (their files are what pip installed for that version)."""
+    for dist in dists:
+        digest.update(f"{dist.metadata['Name']}=={dist.version}\0".encode())
+
+
 def _inputs(name: str, base_hash: str) -> str:
     """The hash of everything that goes into image ``name`` (the base's hash included)."""
     digest = hashlib.sha256(f"{name}\0{base_hash}\0".encode())
@@ -276,13 +282,11 @@ def _inputs(name: str, base_hash: str) -> str:
     elif name == "storage":
         digest.update(STORAGE_DOCKERFILE.encode())
         _hash_files(digest, PKG_ROOT, _storage_sources())
-        for dist in storage_distributions():
-            digest.update(f"{dist.metadata['Name']}=={dist.version}\0".encode())
+        _hash_dists(digest, storage_distributions())
     elif name == "app":
         digest.update(APP_DOCKERFILE.encode())
         _hash_files(digest, APP_TEMPLATE, _app_sources())
-        for dist in distributions(APP_REQUIREMENTS, "app"):
-            digest.update(f"{dist.metadata['Name']}=={dist.version}\0".encode())
+        _hash_dists(digest, distributions(APP_REQUIREMENTS, "app"))
     return digest.hexdigest()[:32]
 
 
@@ -447,8 +451,7 @@ def remove_failed_build(client: Any, log: str) -> str | None:
         image = client.images.get(last)
     except docker.errors.ImageNotFound:
         return None
-    users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == image.id]
-    if replaced_image_verdict(image.id, "", old_tags=image.tags, users=users) is not None:
+    if replaced_image_verdict(image.id, "", old_tags=image.tags, users=_users_of(client, image.id)) is not None:
         return None
     try:
         client.images.remove(image.id)
@@ -487,9 +490,8 @@ def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Calla
     removed: list[str] = []
     for tag, old_id in reversed(replaced):
         short = old_id.removeprefix("sha256:")[:12]
-        try:
-            new_id = client.images.get(tag).id
-        except docker.errors.ImageNotFound:
+        new_id = _image_id(client, tag)
+        if new_id is None:
             continue
         try:
             old = client.images.get(old_id)
@@ -499,8 +501,7 @@ def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Calla
                 echo(f"images: the image {short} that {tag} replaced is gone too (removed with the last image "
                      "built on it)")
             continue
-        users = [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == old_id]
-        why = replaced_image_verdict(old_id, new_id, old_tags=old.tags, users=users)
+        why = replaced_image_verdict(old_id, new_id, old_tags=old.tags, users=_users_of(client, old_id))
         if why == NOTHING_REPLACED:
             continue
         if why is not None:
@@ -515,6 +516,11 @@ def prune_replaced(client: Any, replaced: Sequence[tuple[str, str]], echo: Calla
         removed.append(old_id)
         echo(f"images: removed the image {short} that {tag} replaced (untagged, no container uses it)")
     return removed
+
+
+def _users_of(client: Any, image_id: str) -> list[str]:
+    """The containers (running or not) created from ``image_id``: an image one of them uses must stay."""
+    return [c.name for c in client.containers.list(all=True) if c.attrs.get("Image") == image_id]
 
 
 def _image_id(client: Any, tag: str) -> str | None:

@@ -106,16 +106,16 @@ def _processes_naming(folder: Path) -> list[Any]:
     return victims
 
 
-def _stop_processes(folder: Path) -> list[str]:
-    """Stop what still runs from ``folder``: the parts it recorded, then any process naming it."""
+def _stop_processes(folder: Path, running: list[Any]) -> list[str]:
+    """Stop what still runs from ``folder``: the parts it recorded, then those of ``running`` still alive."""
     import psutil
 
     from pytest_cutover.rehearsal.ctl import stop_all
 
     said = []
-    with contextlib.suppress(Exception):  # a half-written record: the command-line search still finds them
+    with contextlib.suppress(Exception):  # a half-written record: the command-line search found them anyway
         said.append(stop_all(folder))
-    victims = _processes_naming(folder)
+    victims = [proc for proc in running if proc.is_running()]  # is_running() also rules out a recycled pid
     if victims:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for proc in victims:
@@ -138,7 +138,7 @@ def sweep_stale_stacks(say: Callable[[str], None], *, root: Path | None = None) 
         running = _processes_naming(stack.path)
         if stack.keep and not running:
             continue
-        stopped = _stop_processes(stack.path) if running else ["nothing was running from it"]
+        stopped = _stop_processes(stack.path, running) if running else ["nothing was running from it"]
         if not stack.keep:
             shutil.rmtree(stack.path, ignore_errors=True)
         what = "kept its folder (asked to keep it)" if stack.keep else "removed its folder"
